@@ -1,0 +1,219 @@
+"""The ``recommndr`` command. One command per pipeline stage; make, dvc.yaml, Colab and CI call these."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from recommndr.config import get_settings
+from recommndr.errors import RecommndrError
+from recommndr.logging import configure_logging
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="Recommndr: e-commerce recommendations.")
+data_app = typer.Typer(no_args_is_help=True, help="Generate, import, validate, profile and split datasets.")
+import_app = typer.Typer(no_args_is_help=True, help="Import real data into the dataset schema.")
+app.add_typer(data_app, name="data")
+data_app.add_typer(import_app, name="import")
+out = Console()
+err = Console(stderr=True)
+log = logging.getLogger("recommndr.cli")
+
+Scale = Literal["tiny", "small", "full"]
+
+
+@app.callback()
+def _setup(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
+) -> None:
+    configure_logging("DEBUG" if verbose else get_settings().log_level)
+
+
+@data_app.command("generate")
+def data_generate(
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder to write the dataset into.")],
+    scale: Annotated[
+        str, typer.Option(help="tiny, small or full (1M users x 100K products x 10M events).")
+    ] = "small",
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same data.")] = 42,
+) -> None:
+    """Generate a realistic synthetic shop: catalogue, users, events (and hidden ground truth)."""
+    from recommndr.data.synthetic import generate
+    from recommndr.data.synthetic.config import SCALES
+
+    if scale not in SCALES:
+        raise typer.BadParameter(
+            f"unknown scale '{scale}'; choose one of {', '.join(SCALES)}", param_hint="--scale"
+        )
+    t0 = time.perf_counter()
+    with err.status(f"generating the '{scale}' dataset ..."):
+        s = generate(scale, out_dir, seed=seed)
+    _summary(
+        f"Generated '{scale}' (seed {seed}) in {time.perf_counter() - t0:.1f} s",
+        {
+            "users": f"{s.n_users:,}",
+            "products": f"{s.n_items:,}",
+            "events": f"{s.n_events:,}",
+            "sessions": f"{s.n_sessions:,}",
+            "written to": str(out_dir),
+            "ground truth": str(out_dir / "ground_truth") + " (never used for training)",
+        },
+    )
+
+
+@import_app.command("completejourney")
+def import_completejourney(
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder to write the dataset into.")],
+) -> None:
+    """dunnhumby 'The Complete Journey' (2,469 households, 2017; educational use) in the schema."""
+    from recommndr.data.importers.completejourney import import_completejourney as run
+
+    with err.status("importing The Complete Journey ..."):
+        s = run(out_dir)
+    _summary(
+        "Imported The Complete Journey",
+        {
+            "users": f"{s.users:,}",
+            "products": f"{s.products:,}",
+            "events": f"{s.events:,}",
+            "dropped lines": f"{s.dropped_lines:,} (quantity 0 or no sales value)",
+            "written to": str(out_dir),
+        },
+    )
+
+
+@import_app.command("events")
+def import_events(
+    events: Annotated[Path, typer.Option("--events", help="Events file (CSV or Parquet).")],
+    products: Annotated[Path, typer.Option("--products", help="Products file (CSV or Parquet).")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder to write the dataset into.")],
+    users: Annotated[Path | None, typer.Option("--users", help="Users file (optional).")] = None,
+) -> None:
+    """Your own events and catalogue, checked and converted; nothing is written if a row is unusable."""
+    from recommndr.data.importers.files import import_files
+
+    s = import_files(events, products, out_dir, users)
+    rows = {
+        "users": f"{s.users:,}",
+        "products": f"{s.products:,}",
+        "events": f"{s.events:,}",
+        "written to": str(out_dir),
+    }
+    for i, d in enumerate(s.derived):
+        rows[f"derived {i + 1}"] = d
+    _summary("Imported your files", rows)
+
+
+@data_app.command("validate")
+def data_validate(
+    dataset: Annotated[Path, typer.Argument(help="Dataset folder.")],
+    report: Annotated[Path | None, typer.Option(help="Also write the report as JSON here.")] = None,
+) -> None:
+    """Run the Great Expectations suites; exit 0 when all pass, else 1 with a report of each failure."""
+    from recommndr.data.validate import validate_dataset
+
+    t0 = time.perf_counter()
+    with err.status(f"validating {dataset} ..."):
+        result = validate_dataset(dataset)
+    if report:
+        report.parent.mkdir(parents=True, exist_ok=True)
+        report.write_text(json.dumps(result.to_dict(), indent=2, default=str) + "\n")
+    took = time.perf_counter() - t0
+    counts = ", ".join(f"{k} {v:,}" for k, v in result.row_counts.items())
+    if result.success:
+        out.print(f"[green]valid[/green]: {result.evaluated} expectations passed on {counts} ({took:.1f} s)")
+        return
+    t = Table(title=f"{len(result.failures)} of {result.evaluated} expectations failed on {dataset}")
+    for col in ("table", "expectation", "column", "unexpected", "detail", "sample rows"):
+        t.add_column(col, overflow="fold")
+    for f in result.failures:
+        n = "" if f.unexpected_count is None else f"{f.unexpected_count:,} ({f.unexpected_percent or 0:.3g}%)"
+        samples = "\n".join(json.dumps(s, default=str) for s in f.samples[:3])
+        t.add_row(f.table, f.expectation, f.column or "", n, f.detail, samples)
+    out.print(t)
+    raise typer.Exit(1)
+
+
+@data_app.command("profile")
+def data_profile(
+    datasets: Annotated[list[Path], typer.Argument(help="One or more dataset folders, shown side by side.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    out_file: Annotated[
+        Path | None, typer.Option("--out", help="Also write the profile(s) as JSON here.")
+    ] = None,
+) -> None:
+    """Statistics that show realism: popularity skew, funnel, sessions, seasonality, cold start."""
+    from recommndr.data.profile import ROWS, format_value, profile, shape_rows
+
+    profiles = [profile(d) for d in datasets]
+    if out_file:
+        out_file.parent.mkdir(parents=True, exist_ok=True)
+        body = (
+            profiles[0]
+            if len(profiles) == 1
+            else {str(d): p for d, p in zip(datasets, profiles, strict=True)}
+        )
+        out_file.write_text(json.dumps(body, indent=2, default=str) + "\n")
+    if as_json:
+        out.print_json(json.dumps({str(d): p for d, p in zip(datasets, profiles, strict=True)}, default=str))
+        return
+    t = Table(title="Dataset profile")
+    t.add_column("statistic")
+    for d in datasets:
+        t.add_column(str(d), justify="right")
+    for key, label, fmt in ROWS:
+        t.add_row(label, *[format_value(p[key], fmt) for p in profiles])
+    for label, values in shape_rows(profiles):
+        t.add_row(label, *values)
+    out.print(t)
+
+
+@data_app.command("split")
+def data_split(
+    dataset: Annotated[Path, typer.Argument(help="Dataset folder.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for train/valid/test events.")],
+    valid_days: Annotated[int, typer.Option(help="Days of validation before the test period.")] = 14,
+    test_days: Annotated[int, typer.Option(help="Days at the end held out for testing.")] = 14,
+    holdout_last_n: Annotated[
+        int, typer.Option(help="Also move each user's last N training events to valid.")
+    ] = 0,
+) -> None:
+    """Temporal split of the events into train, validation and test."""
+    from recommndr.data.split import SplitConfig, split_dataset
+
+    cfg = SplitConfig(valid_days, test_days, "user_last" if holdout_last_n else "time", holdout_last_n)
+    counts = split_dataset(dataset, out_dir, cfg)
+    _summary("Split", {k: f"{v:,}" for k, v in counts.items()} | {"written to": str(out_dir)})
+
+
+def _summary(title: str, rows: dict[str, Any]) -> None:
+    t = Table(title=title, show_header=False)
+    t.add_column("what", style="bold")
+    t.add_column("value")
+    for k, v in rows.items():
+        t.add_row(k, str(v))
+    out.print(t)
+
+
+def main() -> None:
+    """Entry point: project errors become a message and a non-zero exit, never a traceback."""
+    try:
+        app()
+    except RecommndrError as exc:
+        err.print(f"[red]error[/red]: {exc}")
+        sys.exit(exc.exit_code)
+    except Exception as exc:  # a bug: say so, keep the stack in the debug log
+        logging.getLogger("recommndr").debug("unexpected error", exc_info=True)
+        err.print(f"[red]internal error[/red] ({type(exc).__name__}): {exc}. Run with -v for details.")
+        sys.exit(70)
+
+
+if __name__ == "__main__":
+    main()

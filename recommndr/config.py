@@ -1,0 +1,32 @@
+"""One typed settings object for paths and backends, read through a cached :func:`get_settings`.
+
+Every value can be set with an environment variable prefixed ``RECOMMNDR_`` (for example
+``RECOMMNDR_DATA_DIR``) or in a ``.env`` file. Nothing is created or opened at import time.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Paths and backends used by the CLI, the pipelines and the API."""
+
+    model_config = SettingsConfigDict(env_prefix="RECOMMNDR_", env_file=".env", extra="forbid", frozen=True)
+
+    data_dir: Path = Field(Path("data"), description="Where datasets are written and read.")
+    artifacts_dir: Path = Field(Path("artifacts"), description="Where trained artifacts are written.")
+    reports_dir: Path = Field(Path("reports"), description="Validation and evaluation reports.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    threads: int = Field(0, ge=0, description="Worker threads for heavy steps; 0 means all cores.")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings; tests call ``get_settings.cache_clear()`` after changing the env."""
+    return Settings()

@@ -1,0 +1,1 @@
+"""Importers that map real data into the dataset schema."""

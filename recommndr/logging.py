@@ -1,0 +1,24 @@
+"""Logging set-up for entry points only (the CLI, the API, benchmarks). Library modules just call
+``logging.getLogger(__name__)``."""
+
+from __future__ import annotations
+
+import logging
+
+from rich.logging import RichHandler
+
+_NOISY = ("great_expectations", "urllib3", "filelock", "dvc", "matplotlib")
+
+
+def configure_logging(level: str = "INFO") -> None:
+    """Send log records to stderr through rich; idempotent."""
+    root = logging.getLogger()
+    if any(isinstance(h, RichHandler) for h in root.handlers):
+        root.setLevel(level)
+        return
+    handler = RichHandler(show_path=False, rich_tracebacks=False, markup=False)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    # Libraries that set their own loggers' levels at import: keep only their warnings.
+    handler.addFilter(lambda r: r.levelno >= logging.WARNING or not r.name.startswith(_NOISY))
+    root.addHandler(handler)
+    root.setLevel(level)
