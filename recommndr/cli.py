@@ -22,8 +22,9 @@ data_app = typer.Typer(no_args_is_help=True, help="Generate, import, validate, p
 import_app = typer.Typer(no_args_is_help=True, help="Import real data into the dataset schema.")
 app.add_typer(data_app, name="data")
 data_app.add_typer(import_app, name="import")
-out = Console()
-err = Console(stderr=True)
+# Piped output (CI logs, files) gets wide tables instead of rich's 80-column default.
+out = Console(width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 log = logging.getLogger("recommndr.cli")
 
 Scale = Literal["tiny", "small", "full"]

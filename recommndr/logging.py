@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import logging
+import sys
 
+from rich.console import Console
 from rich.logging import RichHandler
 
 _NOISY = ("great_expectations", "urllib3", "filelock", "dvc", "matplotlib")
@@ -16,7 +18,8 @@ def configure_logging(level: str = "INFO") -> None:
     if any(isinstance(h, RichHandler) for h in root.handlers):
         root.setLevel(level)
         return
-    handler = RichHandler(show_path=False, rich_tracebacks=False, markup=False)
+    console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
+    handler = RichHandler(console=console, show_path=False, rich_tracebacks=False, markup=False)
     handler.setFormatter(logging.Formatter("%(message)s"))
     # Libraries that set their own loggers' levels at import: keep only their warnings.
     handler.addFilter(lambda r: r.levelno >= logging.WARNING or not r.name.startswith(_NOISY))

@@ -61,9 +61,9 @@ class ValidationReport:
 
 def _frame(table: pa.Table) -> pd.DataFrame:
     """Arrow to pandas with strings as pyarrow-backed strings (compact, fast unique/isin)."""
-    df: pd.DataFrame = table.to_pandas(
-        types_mapper={pa.string(): pd.StringDtype("pyarrow")}.get, self_destruct=True
-    )
+    text = pd.StringDtype("pyarrow")
+    mapping = {pa.string(): text, pa.large_string(): text, pa.string_view(): text}
+    df: pd.DataFrame = table.to_pandas(types_mapper=mapping.get, self_destruct=True)
     return df
 
 
@@ -151,7 +151,7 @@ def _validate(root: Path) -> ValidationReport:
                 df[col] = values
                 exps.append(gx.expectations.ExpectColumnValuesToBeInSet(column=col, value_set=[True]))
         frames.append((name, df, exps))
-    if funnel is not None and int(funnel["view"].sum()) > 0:
+    if funnel is not None and int(funnel["view"].sum() + funnel["add_to_cart"].sum()) > 0:
         frames.append(
             (
                 "funnel",

@@ -122,9 +122,16 @@ class _Table:
             out = src.dt.cast_time_unit("us")
             out = out.dt.convert_time_zone("UTC") if src.dtype.time_zone else out.dt.replace_time_zone("UTC")
         elif src.dtype.is_integer():
-            mx = int(src.abs().max() or 0)  # type: ignore[arg-type]
-            unit_us = 1 if mx > 10**14 else 1_000 if mx > 10**11 else 1_000_000
-            out = (src.cast(pl.Int64) * unit_us).cast(pl.Datetime("us", "UTC"))
+            # Epoch seconds, milliseconds or microseconds, told apart by magnitude per value.
+            v = src.cast(pl.Int64)
+            scaled = pl.select(
+                pl.when(v.abs() < 10**11)
+                .then(v * 1_000_000)
+                .when(v.abs() < 10**14)
+                .then(v * 1_000)
+                .otherwise(v)
+            ).to_series()
+            out = scaled.cast(pl.Datetime("us", "UTC"))
         elif src.dtype == pl.String:
             parsed = pd.to_datetime(src.to_pandas(), utc=True, errors="coerce", format="ISO8601")
             out = pl.Series(col, parsed).cast(pl.Datetime("us", "UTC"))

@@ -77,7 +77,7 @@ def generate(scale: str | cfg.Scale, out: Path, seed: int = 42) -> GenerationSum
         total += len(ev) + len(rep)
         per_session = max(1.0, (len(ev) + len(rep)) / (users.shape[0] + rep_st.shape[0]))
         log.info("sessions: %d so far, %d events (%.2f per session)", n_sessions, total, per_session)
-    events = Events.concat(batches)
+    events = _drop_durable_rebuys(Events.concat(batches), cat)
     start = np.concatenate(starts)
     events, session_id, pos = _trim(events, start, sc.n_events, rng_sess)
 
@@ -101,6 +101,19 @@ def _session_users(pop: Population, n: int, first: bool, rng: np.random.Generato
         return np.repeat(np.arange(w.shape[0], dtype=np.int64), counts)
     cdf = np.cumsum(w)
     return np.asarray(np.searchsorted(cdf, rng.random(n) * cdf[-1]), dtype=np.int64)
+
+
+def _drop_durable_rebuys(events: Events, cat: Catalogue) -> Events:
+    """Nobody buys the same durable product twice: a later purchase of one (drawn independently in
+    another session) is dropped, leaving that session's cart abandoned."""
+    buy = np.flatnonzero((events.etype == PURCHASE) & (cat.repeat_cycle_days[events.item] == 0))
+    key = events.user[buy] * cat.leaf.shape[0] + events.item[buy]
+    order = np.lexsort((events.ts[buy], key))
+    dup = np.zeros(buy.shape[0], dtype=bool)
+    dup[order[1:]] = key[order[1:]] == key[order[:-1]]
+    keep = np.ones(len(events), dtype=bool)
+    keep[buy[dup]] = False
+    return events.take(np.flatnonzero(keep))
 
 
 def _trim(events: Events, start: I64, n_events: int, rng: np.random.Generator) -> tuple[Events, I64, I64]:

@@ -1,0 +1,52 @@
+"""Shared fixtures. Markers: every test module sets ``pytestmark`` (unit, integration or e2e)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from recommndr.config import get_settings
+
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The seeded ``tiny`` synthetic dataset, generated once per test session (read-only)."""
+    from recommndr.data.synthetic import generate
+
+    out = tmp_path_factory.mktemp("tiny") / "data"
+    generate("tiny", out, seed=7)
+    return out
+
+
+@pytest.fixture
+def tiny_copy(tiny_dataset: Path, tmp_path: Path) -> Path:
+    """A private copy of the tiny dataset that a test may corrupt."""
+    dst = tmp_path / "data"
+    shutil.copytree(tiny_dataset, dst)
+    return dst
+
+
+@pytest.fixture(autouse=True)
+def _fresh_settings() -> Iterator[None]:
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """A run that executed no test fails, even when everything was skipped or deselected."""
+    if hasattr(session.config, "workerinput"):  # an xdist worker: the controller decides
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is None:
+        return
+    ran = sum(len(reporter.stats.get(k, [])) for k in ("passed", "failed", "error", "xfailed", "xpassed"))
+    if ran == 0 and exitstatus == 0:
+        session.exitstatus = pytest.ExitCode.NO_TESTS_COLLECTED

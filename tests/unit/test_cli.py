@@ -1,0 +1,70 @@
+"""The ``recommndr`` command as a user runs it: exit codes, messages, no tracebacks."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.unit
+EXE = [sys.executable, "-m", "recommndr.cli"]
+
+
+def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*EXE, *args], capture_output=True, text=True, cwd=cwd, timeout=300, check=False)
+
+
+def test_generate_validate_profile_split(tmp_path: Path) -> None:
+    out = tmp_path / "shop"
+    r = run("data", "generate", "--scale", "tiny", "--seed", "3", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    assert "40,000" in r.stdout
+    r = run("data", "validate", str(out), "--report", str(tmp_path / "report.json"))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "valid" in r.stdout
+    assert json.loads((tmp_path / "report.json").read_text())["success"] is True
+    r = run("data", "profile", str(out), str(out), "--out", str(tmp_path / "profile.json"))
+    assert r.returncode == 0, r.stderr
+    assert "Gini of product popularity" in r.stdout
+    prof = json.loads((tmp_path / "profile.json").read_text())
+    assert prof[str(out)]["events"] == 40_000
+    r = run("data", "split", str(out), "--out", str(tmp_path / "split"))
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "split" / "test.parquet").exists()
+
+
+def test_validate_failure_exits_1_with_a_report(tiny_copy: Path) -> None:
+    import polars as pl
+
+    pr = pl.read_parquet(tiny_copy / "products.parquet")
+    pr.with_columns(pl.lit(-1.0).alias("price")).write_parquet(tiny_copy / "products.parquet")
+    r = run("data", "validate", str(tiny_copy))
+    assert r.returncode == 1
+    assert "expect_column_values_to_be_between" in r.stdout
+    assert "price" in r.stdout
+    assert "Traceback" not in r.stdout + r.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["data", "generate", "--scale", "huge", "--out", "x"], 2, "unknown scale 'huge'"),
+        (["data", "validate", "/nonexistent/shop"], 2, "has no 'products' table"),
+        (
+            ["data", "import", "events", "--events", "/nope.csv", "--products", "/nope2.csv", "--out", "o"],
+            2,
+            "does not exist",
+        ),
+        (["data", "profile"], 2, "Missing argument"),
+    ],
+)
+def test_bad_input_gives_a_message_and_nonzero_exit(
+    args: list[str], code: int, message: str, tmp_path: Path
+) -> None:
+    r = run(*args, cwd=tmp_path)
+    assert r.returncode == code
+    assert message in (r.stdout + r.stderr).replace("\n", " ").replace("│", "")
+    assert "Traceback" not in r.stdout + r.stderr
