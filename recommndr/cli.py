@@ -30,16 +30,29 @@ log = logging.getLogger("recommndr.cli")
 Scale = Literal["tiny", "small", "full"]
 
 
+def _version(value: bool) -> None:
+    if value:
+        from recommndr import __version__
+
+        out.print(f"recommndr {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _setup(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
 ) -> None:
     configure_logging("DEBUG" if verbose else get_settings().log_level)
 
 
 @data_app.command("generate")
 def data_generate(
-    out_dir: Annotated[Path, typer.Option("--out", help="Folder to write the dataset into.")],
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", help="Folder to write the dataset into [default: DATA_DIR/SCALE].")
+    ] = None,
     scale: Annotated[
         str, typer.Option(help="tiny, small or full (1M users x 100K products x 10M events).")
     ] = "small",
@@ -53,6 +66,7 @@ def data_generate(
         raise typer.BadParameter(
             f"unknown scale '{scale}'; choose one of {', '.join(SCALES)}", param_hint="--scale"
         )
+    out_dir = out_dir or get_settings().data_dir / scale
     t0 = time.perf_counter()
     with err.status(f"generating the '{scale}' dataset ..."):
         s = generate(scale, out_dir, seed=seed)
@@ -71,11 +85,15 @@ def data_generate(
 
 @import_app.command("completejourney")
 def import_completejourney(
-    out_dir: Annotated[Path, typer.Option("--out", help="Folder to write the dataset into.")],
+    out_dir: Annotated[
+        Path | None,
+        typer.Option("--out", help="Folder to write the dataset into [default: DATA_DIR/completejourney]."),
+    ] = None,
 ) -> None:
     """dunnhumby 'The Complete Journey' (2,469 households, 2017; educational use) in the schema."""
     from recommndr.data.importers.completejourney import import_completejourney as run
 
+    out_dir = out_dir or get_settings().data_dir / "completejourney"
     with err.status("importing The Complete Journey ..."):
         s = run(out_dir)
     _summary(

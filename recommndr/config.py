@@ -19,11 +19,10 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="RECOMMNDR_", env_file=".env", extra="forbid", frozen=True)
 
-    data_dir: Path = Field(Path("data"), description="Where datasets are written and read.")
-    artifacts_dir: Path = Field(Path("artifacts"), description="Where trained artifacts are written.")
-    reports_dir: Path = Field(Path("reports"), description="Validation and evaluation reports.")
+    data_dir: Path = Field(
+        Path("data"), description="Default parent folder of generated and imported datasets."
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    threads: int = Field(0, ge=0, description="Worker threads for heavy steps; 0 means all cores.")
 
 
 @lru_cache(maxsize=1)

@@ -126,7 +126,8 @@ def profile(root: Path) -> dict[str, Any]:
         _num(tail["item_id"].is_in(cold_items.implode()).mean()) if tail.height else 0.0
     )
     out["price_median"] = _num(ev_df["price"].median())
-    out["quantity_mean_purchases"] = _num(pur["quantity"].mean()) if pur.height else None
+    out["quantity_median_purchases"] = _q(pur["quantity"], 0.5) if pur.height else None
+    out["quantity_p99_purchases"] = _q(pur["quantity"], 0.99) if pur.height else None
     return out
 
 
@@ -165,7 +166,8 @@ ROWS: tuple[tuple[str, str, str], ...] = (
     ("basket_lines_mean", "purchase lines per basket (mean)", "{:.2f}"),
     ("basket_lines_median", "purchase lines per basket (median)", "{:.0f}"),
     ("repeat_purchase_share", "purchases of a product bought before", "{:.1%}"),
-    ("quantity_mean_purchases", "quantity per purchase line", "{:.2f}"),
+    ("quantity_median_purchases", "quantity per purchase line (median)", "{:.0f}"),
+    ("quantity_p99_purchases", "quantity per purchase line (p99)", "{:.0f}"),
     ("nov_dec_share", "events in Nov + Dec", "{:.1%}"),
     ("cold_users_share", "users first seen in the last 10% of time", "{:.1%}"),
     ("cold_products_share", "products first seen in the last 10% of time", "{:.1%}"),

@@ -19,7 +19,9 @@ BIN = Path(sys.executable).parent
 
 
 def sh(*args: str, cwd: Path) -> str:
-    env = dict(os.environ, PATH=f"{BIN}:{os.environ['PATH']}", DVC_NO_ANALYTICS="1", GX_ANALYTICS_ENABLED="false")
+    env = dict(
+        os.environ, PATH=f"{BIN}:{os.environ['PATH']}", DVC_NO_ANALYTICS="1", GX_ANALYTICS_ENABLED="false"
+    )
     r = subprocess.run(list(args), cwd=cwd, env=env, capture_output=True, text=True, timeout=600, check=False)
     assert r.returncode == 0, f"{' '.join(args)} failed:\n{r.stdout}\n{r.stderr}"
     return r.stdout + r.stderr

@@ -68,3 +68,21 @@ def test_bad_input_gives_a_message_and_nonzero_exit(
     assert r.returncode == code
     assert message in (r.stdout + r.stderr).replace("\n", " ").replace("│", "")
     assert "Traceback" not in r.stdout + r.stderr
+
+
+def test_default_output_folder_comes_from_settings(tmp_path: Path) -> None:
+    import os
+
+    env = dict(os.environ, RECOMMNDR_DATA_DIR=str(tmp_path / "shopdata"))
+    r = subprocess.run(
+        [*EXE, "data", "generate", "--scale", "tiny"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "shopdata" / "tiny" / "events.parquet").exists()
+    v = subprocess.run([*EXE, "--version"], capture_output=True, text=True, timeout=60, check=False)
+    assert v.returncode == 0 and v.stdout.startswith("recommndr ")
