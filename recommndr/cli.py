@@ -212,6 +212,63 @@ def data_split(
     _summary("Split", {k: f"{v:,}" for k, v in counts.items()} | {"written to": str(out_dir)})
 
 
+@app.command("train")
+def train_cmd(
+    data: Annotated[Path, typer.Option("--data", help="Dataset folder.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the artifacts.")],
+    params: Annotated[Path, typer.Option(help="Parameters file (its 'train' section).")] = Path(
+        "params.yaml"
+    ),
+) -> None:
+    """Fit retrieval, ranking and similarity models; export ONNX; write every artifact the API needs."""
+    from recommndr.training.config import load_train_config
+    from recommndr.training.pipeline import train
+
+    cfg = load_train_config(params)
+    result = train(data, out_dir, cfg)
+    rows = {f"{k} (s)": f"{v:.1f}" for k, v in result.timings.items()}
+    rows |= {"ranker rows": f"{result.ranker_rows:,}", "ONNX parity (max abs diff)": f"{result.parity:.2e}",
+             "users / products": f"{result.manifest['users']:,} / {result.manifest['items']:,}",
+             "artifacts": str(out_dir)}  # fmt: skip
+    _summary("Trained", rows)
+
+
+@app.command("evaluate")
+def evaluate_cmd(
+    data: Annotated[Path, typer.Option("--data", help="Dataset folder.")],
+    artifacts: Annotated[Path, typer.Option("--artifacts", help="Artifacts folder from `recommndr train`.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    max_users: Annotated[
+        int, typer.Option(help="Evaluate at most this many held-out users (sampled).")
+    ] = 20_000,
+    out_file: Annotated[
+        Path | None, typer.Option("--out", help="Also write the metrics as JSON here.")
+    ] = None,
+) -> None:
+    """Offline metrics on the held-out period for popularity, als and two_stage."""
+    from recommndr.evaluation.evaluate import MODELS, evaluate
+
+    result = evaluate(data, artifacts, max_users=max_users)
+    if out_file:
+        out_file.parent.mkdir(parents=True, exist_ok=True)
+        out_file.write_text(json.dumps(result, indent=2) + "\n")
+    if as_json:
+        sys.stdout.write(json.dumps(result) + "\n")
+        return
+    keys = ["ndcg@10", "recall@10", "recall@50", "map@10", "hit_rate@10", "coverage@10"]
+    t = Table(title=f"Held-out evaluation ({result['_meta']['users']:,} users)")
+    t.add_column("model")
+    for k in keys:
+        t.add_column(k, justify="right")
+    t.add_column("cold users ndcg@10", justify="right")
+    t.add_column("cold items recall@50", justify="right")
+    for m in MODELS:
+        r = result[m]
+        t.add_row(m, *[f"{r[k]:.4f}" for k in keys], f"{r['cold_users'].get('ndcg@10', 0):.4f}",
+                  f"{r['cold_items'].get('recall@50', 0):.4f}")  # fmt: skip
+    out.print(t)
+
+
 def _summary(title: str, rows: dict[str, Any]) -> None:
     t = Table(title=title, show_header=False)
     t.add_column("what", style="bold")

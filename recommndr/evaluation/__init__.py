@@ -1,0 +1,1 @@
+"""Offline evaluation: ranking metrics and the held-out comparison of the models."""

@@ -1,0 +1,1 @@
+"""Second stage: ranking features (shared with serving), LightGBM lambdarank, ONNX export."""

@@ -1,0 +1,1 @@
+"""Model artifacts (one loader for every consumer) and MLflow tracking and registry."""

@@ -1,0 +1,1 @@
+"""First stage: candidate retrieval (ALS, recency-weighted popularity, co-purchase)."""

@@ -1,0 +1,150 @@
+"""The candidate set handed to the ranker: ALS top-N ∪ co-purchase neighbours of recent products ∪
+category-aware popularity, minus durables the user already bought.
+
+Repeat purchases are learned per leaf category: where at least ``REPEATABLE_SHARE`` of purchases
+are of a product the buyer had bought before (consumables), bought products stay eligible; in the
+other categories a bought product is not offered again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import polars as pl
+
+from recommndr.data.interactions import Interactions
+from recommndr.retrieval.als import ALSRetriever
+from recommndr.retrieval.base import F32, I64, Query
+from recommndr.retrieval.popularity import PopularityRetriever
+from recommndr.similarity.copurchase import CoPurchaseRetriever
+from recommndr.training.config import CandidateConfig
+
+SOURCE_ALS, SOURCE_COPURCHASE, SOURCE_POPULARITY = 1, 2, 4
+REPEATABLE_SHARE = 0.05
+RECENT = 10
+
+
+@dataclass
+class Candidates:
+    items: I64
+    sources: npt.NDArray[np.uint8]
+    als_score: F32
+    als_rank: F32
+    cop_score: F32
+    pop_score: F32
+
+
+@dataclass
+class Exclusions:
+    """Sorted keys user * n_items + item of durables each user bought; repeatable leaf categories."""
+
+    keys: I64
+    n_items: int
+    repeatable_l3: npt.NDArray[np.bool_]
+
+    @classmethod
+    def fit(cls, inter: Interactions) -> Exclusions:
+        cat = inter.catalog
+        buy = inter.etype == 2
+        u, i = inter.user[buy].astype(np.int64), inter.item[buy].astype(np.int64)
+        key = u * cat.n_items + i
+        n_l3 = len(cat.l3_names)
+        total = np.bincount(cat.l3[i], minlength=n_l3)
+        uniq = np.unique(key)
+        first = np.bincount(cat.l3[uniq % cat.n_items], minlength=n_l3)
+        share = np.where(total > 0, 1.0 - first / np.maximum(total, 1), 0.0)
+        repeatable = share >= REPEATABLE_SHARE
+        durable = ~repeatable[cat.l3[uniq % cat.n_items]]
+        return cls(uniq[durable], cat.n_items, repeatable)
+
+    def allowed(self, user: int, items: I64) -> npt.NDArray[np.bool_]:
+        if user < 0 or self.keys.size == 0:
+            return np.ones(items.shape[0], dtype=bool)
+        q = user * self.n_items + items
+        pos = np.minimum(np.searchsorted(self.keys, q), self.keys.shape[0] - 1)
+        return np.asarray(self.keys[pos] != q)
+
+
+def recent_items(inter: Interactions, n: int = RECENT) -> tuple[I64, I64]:
+    """CSR (indptr over dense users, items) of each user's last ``n`` distinct products, newest first."""
+    df = (
+        pl.DataFrame({"u": inter.user, "i": inter.item, "t": inter.ts})
+        .group_by("u", "i")
+        .agg(pl.col("t").max())
+        .sort(["u", "t"], descending=[False, True])
+        .with_columns(pl.int_range(pl.len()).over("u").alias("r"))
+        .filter(pl.col("r") < n)
+    )
+    counts = np.bincount(df["u"].to_numpy(), minlength=inter.n_users)
+    indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    return indptr, df["i"].to_numpy().astype(np.int64)
+
+
+def queries_for(users: I64, indptr: I64, recent: I64) -> list[Query]:
+    return [
+        Query(int(u), recent[indptr[u] : indptr[u + 1]] if u >= 0 else np.zeros(0, np.int64)) for u in users
+    ]
+
+
+class CandidateGenerator:
+    def __init__(
+        self,
+        als: ALSRetriever,
+        popularity: PopularityRetriever,
+        copurchase: CoPurchaseRetriever,
+        exclusions: Exclusions,
+        cfg: CandidateConfig,
+    ) -> None:
+        self.als = als
+        self.popularity = popularity
+        self.copurchase = copurchase
+        self.exclusions = exclusions
+        self.cfg = cfg
+
+    def generate(self, queries: Sequence[Query]) -> list[Candidates]:
+        c = self.cfg
+        als = self.als.retrieve(queries, c.als)
+        cop = self.copurchase.retrieve(queries, c.copurchase) if c.copurchase else [None] * len(queries)
+        pop = self.popularity.retrieve(queries, c.popularity)
+        out = []
+        for q, a, cp, p in zip(queries, als, cop, pop, strict=True):
+            out.append(self._merge(q, a, cp, p))
+        return out
+
+    def _merge(
+        self, q: Query, als: tuple[I64, F32], cop: tuple[I64, F32] | None, pop: tuple[I64, F32]
+    ) -> Candidates:
+        c = self.cfg
+        cop_items = cop[0] if cop is not None else np.zeros(0, np.int64)
+        # priority: co-purchase, popularity, then ALS by rank fills the rest
+        items = np.concatenate([cop_items, pop[0], als[0]])
+        _, first = np.unique(items, return_index=True)
+        items = items[np.sort(first)]
+        items = items[self.exclusions.allowed(q.user, items)][: c.total]
+        n = items.shape[0]
+        sources = np.zeros(n, dtype=np.uint8)
+        sources[np.isin(items, als[0])] |= SOURCE_ALS
+        sources[np.isin(items, cop_items)] |= SOURCE_COPURCHASE
+        sources[np.isin(items, pop[0])] |= SOURCE_POPULARITY
+        vec = self.als.user_vector(q)
+        als_score = (
+            (self.als.item_factors[items] @ vec).astype(np.float32)
+            if vec is not None
+            else np.zeros(n, np.float32)
+        )
+        als_rank = np.full(n, float(c.als + 1), dtype=np.float32)
+        pos = {int(it): r for r, it in enumerate(als[0])}
+        for j, it in enumerate(items):
+            r = pos.get(int(it))
+            if r is not None:
+                als_rank[j] = r + 1
+        cop_score = np.zeros(n, np.float32)
+        if cop is not None and cop[0].size:
+            m = dict(zip(cop[0].tolist(), cop[1].tolist(), strict=True))
+            cop_score = np.array([m.get(int(it), 0.0) for it in items], dtype=np.float32)
+        a1, a2 = self.popularity.affinity(q.recent_items)
+        pop_score = self.popularity.score_items(items, a1, a2)
+        return Candidates(items, sources, als_score, als_rank, cop_score, pop_score)

@@ -1,0 +1,58 @@
+"""Similar items: cosine over ALS item factors (never the item itself), with a same-category
+fallback (by current popularity) for products ALS has not seen."""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+from recommndr.data.interactions import Catalog
+from recommndr.retrieval.base import F32, I64, Retriever
+from recommndr.retrieval.popularity import grouped_top
+
+
+def similar_table(
+    item_factors: F32, known: npt.NDArray[np.bool_], k: int, block: int = 512
+) -> tuple[I64, F32]:
+    """Top-``k`` cosine neighbours of every known product, shape (n_items, k); -1 / -inf padding."""
+    n = item_factors.shape[0]
+    norms = np.linalg.norm(item_factors, axis=1)
+    unit = np.where(known[:, None], item_factors / np.maximum(norms, 1e-12)[:, None], 0.0).astype(np.float32)
+    mask = np.where(known, 0.0, -np.inf).astype(np.float32)
+    nbr = np.full((n, k), -1, dtype=np.int64)
+    sim = np.full((n, k), -np.inf, dtype=np.float32)
+    rows = np.flatnonzero(known)
+    for s in range(0, rows.shape[0], block):
+        r = rows[s : s + block]
+        scores = unit[r] @ unit.T + mask[None, :]
+        scores[np.arange(r.shape[0]), r] = -np.inf  # never the item itself
+        kk = min(k, n - 1)
+        part = np.argpartition(-scores, kk - 1, axis=1)[:, :kk]
+        ps = np.take_along_axis(scores, part, axis=1)
+        order = np.argsort(-ps, axis=1)
+        nbr[r, :kk] = np.take_along_axis(part, order, axis=1)
+        sim[r, :kk] = np.take_along_axis(ps, order, axis=1)
+    return nbr, sim
+
+
+class SimilarItems:
+    def __init__(self, catalog: Catalog, nbr: I64, sim: F32, known: npt.NDArray[np.bool_], pop: F32) -> None:
+        self.catalog = catalog
+        self.nbr = nbr
+        self.sim = sim
+        self.known = known
+        self.pop = pop
+        self.l3_ptr, self.l3_top = grouped_top(catalog.l3, pop, len(catalog.l3_names), 100)
+
+    def similar(self, item: int, k: int) -> tuple[I64, F32, str]:
+        """``k`` products like ``item`` and where they came from ('als' or 'category')."""
+        if self.known[item]:
+            row = self.nbr[item]
+            ok = (row >= 0) & np.isfinite(self.sim[item])
+            if ok.sum() >= k:
+                return row[ok][:k], self.sim[item][ok][:k], "als"
+        c = int(self.catalog.l3[item])
+        items = self.l3_top[self.l3_ptr[c] : self.l3_ptr[c + 1]]
+        items = items[items != item]
+        top, scores = Retriever.top_k(self.pop[items], k, items)
+        return top, scores, "category"

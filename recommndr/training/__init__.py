@@ -1,0 +1,1 @@
+"""The training pipeline behind ``recommndr train``."""
