@@ -9,6 +9,7 @@ STAMP := $(VENV)/.installed
 # Debian packages the tests need (installed with apt when missing and running as root).
 APT_PACKAGES := git
 DEMO_DATA ?= data/demo
+DEMO_ARTIFACTS ?= artifacts/demo
 PYTEST_ARGS ?=
 
 export DVC_NO_ANALYTICS := 1
@@ -20,7 +21,7 @@ export OPENBLAS_NUM_THREADS := 1
 .PHONY: help setup system-deps demo test lint typecheck unit integration bench clean
 
 help:
-	@echo "make demo   - set everything up, build a small dataset, validate and profile it"
+	@echo "make demo   - set everything up, build a small dataset, validate, profile, train and evaluate"
 	@echo "make test   - set everything up, lint, type-check and run the whole test suite"
 	@echo "make bench  - run the benchmarks in benchmarks/ (full scale; minutes)"
 
@@ -45,6 +46,8 @@ demo: setup
 	$(BIN)/recommndr data generate --scale small --seed 42 --out $(DEMO_DATA)
 	$(BIN)/recommndr data validate $(DEMO_DATA) --report reports/demo-validation.json
 	$(BIN)/recommndr data profile $(DEMO_DATA)
+	$(BIN)/recommndr train --data $(DEMO_DATA) --out $(DEMO_ARTIFACTS)
+	$(BIN)/recommndr evaluate --data $(DEMO_DATA) --artifacts $(DEMO_ARTIFACTS)
 
 lint: setup
 	$(BIN)/ruff check recommndr tests benchmarks

@@ -36,7 +36,7 @@ def targets_after(
 
 
 def evaluate(data: Path, artifacts: Path, max_users: int = 20_000, seed: int = 0) -> dict[str, Any]:
-    bundle = load_bundle(artifacts)
+    bundle = load_bundle(artifacts, ranker_threads=2)
     cutoff = int(bundle.manifest["cutoff_us"])
     events = load_events(data)
     t = targets_after(events, bundle, cutoff)

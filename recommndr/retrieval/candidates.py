@@ -89,6 +89,16 @@ def queries_for(users: I64, indptr: I64, recent: I64) -> list[Query]:
     ]
 
 
+def _ranks_in(items: I64, ranked: I64, missing: float) -> F32:
+    """1-based rank of each item in ``ranked``; ``missing`` where absent."""
+    if ranked.size == 0:
+        return np.full(items.shape[0], missing, dtype=np.float32)
+    order = np.argsort(ranked)
+    pos = np.minimum(np.searchsorted(ranked[order], items), ranked.shape[0] - 1)
+    hit = ranked[order][pos] == items
+    return np.where(hit, order[pos] + 1.0, missing).astype(np.float32)
+
+
 class CandidateGenerator:
     def __init__(
         self,
@@ -135,16 +145,13 @@ class CandidateGenerator:
             if vec is not None
             else np.zeros(n, np.float32)
         )
-        als_rank = np.full(n, float(c.als + 1), dtype=np.float32)
-        pos = {int(it): r for r, it in enumerate(als[0])}
-        for j, it in enumerate(items):
-            r = pos.get(int(it))
-            if r is not None:
-                als_rank[j] = r + 1
+        als_rank = _ranks_in(items, als[0], float(c.als + 1))
         cop_score = np.zeros(n, np.float32)
         if cop is not None and cop[0].size:
-            m = dict(zip(cop[0].tolist(), cop[1].tolist(), strict=True))
-            cop_score = np.array([m.get(int(it), 0.0) for it in items], dtype=np.float32)
+            order = np.argsort(cop[0])
+            pos = np.minimum(np.searchsorted(cop[0][order], items), cop[0].shape[0] - 1)
+            hit = cop[0][order][pos] == items
+            cop_score = np.where(hit, cop[1][order][pos], 0.0).astype(np.float32)
         a1, a2 = self.popularity.affinity(q.recent_items)
         pop_score = self.popularity.score_items(items, a1, a2)
         return Candidates(items, sources, als_score, als_rank, cop_score, pop_score)

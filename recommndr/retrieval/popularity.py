@@ -66,34 +66,33 @@ class PopularityRetriever(Retriever):
         new = (age_days >= 0) & (age_days <= cfg.new_arrival_days)
         return cls(inter.catalog, pop, new, cfg.per_category)
 
-    def affinity(self, recent: I64) -> tuple[dict[int, float], dict[int, float]]:
-        """Shares of the user's recent products per top-level and second-level category."""
+    def affinity(self, recent: I64) -> tuple[F32, F32]:
+        """Shares of the user's recent products (most recent weigh most) per top-level and
+        second-level category, as dense vectors (all zero for no history)."""
+        n1, n2 = len(self.catalog.l1_names), len(self.catalog.l2_names)
         if recent.size == 0:
-            return {}, {}
-        w = 0.85 ** np.arange(recent.size)  # most recent first
+            return np.zeros(n1, np.float32), np.zeros(n2, np.float32)
+        w = 0.85 ** np.arange(recent.size)
         w = w / w.sum()
-        a1: dict[int, float] = {}
-        a2: dict[int, float] = {}
-        for c1, c2, wi in zip(self.catalog.l1[recent], self.catalog.l2[recent], w, strict=True):
-            a1[int(c1)] = a1.get(int(c1), 0.0) + float(wi)
-            a2[int(c2)] = a2.get(int(c2), 0.0) + float(wi)
+        a1 = np.bincount(self.catalog.l1[recent], weights=w, minlength=n1).astype(np.float32)
+        a2 = np.bincount(self.catalog.l2[recent], weights=w, minlength=n2).astype(np.float32)
         return a1, a2
 
-    def score_items(self, items: I64, a1: dict[int, float], a2: dict[int, float]) -> F32:
+    def score_items(self, items: I64, a1: F32, a2: F32) -> F32:
         base = self.pop[items] / (float(self.pop.max()) or 1.0)
-        if not a1:
+        if not a1.any():
             return base.astype(np.float32)
-        aff1 = np.array([a1.get(int(c), 0.0) for c in self.catalog.l1[items]])
-        aff2 = np.array([a2.get(int(c), 0.0) for c in self.catalog.l2[items]])
-        return (base * (0.05 + aff2 + 0.3 * aff1)).astype(np.float32)
+        return (base * (0.05 + a2[self.catalog.l2[items]] + 0.3 * a1[self.catalog.l1[items]])).astype(
+            np.float32
+        )
 
-    def candidates(self, a1: dict[int, float], a2: dict[int, float]) -> I64:
+    def candidates(self, a1: F32, a2: F32) -> I64:
         parts = [self.global_top[: self.per_category]]
-        for c in sorted(a2, key=a2.__getitem__, reverse=True)[:4]:
+        for c in np.flatnonzero(a2)[np.argsort(-a2[np.flatnonzero(a2)], kind="stable")][:4]:
             parts.append(self.l2_top[self.l2_ptr[c] : self.l2_ptr[c + 1]])
             fresh = self.new_top[self.new_ptr[c] : self.new_ptr[c + 1]]
             parts.append(fresh[self.new_top_mask[self.new_ptr[c] : self.new_ptr[c + 1]]])
-        for c in sorted(a1, key=a1.__getitem__, reverse=True)[:2]:
+        for c in np.flatnonzero(a1)[np.argsort(-a1[np.flatnonzero(a1)], kind="stable")][:2]:
             parts.append(self.l1_top[self.l1_ptr[c] : self.l1_ptr[c + 1]])
         return np.unique(np.concatenate(parts))
 

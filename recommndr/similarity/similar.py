@@ -12,26 +12,33 @@ from recommndr.retrieval.popularity import grouped_top
 
 
 def similar_table(
-    item_factors: F32, known: npt.NDArray[np.bool_], k: int, block: int = 512
+    item_factors: F32, known: npt.NDArray[np.bool_], k: int, block: int = 2048
 ) -> tuple[I64, F32]:
-    """Top-``k`` cosine neighbours of every known product, shape (n_items, k); -1 / -inf padding."""
+    """Top-``k`` cosine neighbours of every known product, shape (n_items, k); -1 / -inf padding.
+
+    Runs the same ONNX MatMul + TopK graph as the retrieval index over unit-length factors, a
+    block of products at a time (ONNX Runtime's TopK is several times faster than numpy's
+    argpartition over 100K columns).
+    """
+    from recommndr.retrieval.index import OnnxIndex, build_index
+
     n = item_factors.shape[0]
     norms = np.linalg.norm(item_factors, axis=1)
     unit = np.where(known[:, None], item_factors / np.maximum(norms, 1e-12)[:, None], 0.0).astype(np.float32)
     mask = np.where(known, 0.0, -np.inf).astype(np.float32)
+    index = OnnxIndex(build_index(unit, mask), threads=0)
     nbr = np.full((n, k), -1, dtype=np.int64)
     sim = np.full((n, k), -np.inf, dtype=np.float32)
     rows = np.flatnonzero(known)
+    kk = min(k + 1, int(known.sum()))
     for s in range(0, rows.shape[0], block):
         r = rows[s : s + block]
-        scores = unit[r] @ unit.T + mask[None, :]
-        scores[np.arange(r.shape[0]), r] = -np.inf  # never the item itself
-        kk = min(k, n - 1)
-        part = np.argpartition(-scores, kk - 1, axis=1)[:, :kk]
-        ps = np.take_along_axis(scores, part, axis=1)
-        order = np.argsort(-ps, axis=1)
-        nbr[r, :kk] = np.take_along_axis(part, order, axis=1)
-        sim[r, :kk] = np.take_along_axis(ps, order, axis=1)
+        scores, items = index.search(unit[r], kk)
+        self_hit = items == r[:, None]  # never the item itself
+        order = np.argsort(self_hit, axis=1, kind="stable")[:, : kk - 1]
+        take = min(k, kk - 1)
+        nbr[r, :take] = np.take_along_axis(items, order, axis=1)[:, :take]
+        sim[r, :take] = np.take_along_axis(scores, order, axis=1)[:, :take]
     return nbr, sim
 
 

@@ -55,13 +55,23 @@ class TrainResult:
     parity: float = 0.0
 
 
+PEAK_RSS: dict[str, float] = {}
+
+
+def _peak_rss_gb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+
+
 @contextmanager
 def _timed(timings: dict[str, float], name: str) -> Iterator[None]:
     log.info("%s ...", name)
     t0 = time.perf_counter()
     yield
     timings[name] = time.perf_counter() - t0
-    log.info("%s: %.1f s", name, timings[name])
+    PEAK_RSS[name] = _peak_rss_gb()
+    log.info("%s: %.1f s (peak memory so far %.2f GB)", name, timings[name], PEAK_RSS[name])
 
 
 @dataclass
@@ -209,6 +219,9 @@ def train(
         tables_b.save(out / "features.npz")
         importance = dict(zip(FEATURES, model.feature_importance("gain").tolist(), strict=True))
         (out / "feature_importance.json").write_text(json.dumps(importance, indent=2) + "\n")
+        (out / "timings.json").write_text(
+            json.dumps({"seconds": timings, "peak_rss_gb_after": PEAK_RSS}, indent=2) + "\n"
+        )
         manifest = write_manifest(
             out,
             {

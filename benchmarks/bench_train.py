@@ -1,0 +1,161 @@
+"""Training at full scale: each stage's wall time and memory, ALS against a bare ``implicit`` fit,
+ranker scoring in ONNX Runtime against LightGBM, and the retrieval index's latency and recall.
+
+    .venv/bin/python benchmarks/bench_train.py [--data DIR] [--artifacts DIR] [--repeats 3]
+
+Without --data it generates the full synthetic dataset (seed 42) into a temporary folder. It runs
+`recommndr train` once (timings per stage and peak memory from the run), then the micro-benchmarks
+on the artifacts it wrote. Goals: whole train <= 10 min and <= 8 GB; ALS ratio <= 1.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+EXE = str(Path(sys.executable).parent / "recommndr")
+
+
+def pct(xs: list[float], q: float) -> float:
+    return float(np.percentile(np.array(xs), q))
+
+
+def run_train(data: Path, out: Path) -> None:
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([EXE, "train", "--data", str(data), "--out", str(out), "--no-track"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t0
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"train failed: {proc.stderr.read().decode() if proc.stderr else ''}")
+    t = json.loads((out / "timings.json").read_text())
+    print("## recommndr train (one run)")
+    print(f"{'stage':52s} {'seconds':>8s} {'peak GB so far':>15s}")
+    for stage, sec in t["seconds"].items():
+        print(f"{stage:52s} {sec:8.1f} {t['peak_rss_gb_after'].get(stage, float('nan')):15.2f}")
+    peak = usage.ru_maxrss / 1024**2
+    ok = wall <= 600 and peak <= 8
+    print(
+        f"{'whole command (incl. imports, evaluation)':52s} {wall:8.1f} {peak:15.2f}  goal <= 600 s, <= 8 GB: {'ok' if ok else 'MISSED'}"
+    )
+
+
+def bench_als(data: Path, repeats: int) -> None:
+    from implicit.als import AlternatingLeastSquares
+
+    from recommndr.data.interactions import US_PER_DAY, build_interactions, load_catalog, load_events
+    from recommndr.retrieval.als import confidence_matrix, fit_als
+    from recommndr.training.config import TrainConfig
+
+    cfg = TrainConfig()
+    catalog, events = load_catalog(data), load_events(data)
+    cut = int(events["ts_us"].max()) + 1 - cfg.holdout_days * US_PER_DAY
+    inter = build_interactions(catalog, events, cut)
+    conf = confidence_matrix(inter, cfg.weights, cfg.als)
+    ours, bare = [], []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fit_als(inter, cfg.weights, cfg.als, cfg.seed)
+        ours.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        m = AlternatingLeastSquares(factors=cfg.als.factors, regularization=cfg.als.regularization, alpha=1.0,
+                                    iterations=cfg.als.iterations, random_state=cfg.seed)  # fmt: skip
+        m.fit(conf, show_progress=False)
+        bare.append(time.perf_counter() - t0)
+    mo, mb = statistics.median(ours), statistics.median(bare)
+    print(f"\n## ALS fit ({inter.n_users:,} users x {catalog.n_items:,} items, {conf.nnz:,} non-zeros, "
+          f"{cfg.als.factors} factors, {cfg.als.iterations} iterations; median of {repeats})")  # fmt: skip
+    print(f"recommndr fit_als (incl. confidence matrix) {mo:6.1f} s; bare implicit fit {mb:6.1f} s; "
+          f"ratio {mo / mb:.2f} (goal <= 1.1: {'ok' if mo / mb <= 1.1 else 'MISSED'})")  # fmt: skip
+
+
+def bench_ranker(artifacts: Path, n_iter: int) -> None:
+    import lightgbm as lgb
+
+    from recommndr.ranking.ranker import OnnxRanker
+    from recommndr.ranking.two_stage import candidate_features
+    from recommndr.registry.artifacts import load_bundle
+    from recommndr.retrieval.candidates import queries_for
+
+    b = load_bundle(artifacts)
+    rng = np.random.default_rng(0)
+    users = rng.choice(b.user_ids.shape[0], 50, replace=False)
+    qs = queries_for(users.astype(np.int64), b.recent_indptr, b.recent_items)
+    gen = b.candidate_generator()
+    X = candidate_features(b.features, qs, gen.generate(qs))
+    onnx = OnnxRanker((artifacts / "ranker.onnx").read_bytes(), threads=1)
+    booster = lgb.Booster(model_file=str(artifacts / "ranker.txt"))
+    print(f"\n## ranker scoring, one thread ({booster.num_trees()} trees); ms, {n_iter} calls each")
+    print(
+        f"{'rows':>5s} {'ONNX p50':>9s} {'ONNX p99':>9s} {'LightGBM p50':>13s} {'LightGBM p99':>13s} {'speed-up':>9s}"
+    )
+    for n in (200, 500):
+        rows = X[rng.choice(X.shape[0], n, replace=X.shape[0] < n)]
+        o, g = [], []
+        for _ in range(n_iter):
+            t0 = time.perf_counter()
+            onnx.score(rows)
+            o.append((time.perf_counter() - t0) * 1e3)
+            t0 = time.perf_counter()
+            booster.predict(rows, num_threads=1)
+            g.append((time.perf_counter() - t0) * 1e3)
+        print(
+            f"{n:5d} {pct(o, 50):9.2f} {pct(o, 99):9.2f} {pct(g, 50):13.2f} {pct(g, 99):13.2f} {pct(g, 50) / pct(o, 50):8.1f}x"
+        )
+
+
+def bench_index(artifacts: Path, n_iter: int) -> None:
+    from recommndr.registry.artifacts import load_bundle
+    from recommndr.retrieval.index import OnnxIndex, build_int8_index
+
+    b = load_bundle(artifacts)
+    idx = OnnxIndex(b.index_onnx, threads=1)
+    q8 = OnnxIndex(build_int8_index(b.als.item_factors, b.als.mask), threads=1)
+    rng = np.random.default_rng(1)
+    users = b.als.user_factors[rng.choice(b.als.user_factors.shape[0], n_iter, replace=False)]
+    exact = np.argsort(-b.als.scores(users), axis=1)[:, :200]
+    print(f"\n## retrieval top-200 over {b.als.item_factors.shape[0]:,} x {b.als.item_factors.shape[1]} factors, "
+          f"one thread, {n_iter} single-user queries")  # fmt: skip
+    print(f"{'index':28s} {'p50 ms':>7s} {'p99 ms':>7s} {'recall@200':>11s}")
+    for name, ix in (("ONNX MatMul+TopK float32", idx), ("ONNX int8 (rejected)", q8)):
+        lat, rec = [], []
+        for j in range(n_iter):
+            t0 = time.perf_counter()
+            _, items = ix.search(users[j : j + 1], 200)
+            lat.append((time.perf_counter() - t0) * 1e3)
+            rec.append(np.isin(items[0], exact[j]).mean())
+        print(f"{name:28s} {pct(lat, 50):7.2f} {pct(lat, 99):7.2f} {float(np.mean(rec)):11.4f}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", type=Path)
+    ap.add_argument("--artifacts", type=Path, default=Path("/tmp/recommndr-bench-artifacts"))
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--skip-train", action="store_true", help="reuse --artifacts")
+    a = ap.parse_args()
+    data = a.data
+    if data is None:
+        data = Path("/tmp/recommndr-bench-full")
+        if not (data / "events.parquet").exists():
+            subprocess.run([EXE, "data", "generate", "--scale", "full", "--seed", "42", "--out", str(data)],
+                           check=True, stdout=subprocess.DEVNULL)  # fmt: skip
+    print(f"# bench_train: {os.cpu_count()} cores, data {data}")
+    if not a.skip_train:
+        run_train(data, a.artifacts)
+    bench_als(data, a.repeats)
+    bench_ranker(a.artifacts, 300)
+    bench_index(a.artifacts, 300)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,160 @@
+"""MLflow tracking and Model Registry: every training run is logged; the retrieval index and the
+ranker are registered as versions; a new version gets the alias ``challenger`` and becomes
+``champion`` when there is none or when it beats the champion's held-out NDCG@10.
+
+SQLite tracking and registry in the working directory by default (``sqlite:///mlflow.db``, run
+artifacts under ``mlruns/``); any ``MLFLOW_TRACKING_URI`` is honoured. Nothing is set at import.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from recommndr.training.config import TrainConfig
+
+log = logging.getLogger(__name__)
+EXPERIMENT = "recommndr"
+RETRIEVAL_MODEL = "recommndr-retrieval"
+RANKER_MODEL = "recommndr-ranker"
+GATE_METRIC = "two_stage.ndcg@10"
+PIP_REQUIREMENTS = ["onnxruntime", "numpy"]
+
+
+@dataclass(frozen=True)
+class Registration:
+    run_id: str
+    versions: dict[str, str]
+    champion: bool
+    reason: str
+    tracking_uri: str
+
+
+def tracking_uri() -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+
+
+def _flat(prefix: str, d: dict[str, Any], out: dict[str, Any]) -> dict[str, Any]:
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            _flat(f"{key}.", v, out)
+        else:
+            out[key] = v
+    return out
+
+
+def log_and_register(
+    artifacts: Path,
+    cfg: TrainConfig,
+    timings: dict[str, float],
+    metrics: dict[str, Any] | None,
+    uri: str | None = None,
+) -> Registration:
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    import mlflow
+    import onnx
+    from mlflow import MlflowClient
+
+    uri = uri or tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    exp = mlflow.get_experiment_by_name(EXPERIMENT)
+    if exp is None:
+        location = (Path.cwd() / "mlruns").resolve().as_uri() if uri.startswith("sqlite") else None
+        exp_id = mlflow.create_experiment(EXPERIMENT, artifact_location=location)
+    else:
+        exp_id = exp.experiment_id
+    flat_metrics = _flat("", {k: v for k, v in (metrics or {}).items() if not k.startswith("_")}, {})
+    flat_metrics = {
+        k.replace("@", "_at_"): float(v) for k, v in flat_metrics.items() if isinstance(v, (int, float))
+    }
+    with mlflow.start_run(experiment_id=exp_id) as run:
+        mlflow.log_params({k: str(v)[:500] for k, v in _flat("", cfg.model_dump(), {}).items()})
+        mlflow.log_metrics(
+            {f"time.{k.replace(':', '').replace(' ', '_').replace(',', '')}_s": v for k, v in timings.items()}
+        )
+        if flat_metrics:
+            mlflow.log_metrics(flat_metrics)
+        _log_plots(mlflow, artifacts, metrics)
+        mlflow.log_artifacts(str(artifacts), artifact_path="bundle")
+        versions = {}
+        for name, file in ((RETRIEVAL_MODEL, "retrieval.onnx"), (RANKER_MODEL, "ranker.onnx")):
+            info = mlflow.onnx.log_model(
+                onnx.load(str(Path(artifacts) / file)),
+                name=file.removesuffix(".onnx"),
+                registered_model_name=name,
+                pip_requirements=PIP_REQUIREMENTS,
+                save_as_external_data=False,
+            )
+            versions[name] = str(info.registered_model_version)
+        run_id = run.info.run_id
+    client = MlflowClient(tracking_uri=uri)
+    for name, v in versions.items():
+        client.set_registered_model_alias(name, "challenger", v)
+    new_score = flat_metrics.get(GATE_METRIC.replace("@", "_at_"))
+    champion, reason = _promote(client, versions, new_score)
+    log.info("registered %s (run %s): %s", versions, run_id, reason)
+    return Registration(run_id, versions, champion, reason, uri)
+
+
+def _promote(client: Any, versions: dict[str, str], new_score: float | None) -> tuple[bool, str]:
+    key = GATE_METRIC.replace("@", "_at_")
+    try:
+        current = client.get_model_version_by_alias(RANKER_MODEL, "champion")
+    except Exception:  # no champion yet (MLflow raises when the alias is unset)
+        current = None
+    if current is None:
+        better, reason = True, "no champion yet"
+    else:
+        old = client.get_run(current.run_id).data.metrics.get(key)
+        if new_score is None:
+            better, reason = False, "no held-out metric to compare (hold-out disabled); stays challenger"
+        elif old is None or new_score > old:
+            better, reason = (
+                True,
+                f"{GATE_METRIC} {new_score:.4f} beats the champion's {old if old is not None else 'none'}",
+            )
+        else:
+            better, reason = False, f"{GATE_METRIC} {new_score:.4f} does not beat the champion's {old:.4f}"
+    if better:
+        for name, v in versions.items():
+            client.set_registered_model_alias(name, "champion", v)
+    return better, reason
+
+
+def _log_plots(mlflow: Any, artifacts: Path, metrics: dict[str, Any] | None) -> None:
+    import json
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    imp_path = Path(artifacts) / "feature_importance.json"
+    if imp_path.exists():
+        imp = json.loads(imp_path.read_text())
+        names = sorted(imp, key=imp.__getitem__)
+        fig, ax = plt.subplots(figsize=(7, 8))
+        ax.barh(names, [imp[n] for n in names])
+        ax.set_xlabel("total gain")
+        ax.set_title("Ranker feature importance")
+        fig.tight_layout()
+        mlflow.log_figure(fig, "plots/feature_importance.png")
+        plt.close(fig)
+    if metrics:
+        fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+        for model in ("popularity", "als", "two_stage"):
+            if model not in metrics:
+                continue
+            ks = sorted(int(k.split("@")[1]) for k in metrics[model] if k.startswith("recall@"))
+            for ax, m in zip(axes, ("recall", "ndcg"), strict=True):
+                ax.plot(ks, [metrics[model][f"{m}@{k}"] for k in ks], marker="o", label=model)
+                ax.set_title(f"{m}@k")
+                ax.set_xlabel("k")
+        axes[0].legend()
+        fig.tight_layout()
+        mlflow.log_figure(fig, "plots/metrics_by_k.png")
+        plt.close(fig)

@@ -1,0 +1,89 @@
+"""``recommndr train`` and ``evaluate`` end to end on the tiny shop, and the MLflow registry on a
+temporary SQLite store: versions, the challenger alias, and promotion only on a better NDCG@10."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from recommndr.registry.artifacts import ArtifactError, load_bundle
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+EXE = [sys.executable, "-m", "recommndr.cli"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory, tiny_dataset: Path) -> Path:
+    out = tmp_path_factory.mktemp("art") / "artifacts"
+    r = subprocess.run([*EXE, "train", "--data", str(tiny_dataset), "--out", str(out), "--no-track"],
+                       capture_output=True, text=True, timeout=600, check=False)  # fmt: skip
+    assert r.returncode == 0, r.stdout + r.stderr
+    return out
+
+
+def test_artifacts_are_complete_and_verified(trained: Path) -> None:
+    bundle = load_bundle(trained)
+    m = bundle.manifest
+    for name in (
+        "retrieval.onnx",
+        "ranker.onnx",
+        "ranker.txt",
+        "features.npz",
+        "similar.npz",
+        "copurchase.npz",
+    ):
+        assert name in m["files"]
+    assert m["ranker"]["onnx_parity"] <= 1e-5
+    assert len(m["data"]["sha256"]) == 64
+    assert m["versions"]["onnxruntime"] != "absent"
+    (trained / "ranker.onnx").write_bytes((trained / "ranker.onnx").read_bytes() + b"x")
+    with pytest.raises(ArtifactError, match="does not match its hash"):
+        load_bundle(trained)
+    (trained / "ranker.onnx").write_bytes((trained / "ranker.onnx").read_bytes()[:-1])
+    assert load_bundle(trained).manifest == m
+
+
+def test_evaluate_json(trained: Path, tiny_dataset: Path) -> None:
+    r = subprocess.run([*EXE, "evaluate", "--data", str(tiny_dataset), "--artifacts", str(trained), "--json"],
+                       capture_output=True, text=True, timeout=600, check=False)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    res = json.loads(r.stdout)
+    for model in ("popularity", "als", "two_stage"):
+        for key in ("ndcg@10", "recall@50", "map@10", "hit_rate@10", "coverage@10"):
+            assert 0.0 <= res[model][key] <= 1.0
+        assert "cold_users" in res[model] and "cold_items" in res[model]
+    assert res["two_stage"]["ndcg@10"] > res["popularity"]["ndcg@10"]
+
+
+def test_registry_versions_and_aliases(
+    trained: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlflow import MlflowClient
+
+    from recommndr.registry.tracking import RANKER_MODEL, RETRIEVAL_MODEL, log_and_register
+    from recommndr.training.config import TrainConfig
+
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    cfg = TrainConfig()
+
+    def metrics(ndcg: float) -> dict[str, object]:
+        return {"two_stage": {"ndcg@10": ndcg}, "als": {"ndcg@10": 0.1}}
+
+    first = log_and_register(trained, cfg, {"total": 1.0}, metrics(0.20), uri)
+    assert first.champion and first.reason == "no champion yet"
+    worse = log_and_register(trained, cfg, {"total": 1.0}, metrics(0.15), uri)
+    assert not worse.champion
+    better = log_and_register(trained, cfg, {"total": 1.0}, metrics(0.25), uri)
+    assert better.champion
+    client = MlflowClient(tracking_uri=uri)
+    for name in (RETRIEVAL_MODEL, RANKER_MODEL):
+        assert client.get_model_version_by_alias(name, "champion").version == better.versions[name] == "3"
+        assert client.get_model_version_by_alias(name, "challenger").version == "3"
+    run = client.get_run(worse.run_id)
+    assert run.data.metrics["two_stage.ndcg_at_10"] == pytest.approx(0.15)
+    assert any(a.path == "plots" for a in client.list_artifacts(worse.run_id))
