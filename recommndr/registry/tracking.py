@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,11 @@ class Registration:
 
 def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+
+
+def _metric_name(text: str) -> str:
+    """A name MLflow accepts: letters, digits and _-. only."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_")
 
 
 def _flat(prefix: str, d: dict[str, Any], out: dict[str, Any]) -> dict[str, Any]:
@@ -73,9 +79,7 @@ def log_and_register(
     }
     with mlflow.start_run(experiment_id=exp_id) as run:
         mlflow.log_params({k: str(v)[:500] for k, v in _flat("", cfg.model_dump(), {}).items()})
-        mlflow.log_metrics(
-            {f"time.{k.replace(':', '').replace(' ', '_').replace(',', '')}_s": v for k, v in timings.items()}
-        )
+        mlflow.log_metrics({f"time.{_metric_name(k)}_s": v for k, v in timings.items()})
         if flat_metrics:
             mlflow.log_metrics(flat_metrics)
         _log_plots(mlflow, artifacts, metrics)

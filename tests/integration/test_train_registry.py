@@ -82,8 +82,10 @@ def test_registry_versions_and_aliases(
     assert better.champion
     client = MlflowClient(tracking_uri=uri)
     for name in (RETRIEVAL_MODEL, RANKER_MODEL):
-        assert client.get_model_version_by_alias(name, "champion").version == better.versions[name] == "3"
-        assert client.get_model_version_by_alias(name, "challenger").version == "3"
+        assert (
+            str(client.get_model_version_by_alias(name, "champion").version) == better.versions[name] == "3"
+        )
+        assert str(client.get_model_version_by_alias(name, "challenger").version) == "3"
     run = client.get_run(worse.run_id)
     assert run.data.metrics["two_stage.ndcg_at_10"] == pytest.approx(0.15)
     assert any(a.path == "plots" for a in client.list_artifacts(worse.run_id))

@@ -75,7 +75,7 @@ def world(tmp: Path, rng_seed: int = 0, complement: bool = True, new_item: bool 
             t = T0 + timedelta(days=float(rng.uniform(0, 58)))
             rows.append((u, 3, "view", t, session))
             rows.append((u, 3, "add_to_cart", t + timedelta(seconds=30), session))
-        if new_item and cat == 0 and u % 2 == 0:
+        if new_item and cat == 0 and (u // 4) % 2 == 0:
             session += 1
             t = T0 + timedelta(days=float(rng.uniform(50.5, 58)))
             rows.append((u, 999, "view", t, session))
@@ -117,3 +117,13 @@ def world_inter(world_dir: Path) -> Interactions:
     events = load_events(world_dir)
     end = int(events["ts_us"].max()) + 1
     return build_interactions(catalog, events, end)
+
+
+@pytest.fixture(scope="session")
+def plain_inter(tmp_path_factory: pytest.TempPathFactory) -> Interactions:
+    """The same loyal users without the planted pair, the popular product and the new product:
+    every user only ever touches one category."""
+    root = world(tmp_path_factory.mktemp("plain"), complement=False, new_item=False)
+    catalog = load_catalog(root)
+    events = load_events(root)
+    return build_interactions(catalog, events, int(events["ts_us"].max()) + 1)

@@ -53,12 +53,13 @@ class TestALS(RetrieverContract):
     def retriever(self, world_inter: Interactions) -> Retriever:
         return ALSRetriever.fit(world_inter, CFG.weights, CFG.als.model_copy(update={"factors": 16}), seed=1)
 
-    def test_loyal_user_gets_their_category(self, retriever: ALSRetriever, world_inter: Interactions) -> None:
-        cat = world_inter.catalog
-        for user_id, want in ((5, 0), (6, 1), (7, 2)):  # user u is loyal to category (u - 1) % 4
-            u = int(world_inter.user_index(np.array([user_id]))[0])
-            items, _ = retriever.retrieve([Query(u)], 10)[0]
-            assert (cat.l1[items[:5]] == cat.l1[cat.index_of(np.array([want * 100 + 1]))[0]]).all()
+    def test_loyal_user_gets_their_category(self, plain_inter: Interactions) -> None:
+        als = ALSRetriever.fit(plain_inter, CFG.weights, CFG.als.model_copy(update={"factors": 16}), seed=1)
+        cat = plain_inter.catalog
+        for user_id, want in ((5, 0), (6, 1), (7, 2), (8, 3)):  # user u only touches category (u - 1) % 4
+            u = int(plain_inter.user_index(np.array([user_id]))[0])
+            items, _ = als.retrieve([Query(u)], 10)[0]
+            assert (cat.l1[items] == cat.l1[cat.index_of(np.array([want * 100 + 1]))[0]]).all()
 
     def test_new_user_is_folded_in_from_recent_products(
         self, retriever: ALSRetriever, world_inter: Interactions
