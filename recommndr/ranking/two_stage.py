@@ -32,21 +32,35 @@ def candidate_features(tables: FeatureTables, queries: Sequence[Query], cands: S
 
 
 class TwoStageRecommender:
+    """Known users and new users with some history go through the ranker; a user with no history
+    at all takes the cold-start path: what is popular now (the ranker has nothing personal to
+    weigh, and measured it does no better there)."""
+
     def __init__(self, generator: CandidateGenerator, tables: FeatureTables, ranker: OnnxRanker) -> None:
         self.generator = generator
         self.tables = tables
         self.ranker = ranker
 
     def recommend(self, queries: Sequence[Query], k: int) -> list[tuple[I64, F32]]:
-        cands = self.generator.generate(queries)
-        X = candidate_features(self.tables, queries, cands)
+        cold = [i for i, q in enumerate(queries) if q.user < 0 and q.recent_items.size == 0]
+        warm = [i for i, q in enumerate(queries) if not (q.user < 0 and q.recent_items.size == 0)]
+        out: list[tuple[I64, F32]] = [(np.zeros(0, np.int64), np.zeros(0, np.float32))] * len(queries)
+        if cold:
+            for i, r in zip(
+                cold, self.generator.popularity.retrieve([queries[i] for i in cold], k), strict=True
+            ):
+                out[i] = r
+        if not warm:
+            return out
+        wq = [queries[i] for i in warm]
+        cands = self.generator.generate(wq)
+        X = candidate_features(self.tables, wq, cands)
         scores = self.ranker.score(X) if X.shape[0] else np.zeros(0, np.float32)
-        out = []
         start = 0
-        for c in cands:
+        for i, c in zip(warm, cands, strict=True):
             n = c.items.shape[0]
             s = scores[start : start + n]
             start += n
             order = np.argsort(-s, kind="stable")[:k]
-            out.append((c.items[order], s[order]))
+            out[i] = (c.items[order], s[order])
         return out

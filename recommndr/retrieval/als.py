@@ -41,12 +41,16 @@ def confidence_matrix(inter: Interactions, weights: EventWeights, cfg: ALSConfig
 
 
 def fit_als(inter: Interactions, weights: EventWeights, cfg: ALSConfig, seed: int) -> tuple[F32, F32]:
-    """Fit ALS; returns (user_factors, item_factors) as float32 numpy arrays."""
-    from implicit.als import AlternatingLeastSquares
-
+    """Fit ALS on the interactions; returns (user_factors, item_factors) as float32 arrays."""
     if inter.n_users == 0:
         raise ModelFitError("no interactions before the cut-off: nothing to train on")
-    conf = confidence_matrix(inter, weights, cfg)
+    return fit_als_matrix(confidence_matrix(inter, weights, cfg), cfg, seed)
+
+
+def fit_als_matrix(conf: sp.csr_matrix, cfg: ALSConfig, seed: int) -> tuple[F32, F32]:
+    """Fit ALS on a users x items confidence matrix; fails loudly on NaN factors."""
+    from implicit.als import AlternatingLeastSquares
+
     model = AlternatingLeastSquares(
         factors=cfg.factors,
         regularization=cfg.regularization,

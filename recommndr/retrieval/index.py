@@ -13,6 +13,7 @@ import numpy.typing as npt
 F32 = npt.NDArray[np.float32]
 I64 = npt.NDArray[np.int64]
 OPSET = 15
+INT8_MIN_RECALL = 0.99
 
 
 def build_index(item_factors: F32, mask: F32) -> bytes:
@@ -111,3 +112,18 @@ def build_int8_index(item_factors: F32, mask: F32) -> bytes:
     onnx.checker.check_model(model)
     data: bytes = model.SerializeToString()
     return data
+
+
+def index_recall(model: bytes, als: object, k: int = 200, n_users: int = 200, seed: int = 0) -> float:
+    """Mean recall@k of an index against the exact float32 scores, on sampled known users."""
+    from recommndr.retrieval.als import ALSRetriever
+
+    assert isinstance(als, ALSRetriever)
+    n = als.user_factors.shape[0]
+    if n == 0:
+        return 1.0
+    users = als.user_factors[np.random.default_rng(seed).choice(n, min(n_users, n), replace=False)]
+    k = min(k, int(als.item_known.sum()))
+    exact = np.argsort(-als.scores(users), axis=1)[:, :k]
+    _, items = OnnxIndex(model, threads=0).search(users, k)
+    return float(np.mean([np.isin(items[j], exact[j]).mean() for j in range(users.shape[0])]))

@@ -120,10 +120,15 @@ def world_inter(world_dir: Path) -> Interactions:
 
 
 @pytest.fixture(scope="session")
-def plain_inter(tmp_path_factory: pytest.TempPathFactory) -> Interactions:
+def plain_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The same loyal users without the planted pair, the popular product and the new product:
     every user only ever touches one category."""
-    root = world(tmp_path_factory.mktemp("plain"), complement=False, new_item=False)
+    return world(tmp_path_factory.mktemp("plain"), complement=False, new_item=False)
+
+
+@pytest.fixture(scope="session")
+def plain_inter(plain_dir: Path) -> Interactions:
+    root = plain_dir
     catalog = load_catalog(root)
     events = load_events(root)
     return build_interactions(catalog, events, int(events["ts_us"].max()) + 1)
