@@ -65,6 +65,8 @@ def evaluate(data: Path, artifacts: Path, max_users: int = 20_000, seed: int = 0
     two = TwoStageRecommender(gen, bundle.features, bundle.ranker)
     lists["two_stage"] = []
     for s in range(0, len(queries), 1000):
+        if s and s % 5000 == 0:
+            log.info("two_stage: %s of %s users", f"{s:,}", f"{len(queries):,}")
         lists["two_stage"] += [r[0] for r in two.recommend(queries[s : s + 1000], k)]
     known_items = bundle.als.item_known
     cold_user = uidx < 0

@@ -123,6 +123,8 @@ def ranker_training_set(stage: Stage, tables: Any, labels: pl.DataFrame, cfg: Tr
     lab_keys, lab_gain = lab_keys[order], lab["gain"].to_numpy()[order]
     Xs, ys, groups = [], [], []
     for s in range(0, len(queries), 2000):
+        if s and s % 10_000 == 0:
+            log.info("ranker: candidates for %s of %s users", f"{s:,}", f"{len(queries):,}")
         qs = queries[s : s + 2000]
         cands = stage.generator.generate(qs)
         X = candidate_features(tables, qs, cands)
