@@ -21,7 +21,7 @@ export OPENBLAS_NUM_THREADS := 1
 .PHONY: help setup system-deps demo test lint typecheck unit integration bench clean
 
 help:
-	@echo "make demo   - set everything up, build a small dataset, validate, profile, train and evaluate"
+	@echo "make demo   - set everything up; build, validate, profile a small dataset; train, evaluate; serve the API"
 	@echo "make test   - set everything up, lint, type-check and run the whole test suite"
 	@echo "make bench  - run the benchmarks in benchmarks/ (full scale; minutes)"
 
@@ -48,6 +48,8 @@ demo: setup
 	$(BIN)/recommndr data profile $(DEMO_DATA)
 	$(BIN)/recommndr train --data $(DEMO_DATA) --out $(DEMO_ARTIFACTS)
 	$(BIN)/recommndr evaluate --data $(DEMO_DATA) --artifacts $(DEMO_ARTIFACTS)
+	@echo "Serving the API on http://127.0.0.1:8000 (Ctrl-C stops it)"
+	$(BIN)/recommndr serve --artifacts $(DEMO_ARTIFACTS) --host 127.0.0.1 --port 8000
 
 lint: setup
 	$(BIN)/ruff check recommndr tests benchmarks

@@ -294,6 +294,28 @@ def evaluate_cmd(
     out.print(t)
 
 
+@app.command("serve")
+def serve_cmd(
+    artifacts: Annotated[
+        Path | None, typer.Option("--artifacts", help="Artifacts folder [default: settings].")
+    ] = None,
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8000,
+) -> None:
+    """Serve the API with uvicorn (one process; models stay warm in memory)."""
+    import uvicorn
+
+    from recommndr.serving.app import create_app
+
+    art = artifacts or get_settings().artifacts_dir
+    if not (art / "manifest.json").exists():
+        raise typer.BadParameter(
+            f"{art} holds no trained model; run `recommndr train` first", param_hint="--artifacts"
+        )
+    out.print(f"API on http://{host}:{port} (docs: http://{host}:{port}/docs), serving {art}")
+    uvicorn.run(create_app(art), host=host, port=port, log_level="warning", access_log=False)
+
+
 def _summary(title: str, rows: dict[str, Any]) -> None:
     t = Table(title=title, show_header=False)
     t.add_column("what", style="bold")

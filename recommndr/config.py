@@ -23,6 +23,11 @@ class Settings(BaseSettings):
         Path("data"), description="Default parent folder of generated and imported datasets."
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    artifacts_dir: Path = Field(Path("artifacts/demo"), description="Trained artifacts the API serves.")
+    event_log_dir: Path = Field(
+        Path("data/events"), description="Where POST /events appends (local backend)."
+    )
+    event_flush_ms: float = Field(5.0, ge=0, description="Group-commit window of the event log.")
 
 
 @lru_cache(maxsize=1)

@@ -30,6 +30,7 @@ from recommndr.data.interactions import (
     load_catalog,
     load_events,
 )
+from recommndr.data.schema import conform, read_table, write_table
 from recommndr.errors import UserInputError
 from recommndr.ranking.features import FEATURES, build_feature_tables
 from recommndr.ranking.ranker import TrainingSet, check_parity, to_onnx, train_ranker
@@ -225,6 +226,9 @@ def train(
         np.savez(out / "recent.npz", indptr=stage_b.recent[0], items=stage_b.recent[1])
         np.savez(out / "similar.npz", nbr=nbr, sim=sim)
         tables_b.save(out / "features.npz")
+        write_table(
+            conform(read_table(data, "products"), "products"), out, "products"
+        )  # the storefront's catalogue
         importance = dict(zip(FEATURES, model.feature_importance("gain").tolist(), strict=True))
         (out / "feature_importance.json").write_text(json.dumps(importance, indent=2) + "\n")
         (out / "timings.json").write_text(

@@ -1,0 +1,249 @@
+"""The FastAPI app: every endpoint of CONTRACT.md that the serving issue has built so far.
+
+Models load once at start-up (hash-checked, warmed) before ``/ready`` turns 200; requests touch
+only memory, except ``POST /events``, which waits for its group-committed fsync. Errors are JSON
+``{"error": {"code", "message"}}``: 4xx for the caller's mistakes, naming the field.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import FastAPI, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from recommndr import __version__
+from recommndr.config import get_settings
+from recommndr.errors import RecommndrError
+from recommndr.serving.events import EventIn, EventLog
+from recommndr.serving.metrics import ApiMetrics
+from recommndr.serving.model import Recommendation, ServingModel
+
+log = logging.getLogger(__name__)
+VARIANT = "champion"
+MAX_EVENTS_PER_REQUEST = 1000
+K = Annotated[int, Query(ge=1, le=100, description="how many items (1-100)")]
+
+
+class State:
+    def __init__(self, artifacts: Path, event_dir: Path, flush_ms: float) -> None:
+        self.artifacts = artifacts
+        self.model: ServingModel | None = None
+        self.not_ready = "models are loading"
+        self.events = EventLog(event_dir, flush_ms)
+        self.metrics = ApiMetrics()
+
+
+def _error(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+
+
+def _items(recs: list[Recommendation]) -> list[dict[str, Any]]:
+    return [{"item_id": r.item_id, "score": round(r.score, 6), "reason": r.reason} for r in recs]
+
+
+def create_app(artifacts: Path | None = None, event_log_dir: Path | None = None) -> FastAPI:
+    settings = get_settings()
+    state = State(
+        artifacts or settings.artifacts_dir, event_log_dir or settings.event_log_dir, settings.event_flush_ms
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        try:
+            state.model = await asyncio.to_thread(ServingModel.load, state.artifacts)
+            state.metrics.model_info.labels(VARIANT, state.model.version).set(1)
+            state.metrics.ready.set(1)
+        except RecommndrError as exc:
+            state.not_ready = str(exc)
+            log.error("no model loaded: %s", exc)
+        await state.events.start()
+        yield
+        await state.events.stop()
+
+    app = FastAPI(
+        title="Recommndr API",
+        version=__version__,
+        description="Two-stage e-commerce recommendations (ALS retrieval -> LightGBM ranking in ONNX Runtime).",
+        lifespan=lifespan,
+    )
+    app.state.recommndr = state
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        parts = []
+        for e in exc.errors():
+            loc = ".".join(str(p) for p in e.get("loc", ()) if p not in ("body",)) or "body"
+            parts.append(f"{loc}: {e.get('msg')}")
+        return _error(422, "invalid_request", "; ".join(parts))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed", 503: "not_ready"}.get(exc.status_code, "error")
+        return _error(exc.status_code, code, str(exc.detail))
+
+    @app.exception_handler(RecommndrError)
+    async def _ours(request: Request, exc: RecommndrError) -> JSONResponse:
+        return _error(exc.http_status, exc.code, str(exc))
+
+    @app.exception_handler(Exception)
+    async def _bug(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s", request.url.path)
+        return _error(500, "internal_error", "internal error; it has been logged")
+
+    @app.middleware("http")
+    async def _observe(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        t0 = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        endpoint = getattr(route, "path", "unmatched")
+        state.metrics.latency.labels(endpoint, VARIANT).observe(time.perf_counter() - t0)
+        if response.status_code >= 500:
+            state.metrics.errors.labels(endpoint).inc()
+        elif response.status_code >= 400:
+            state.metrics.client_errors.labels(endpoint, str(response.status_code)).inc()
+        return response
+
+    def model() -> ServingModel:
+        if state.model is None:
+            raise StarletteHTTPException(503, f"no model is loaded: {state.not_ready}")
+        return state.model
+
+    def item_index(m: ServingModel, item_id: int) -> int:
+        idx = m.catalog.index_of(item_id)
+        if idx < 0:
+            raise StarletteHTTPException(404, f"unknown item_id {item_id}")
+        return idx
+
+    @app.get("/health", tags=["ops"])
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/ready", tags=["ops"], responses={503: {"description": "models not loaded"}})
+    async def ready() -> Any:
+        if state.model is None:
+            return _error(503, "not_ready", state.not_ready)
+        return {"status": "ready", "model_version": state.model.version}
+
+    @app.get("/recommendations/{user_id}", tags=["recommendations"])
+    async def recommendations(user_id: int, k: K = 10, category: str | None = None) -> dict[str, Any]:
+        m = model()
+        recs, cold = m.recommend(user_id, k, category)
+        state.metrics.served.labels(VARIANT, "cold_start" if cold else "two_stage").inc()
+        return {"user_id": user_id, "model_version": m.version, "variant": VARIANT, "cold_start": cold,
+                "items": _items(recs)}  # fmt: skip
+
+    @app.get("/similar_items/{item_id}", tags=["recommendations"])
+    async def similar_items(item_id: int, k: K = 10) -> dict[str, Any]:
+        m = model()
+        return {
+            "item_id": item_id,
+            "model_version": m.version,
+            "items": _items(m.similar(item_index(m, item_id), k)),
+        }
+
+    @app.get("/frequently_bought_together/{item_id}", tags=["recommendations"])
+    async def frequently_bought_together(item_id: int, k: K = 5) -> dict[str, Any]:
+        m = model()
+        recs = m.frequently_bought_together(item_index(m, item_id), k)
+        return {"item_id": item_id, "model_version": m.version, "items": _items(recs)}
+
+    @app.get("/popular", tags=["recommendations"])
+    async def popular(k: K = 10, category: str | None = None) -> dict[str, Any]:
+        m = model()
+        mask = m.catalog.category_mask(category) if category else None
+        items, scores = m.popular(k, mask)
+        names = m.bundle.catalog.l1_names
+        return {
+            "category": category,
+            "model_version": m.version,
+            "items": [
+                {
+                    "item_id": int(m.catalog.item_ids[i]),
+                    "score": round(float(s), 6),
+                    "reason": f"popular in {names[m.bundle.catalog.l1[i]]}",
+                }
+                for i, s in zip(items, scores, strict=True)
+            ],
+        }
+
+    @app.get("/products", tags=["catalogue"])
+    async def products(
+        category: str | None = None,
+        q: Annotated[str | None, Query(max_length=200)] = None,
+        page: Annotated[int, Query(ge=1)] = 1,
+        page_size: Annotated[int, Query(ge=1, le=100)] = 24,
+    ) -> dict[str, Any]:
+        total, rows = model().catalog.query(category, q, page, page_size)
+        return {"total": total, "page": page, "page_size": page_size, "items": rows}
+
+    @app.get("/products/{item_id}", tags=["catalogue"])
+    async def product(item_id: int) -> dict[str, Any]:
+        m = model()
+        return m.catalog.product(item_index(m, item_id))
+
+    event_schema = EventIn.model_json_schema()
+
+    @app.post(
+        "/events",
+        status_code=202,
+        tags=["events"],
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": {"oneOf": [
+                    event_schema, {"type": "array", "items": event_schema, "maxItems": MAX_EVENTS_PER_REQUEST}
+                ]}}},
+            }
+        },
+    )  # fmt: skip
+    async def events(request: Request) -> Any:
+        """One event or a list of at most 1000; 202 once they are durably stored."""
+        try:
+            body = await request.json()
+        except ValueError:
+            return _error(422, "invalid_request", "body: not valid JSON")
+        batch = body if isinstance(body, list) else [body]
+        if not batch:
+            return _error(422, "invalid_request", "body: the list of events is empty")
+        if len(batch) > MAX_EVENTS_PER_REQUEST:
+            return _error(
+                413, "too_many_events", f"body: at most {MAX_EVENTS_PER_REQUEST} events per request"
+            )
+        parsed: list[EventIn] = []
+        problems: list[str] = []
+        for i, raw in enumerate(batch):
+            where = f"events[{i}]" if isinstance(body, list) else "event"
+            try:
+                parsed.append(EventIn.model_validate(raw))
+            except ValidationError as exc:
+                for err in exc.errors():
+                    loc = ".".join(str(p) for p in err["loc"])
+                    problems.append(f"{where}{'.' + loc if loc else ''}: {err['msg']}")
+        if problems:
+            return _error(422, "invalid_event", "; ".join(problems[:20]))
+        ids = await state.events.append(parsed)
+        for e in parsed:
+            state.metrics.events.labels(e.event_type, e.variant or "none").inc()
+        return JSONResponse({"accepted": len(ids), "event_ids": ids}, status_code=202)
+
+    @app.get("/models", tags=["ops"])
+    async def models() -> dict[str, Any]:
+        loaded = [{"variant": VARIANT, **state.model.info()}] if state.model else []
+        return {"models": loaded, "traffic": {VARIANT: 1.0} if loaded else {}}
+
+    @app.get("/metrics", tags=["ops"])
+    async def metrics() -> Response:
+        return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app

@@ -1,0 +1,63 @@
+"""The product catalogue held in memory for the API: lookups, filters, search, pages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from recommndr.data.schema import read_table
+
+I64 = npt.NDArray[np.int64]
+
+
+@dataclass
+class ProductCatalog:
+    item_ids: I64  # sorted, same order as the model's dense indices
+    table: pa.Table
+    _search: pa.Array
+    _rows: list[dict[str, Any]]
+
+    @classmethod
+    def load(cls, artifacts: Path) -> ProductCatalog:
+        t = read_table(artifacts, "products").sort_by("item_id")
+        search = pc.utf8_lower(
+            pc.binary_join_element_wise(
+                t["title"], t["brand"], t["category_l1"], t["category_l2"], t["category_l3"], " "
+            )
+        )
+        rows = t.drop(["created_at"]).to_pylist()
+        return cls(t["item_id"].to_numpy(), t, search, rows)
+
+    def index_of(self, item_id: int) -> int:
+        pos = int(np.searchsorted(self.item_ids, item_id))
+        return pos if pos < self.item_ids.shape[0] and self.item_ids[pos] == item_id else -1
+
+    def product(self, idx: int) -> dict[str, Any]:
+        return self._rows[idx]
+
+    def category_mask(self, category: str) -> npt.NDArray[np.bool_]:
+        """Products whose category at any level equals ``category`` (case-insensitive)."""
+        c = category.strip().lower()
+        mask = np.zeros(self.item_ids.shape[0], dtype=bool)
+        for level in ("category_l1", "category_l2", "category_l3"):
+            mask |= pc.equal(pc.utf8_lower(self.table[level]), c).to_numpy(zero_copy_only=False)
+        return mask
+
+    def query(
+        self, category: str | None, q: str | None, page: int, page_size: int
+    ) -> tuple[int, list[dict[str, Any]]]:
+        mask = np.ones(self.item_ids.shape[0], dtype=bool)
+        if category:
+            mask &= self.category_mask(category)
+        if q:
+            for word in q.lower().split():
+                mask &= pc.match_substring(self._search, word).to_numpy(zero_copy_only=False)
+        idx = np.flatnonzero(mask)
+        start = (page - 1) * page_size
+        return int(idx.shape[0]), [self._rows[i] for i in idx[start : start + page_size]]
