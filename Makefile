@@ -52,11 +52,11 @@ demo: setup
 	$(BIN)/recommndr serve --artifacts $(DEMO_ARTIFACTS) --host 127.0.0.1 --port 8000
 
 lint: setup
-	$(BIN)/ruff check recommndr tests benchmarks
-	$(BIN)/ruff format --check recommndr tests benchmarks
+	$(BIN)/ruff check recommndr tests benchmarks function_app.py
+	$(BIN)/ruff format --check recommndr tests benchmarks function_app.py
 
 typecheck: setup
-	$(BIN)/mypy recommndr
+	$(BIN)/mypy recommndr function_app.py
 
 test: lint typecheck
 	$(BIN)/pytest -n 2 $(PYTEST_ARGS)

@@ -11,17 +11,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from recommndr.serving.app import create_app
-from recommndr.training.config import TrainConfig
-from recommndr.training.pipeline import train
 
 pytestmark = pytest.mark.unit
-
-
-@pytest.fixture(scope="module")
-def artifacts(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("serving") / "art"
-    train(tiny_dataset, out, TrainConfig.model_validate({"ranker": {"n_estimators": 60}}))
-    return out
 
 
 @pytest.fixture(scope="module")

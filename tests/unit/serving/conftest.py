@@ -1,0 +1,16 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from recommndr.training.config import TrainConfig
+from recommndr.training.pipeline import train
+
+
+@pytest.fixture(scope="session")
+def artifacts(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Models trained on the tiny shop, shared by the serving tests."""
+    out = tmp_path_factory.mktemp("serving") / "art"
+    train(tiny_dataset, out, TrainConfig.model_validate({"ranker": {"n_estimators": 60}}))
+    return out
