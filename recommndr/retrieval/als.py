@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -83,6 +84,15 @@ class ALSRetriever(Retriever):
         self.reg = reg
         v = item_factors.astype(np.float64)
         self._gram = v.T @ v + reg * np.eye(v.shape[1])
+        self.index: Any = None  # an OnnxIndex for the request path (use_index)
+        self.shortlist = 1
+
+    def use_index(self, index: Any, shortlist: int = 1) -> None:
+        """Retrieve through an ONNX index (``retrieval/index.py``) instead of numpy. With an
+        approximate (int8) index, ``shortlist`` times k candidates are re-scored exactly in
+        float32, so the result matches the exact top k."""
+        self.index = index
+        self.shortlist = shortlist
 
     @classmethod
     def fit(cls, inter: Interactions, weights: EventWeights, cfg: ALSConfig, seed: int) -> ALSRetriever:
@@ -114,6 +124,15 @@ class ALSRetriever(Retriever):
         have = [i for i, v in enumerate(vecs) if v is not None]
         empty = (np.zeros(0, np.int64), np.zeros(0, np.float32))
         out: list[tuple[I64, F32]] = [empty] * len(queries)
+        if self.index is not None and have:
+            n_known = int(self.item_known.sum())
+            kk = min(k * self.shortlist, n_known)
+            for i in have:  # one user per call: an int8 index quantises each call's batch as a whole
+                vec: F32 = vecs[i]  # type: ignore[assignment]
+                cand = self.index.search(vec[None, :], kk)[1][0]
+                exact = self.item_factors[cand] @ vec + self.mask[cand]
+                out[i] = self.top_k(exact.astype(np.float32), k, cand.astype(np.int64))
+            return out
         for start in range(0, len(have), 512):
             block = have[start : start + 512]
             s = self.scores(np.stack([vecs[i] for i in block]))  # type: ignore[misc]
