@@ -117,3 +117,19 @@ class TestCoPurchase(RetrieverContract):
         assert popular not in nbr[:1]
         assert score[0] > 0.3
         assert table.pair_scores(np.array([a]), np.array([b]))[0] == pytest.approx(score[0])
+
+
+@pytest.mark.parametrize("int8", [False, True])
+def test_als_through_the_onnx_index_matches_numpy(world_inter: Interactions, int8: bool) -> None:
+    from recommndr.retrieval.index import OnnxIndex, build_index, build_int8_index
+
+    als = ALSRetriever.fit(world_inter, CFG.weights, CFG.als.model_copy(update={"factors": 16}), seed=1)
+    ptr, items = recent_items(world_inter)
+    qs = [Query(u, items[ptr[u] : ptr[u + 1]]) for u in range(0, world_inter.n_users, 5)] + [Query(-1, items[:3])]
+    exact = als.retrieve(qs, 20)
+    model = build_int8_index(als.item_factors, als.mask) if int8 else build_index(als.item_factors, als.mask)
+    als.use_index(OnnxIndex(model), shortlist=3 if int8 else 1)
+    via_index = als.retrieve(qs, 20)
+    for (a, sa), (b, sb) in zip(exact, via_index, strict=True):
+        assert set(a.tolist()) == set(b.tolist())
+        np.testing.assert_allclose(sa, sb, rtol=1e-4, atol=1e-5)
