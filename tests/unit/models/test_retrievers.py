@@ -125,7 +125,9 @@ def test_als_through_the_onnx_index_matches_numpy(world_inter: Interactions, int
 
     als = ALSRetriever.fit(world_inter, CFG.weights, CFG.als.model_copy(update={"factors": 16}), seed=1)
     ptr, items = recent_items(world_inter)
-    qs = [Query(u, items[ptr[u] : ptr[u + 1]]) for u in range(0, world_inter.n_users, 5)] + [Query(-1, items[:3])]
+    qs = [Query(u, items[ptr[u] : ptr[u + 1]]) for u in range(0, world_inter.n_users, 5)] + [
+        Query(-1, items[:3])
+    ]
     exact = als.retrieve(qs, 20)
     model = build_int8_index(als.item_factors, als.mask) if int8 else build_index(als.item_factors, als.mask)
     als.use_index(OnnxIndex(model), shortlist=3 if int8 else 1)
