@@ -138,10 +138,12 @@ def create_app(artifacts: Path | None = None, event_log_dir: Path | None = None)
     @app.get("/recommendations/{user_id}", tags=["recommendations"])
     async def recommendations(user_id: int, k: K = 10, category: str | None = None) -> dict[str, Any]:
         m = model()
-        recs, cold = m.recommend(user_id, k, category)
+        recs, cold, degraded = m.recommend(user_id, k, category)
         state.metrics.served.labels(VARIANT, "cold_start" if cold else "two_stage").inc()
+        if degraded:
+            state.metrics.degraded.labels(degraded).inc()
         return {"user_id": user_id, "model_version": m.version, "variant": VARIANT, "cold_start": cold,
-                "items": _items(recs)}  # fmt: skip
+                "degraded": degraded, "items": _items(recs)}  # fmt: skip
 
     @app.get("/similar_items/{item_id}", tags=["recommendations"])
     async def similar_items(item_id: int, k: K = 10) -> dict[str, Any]:

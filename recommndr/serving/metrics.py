@@ -29,3 +29,6 @@ class ApiMetrics:
             "recommndr_model_info", "Loaded model versions (value 1)", ["variant", "version"], registry=r
         )
         self.ready = Gauge("recommndr_ready", "1 when models are loaded", registry=r)
+        self.degraded = Counter(
+            "recommndr_degraded_total", "Responses served by a fallback", ["reason"], registry=r
+        )

@@ -78,28 +78,35 @@ class ServingModel:
 
     def recommend(
         self, user_id: int, k: int, category: str | None = None
-    ) -> tuple[list[Recommendation], bool]:
-        """Top ``k`` for a user (and whether it was the cold-start path)."""
+    ) -> tuple[list[Recommendation], bool, str | None]:
+        """Top ``k`` for a user, whether it was the cold-start path, and the fallback used if the
+        ranker failed (None when it did not)."""
         q = self._query(user_id)
         mask = self.catalog.category_mask(category) if category else None
         if q.user < 0 and q.recent_items.size == 0:
-            return self._popular_recs(k, mask), True
+            return self._popular_recs(k, mask), True, None
         cand = self.generator.generate([q])[0]
         keep = np.ones(cand.items.shape[0], dtype=bool) if mask is None else mask[cand.items]
         items = cand.items[keep]
         if items.size == 0:
-            return self._popular_recs(k, mask), False
+            return self._popular_recs(k, mask), False, None
         user = np.full(items.shape[0], q.user, dtype=np.int64)
         X = compute_features(self.bundle.features, user, items, cand.als_score[keep], cand.als_rank[keep],
                              cand.cop_score[keep], cand.pop_score[keep], cand.sources[keep])  # fmt: skip
-        scores = self.bundle.ranker.score(X)
+        degraded = None
+        try:
+            scores = self.bundle.ranker.score(X)
+        except Exception:  # degrade, never fail: keep the retrieval order
+            log.exception("ranker failed; serving the retrieval order")
+            degraded = "ranker_unavailable"
+            scores = (-np.log1p(cand.als_rank[keep]) + cand.cop_score[keep]).astype(np.float32)
         order = np.argsort(-scores, kind="stable")[:k]
         recs = [
             Recommendation(int(self.catalog.item_ids[items[j]]), float(scores[j]),
                            self._reason(q, int(items[j]), int(cand.sources[keep][j]), float(X[j, TREND_COL])))
             for j in order
         ]  # fmt: skip
-        return recs, False
+        return recs, False, degraded
 
     def _reason(self, q: Query, item: int, sources: int, trend: float) -> str:
         b = self.bundle

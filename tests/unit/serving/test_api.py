@@ -157,3 +157,23 @@ def test_without_a_model_ready_says_why(tmp_path: Path) -> None:
         r = c.get("/recommendations/1")
         assert r.status_code == 503 and r.json()["error"]["code"] == "not_ready"
         assert c.get("/health").status_code == 200
+
+
+def test_ranker_failure_degrades_to_retrieval_order(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = client.app.state.recommndr.model  # type: ignore[attr-defined]
+
+    def broken(X: object) -> object:
+        raise RuntimeError("onnxruntime session lost")
+
+    ranker = model.bundle.ranker
+    monkeypatch.setattr(ranker, "score", broken)
+    r = client.get("/recommendations/5?k=5")
+    assert r.status_code == 200
+    body = r.json()
+    assert body["degraded"] == "ranker_unavailable" and len(body["items"]) == 5
+    assert 'recommndr_degraded_total{reason="ranker_unavailable"}' in client.get("/metrics").text
+    monkeypatch.undo()
+    again = client.get("/recommendations/5?k=5").json()
+    assert again["degraded"] is None, again
