@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any
@@ -50,6 +50,38 @@ def _error(status: int, code: str, message: str) -> JSONResponse:
 
 def _items(recs: list[Recommendation]) -> list[dict[str, Any]]:
     return [{"item_id": r.item_id, "score": round(r.score, 6), "reason": r.reason} for r in recs]
+
+
+class ObserveMiddleware:
+    """Latency and error metrics per route, as a plain ASGI middleware (Starlette's
+    ``@app.middleware("http")`` wraps every request in extra tasks and streams; this does not)."""
+
+    def __init__(self, app: Any, metrics: ApiMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        t0 = time.perf_counter()
+        status = 500
+
+        async def send_status(message: dict[str, Any]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            endpoint = getattr(scope.get("route"), "path", "unmatched")
+            self.metrics.latency.labels(endpoint, VARIANT).observe(time.perf_counter() - t0)
+            if status >= 500:
+                self.metrics.errors.labels(endpoint).inc()
+            elif status >= 400:
+                self.metrics.client_errors.labels(endpoint, str(status)).inc()
 
 
 def create_app(artifacts: Path | None = None, event_log_dir: Path | None = None) -> FastAPI:
@@ -101,18 +133,7 @@ def create_app(artifacts: Path | None = None, event_log_dir: Path | None = None)
         log.exception("unhandled error on %s", request.url.path)
         return _error(500, "internal_error", "internal error; it has been logged")
 
-    @app.middleware("http")
-    async def _observe(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        t0 = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        endpoint = getattr(route, "path", "unmatched")
-        state.metrics.latency.labels(endpoint, VARIANT).observe(time.perf_counter() - t0)
-        if response.status_code >= 500:
-            state.metrics.errors.labels(endpoint).inc()
-        elif response.status_code >= 400:
-            state.metrics.client_errors.labels(endpoint, str(response.status_code)).inc()
-        return response
+    app.add_middleware(ObserveMiddleware, metrics=state.metrics)
 
     def model() -> ServingModel:
         if state.model is None:
