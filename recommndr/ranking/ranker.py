@@ -10,6 +10,7 @@ import numpy as np
 import numpy.typing as npt
 
 from recommndr.errors import RecommndrError
+from recommndr.onnx_session import cpu_session
 from recommndr.ranking.features import FEATURES
 from recommndr.training.config import RankerConfig
 
@@ -93,12 +94,7 @@ class OnnxRanker:
     """Scores feature rows with ONNX Runtime (one thread by default: the request path)."""
 
     def __init__(self, model: bytes, threads: int = 1) -> None:
-        import onnxruntime as ort
-
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
+        self.session = cpu_session(model, threads)
         self.input = self.session.get_inputs()[0].name
         self.output = self.session.get_outputs()[0].name
 

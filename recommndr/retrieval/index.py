@@ -7,8 +7,12 @@ native dependency in the Functions package). Products ALS has not seen carry a -
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import numpy.typing as npt
+
+from recommndr.onnx_session import cpu_session
 
 F32 = npt.NDArray[np.float32]
 I64 = npt.NDArray[np.int64]
@@ -16,31 +20,27 @@ OPSET = 15
 INT8_MIN_RECALL = 0.99
 
 
-def build_index(item_factors: F32, mask: F32) -> bytes:
-    """ONNX model: inputs user (B x F float32), k (1 int64); outputs scores, items (B x k)."""
+def _model(nodes: list[Any], name: str, n_factors: int, initializers: list[Any]) -> bytes:
+    """A checked ONNX model: inputs user (B x F float32) and k (1 int64); outputs scores and
+    items (B x k), ending in ``TopK(masked, k)``."""
     import onnx
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import TensorProto, helper
 
-    n, f = item_factors.shape
     graph = helper.make_graph(
         [
-            helper.make_node("MatMul", ["user", "item_factors_t"], ["raw"]),
-            helper.make_node("Add", ["raw", "mask"], ["masked"]),
+            *nodes,
             helper.make_node("TopK", ["masked", "k"], ["scores", "items"], axis=-1, largest=1, sorted=1),
         ],
-        "recommndr_retrieval",
+        name,
         [
-            helper.make_tensor_value_info("user", TensorProto.FLOAT, ["batch", f]),
+            helper.make_tensor_value_info("user", TensorProto.FLOAT, ["batch", n_factors]),
             helper.make_tensor_value_info("k", TensorProto.INT64, [1]),
         ],
         [
             helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["batch", "k_out"]),
             helper.make_tensor_value_info("items", TensorProto.INT64, ["batch", "k_out"]),
         ],
-        initializer=[
-            numpy_helper.from_array(np.ascontiguousarray(item_factors.T, dtype=np.float32), "item_factors_t"),
-            numpy_helper.from_array(mask.astype(np.float32).reshape(1, n), "mask"),
-        ],
+        initializer=initializers,
     )
     model = helper.make_model(
         graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="recommndr"
@@ -51,14 +51,28 @@ def build_index(item_factors: F32, mask: F32) -> bytes:
     return data
 
 
+def build_index(item_factors: F32, mask: F32) -> bytes:
+    """ONNX model: inputs user (B x F float32), k (1 int64); outputs scores, items (B x k)."""
+    from onnx import helper, numpy_helper
+
+    n, f = item_factors.shape
+    return _model(
+        [
+            helper.make_node("MatMul", ["user", "item_factors_t"], ["raw"]),
+            helper.make_node("Add", ["raw", "mask"], ["masked"]),
+        ],
+        "recommndr_retrieval",
+        f,
+        [
+            numpy_helper.from_array(np.ascontiguousarray(item_factors.T, dtype=np.float32), "item_factors_t"),
+            numpy_helper.from_array(mask.astype(np.float32).reshape(1, n), "mask"),
+        ],
+    )
+
+
 class OnnxIndex:
     def __init__(self, model: bytes, threads: int = 1) -> None:
-        import onnxruntime as ort
-
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
+        self.session = cpu_session(model, threads)
 
     def search(self, users: F32, k: int) -> tuple[F32, I64]:
         scores, items = self.session.run(
@@ -73,13 +87,12 @@ def build_int8_index(item_factors: F32, mask: F32) -> bytes:
     quantised per row (symmetric int8), the user vector quantised on the fly
     (DynamicQuantizeLinear), MatMulInteger, rescaled, masked, TopK. ``train`` keeps it only when
     its recall@200 against float32 is at least ``INT8_MIN_RECALL`` (measured: 0.995 at full scale)."""
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     n, f = item_factors.shape
     scale = np.maximum(np.abs(item_factors).max(axis=1), 1e-12) / 127.0
     q = np.clip(np.round(item_factors / scale[:, None]), -127, 127).astype(np.int8)
-    graph = helper.make_graph(
+    return _model(
         [
             helper.make_node("DynamicQuantizeLinear", ["user"], ["uq", "us", "uz"]),
             helper.make_node("MatMulInteger", ["uq", "items_q_t", "uz", "izero"], ["acc"]),
@@ -87,31 +100,16 @@ def build_int8_index(item_factors: F32, mask: F32) -> bytes:
             helper.make_node("Mul", ["accf", "item_scale"], ["s1"]),
             helper.make_node("Mul", ["s1", "us"], ["raw"]),
             helper.make_node("Add", ["raw", "mask"], ["masked"]),
-            helper.make_node("TopK", ["masked", "k"], ["scores", "items"], axis=-1, largest=1, sorted=1),
         ],
         "recommndr_retrieval_int8",
+        f,
         [
-            helper.make_tensor_value_info("user", TensorProto.FLOAT, ["batch", f]),
-            helper.make_tensor_value_info("k", TensorProto.INT64, [1]),
-        ],
-        [
-            helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["batch", "k_out"]),
-            helper.make_tensor_value_info("items", TensorProto.INT64, ["batch", "k_out"]),
-        ],
-        initializer=[
             numpy_helper.from_array(np.ascontiguousarray(q.T), "items_q_t"),
             numpy_helper.from_array(np.zeros(n, dtype=np.int8), "izero"),
             numpy_helper.from_array(scale.astype(np.float32).reshape(1, n), "item_scale"),
             numpy_helper.from_array(mask.astype(np.float32).reshape(1, n), "mask"),
         ],
     )
-    model = helper.make_model(
-        graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="recommndr"
-    )
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    data: bytes = model.SerializeToString()
-    return data
 
 
 def index_recall(model: bytes, als: object, k: int = 200, n_users: int = 200, seed: int = 0) -> float:
