@@ -22,6 +22,14 @@ F32 = npt.NDArray[np.float32]
 US_PER_DAY = 86_400_000_000
 
 
+def positions(sorted_ids: I64, ids: I64) -> I64:
+    """Index of each of ``ids`` in the sorted array ``sorted_ids``; -1 where absent."""
+    if sorted_ids.shape[0] == 0:
+        return np.full(ids.shape[0], -1, dtype=np.int64)
+    pos = np.minimum(np.searchsorted(sorted_ids, ids), sorted_ids.shape[0] - 1)
+    return np.where(sorted_ids[pos] == ids, pos, -1).astype(np.int64)
+
+
 @dataclass
 class Catalog:
     item_ids: I64  # sorted
@@ -40,9 +48,7 @@ class Catalog:
 
     def index_of(self, item_ids: I64) -> I64:
         """Dense indices of ``item_ids``; -1 for unknown products."""
-        pos = np.searchsorted(self.item_ids, item_ids)
-        pos = np.minimum(pos, self.n_items - 1)
-        return np.where(self.item_ids[pos] == item_ids, pos, -1).astype(np.int64)
+        return positions(self.item_ids, item_ids)
 
 
 @dataclass
@@ -64,10 +70,7 @@ class Interactions:
 
     def user_index(self, user_ids: I64) -> I64:
         """Dense indices of ``user_ids``; -1 for users without events before the cut-off."""
-        if self.n_users == 0:
-            return np.full(user_ids.shape[0], -1, dtype=np.int64)
-        pos = np.minimum(np.searchsorted(self.user_ids, user_ids), self.n_users - 1)
-        return np.where(self.user_ids[pos] == user_ids, pos, -1).astype(np.int64)
+        return positions(self.user_ids, user_ids)
 
     def age_days(self) -> npt.NDArray[np.float64]:
         return np.asarray((self.cutoff_us - self.ts) / US_PER_DAY, dtype=np.float64)

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from recommndr.data.interactions import Catalog
+from recommndr.data.interactions import Catalog, positions
 from recommndr.errors import RecommndrError
 from recommndr.ranking.features import FeatureTables
 from recommndr.ranking.ranker import OnnxRanker
@@ -95,10 +95,8 @@ class Bundle:
         )
 
     def user_index(self, user_ids: I64) -> I64:
-        if self.user_ids.shape[0] == 0:
-            return np.full(user_ids.shape[0], -1, dtype=np.int64)
-        pos = np.minimum(np.searchsorted(self.user_ids, user_ids), self.user_ids.shape[0] - 1)
-        return np.where(self.user_ids[pos] == user_ids, pos, -1).astype(np.int64)
+        """Dense indices of ``user_ids`` in the served model; -1 for users it has not seen."""
+        return positions(self.user_ids, user_ids)
 
 
 def write_manifest(out: Path, extra: dict[str, Any]) -> dict[str, Any]:
