@@ -8,6 +8,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # Debian packages the tests need (installed with apt when missing and running as root).
 APT_PACKAGES := git
+# npm tools the integration tests start (Azurite: the Azure Storage emulator)
+TOOLS := .tools
+AZURITE_VERSION := 3.37.0
+AZURITE := $(TOOLS)/node_modules/.bin/azurite-blob
 DEMO_DATA ?= data/demo
 DEMO_ARTIFACTS ?= artifacts/demo
 PYTEST_ARGS ?=
@@ -39,8 +43,14 @@ system-deps:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	  else echo "please install:$$missing (apt-get install$$missing)"; exit 1; fi; \
 	fi
+	@command -v npm >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm; \
+	  else echo "please install Node.js and npm"; exit 1; fi; }
 
-setup: system-deps $(STAMP)
+$(AZURITE):
+	npm install --silent --no-audit --no-fund --prefix $(TOOLS) azurite@$(AZURITE_VERSION)
+
+setup: system-deps $(STAMP) $(AZURITE)
 
 demo: setup
 	$(BIN)/recommndr data generate --scale small --seed 42 --out $(DEMO_DATA)
@@ -71,4 +81,4 @@ bench: setup
 	$(BIN)/python benchmarks/bench_data.py
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(TOOLS) .mypy_cache .ruff_cache .pytest_cache

@@ -294,6 +294,29 @@ def evaluate_cmd(
     out.print(t)
 
 
+artifacts_app = typer.Typer(no_args_is_help=True, help="Publish trained artifacts to the artifact store.")
+app.add_typer(artifacts_app, name="artifacts")
+
+
+@artifacts_app.command("publish")
+def artifacts_publish(
+    artifacts: Annotated[Path, typer.Option("--artifacts", help="Artifacts folder from `recommndr train`.")],
+    name: Annotated[str, typer.Option("--name", help="Bundle name in the store, e.g. 'champion'.")],
+    store_dir: Annotated[
+        Path, typer.Option(help="Local store folder (when no blob connection string is set).")
+    ] = Path("artifacts/store"),
+) -> None:
+    """Upload a bundle to Blob Storage (RECOMMNDR_BLOB_CONNECTION_STRING) or a local store folder."""
+    from recommndr.registry.artifacts import load_bundle
+    from recommndr.registry.store import open_store
+
+    load_bundle(artifacts)  # never publish a bundle that does not verify
+    s = get_settings()
+    open_store(s.blob_connection_string, s.blob_container, store_dir).publish(artifacts, name)
+    where = f"blob container '{s.blob_container}'" if s.blob_connection_string else str(store_dir)
+    out.print(f"published {artifacts} as '{name}' to {where}")
+
+
 @app.command("serve")
 def serve_cmd(
     artifacts: Annotated[
@@ -307,12 +330,18 @@ def serve_cmd(
 
     from recommndr.serving.app import create_app
 
-    art = artifacts or get_settings().artifacts_dir
-    if not (art / "manifest.json").exists():
-        raise typer.BadParameter(
-            f"{art} holds no trained model; run `recommndr train` first", param_hint="--artifacts"
-        )
-    out.print(f"API on http://{host}:{port} (docs: http://{host}:{port}/docs), serving {art}")
+    s = get_settings()
+    art: Path | None
+    if artifacts is None and s.blob_connection_string and s.artifact_name:
+        art, source = None, f"blob bundle '{s.artifact_name}' in container '{s.blob_container}'"
+    else:
+        art = artifacts or s.artifacts_dir
+        source = str(art)
+        if not (art / "manifest.json").exists():
+            raise typer.BadParameter(
+                f"{art} holds no trained model; run `recommndr train` first", param_hint="--artifacts"
+            )
+    out.print(f"API on http://{host}:{port} (docs: http://{host}:{port}/docs), serving {source}")
     uvicorn.run(create_app(art), host=host, port=port, log_level="warning", access_log=False)
 
 

@@ -28,6 +28,12 @@ class Settings(BaseSettings):
         Path("data/events"), description="Where POST /events appends (local backend)."
     )
     event_flush_ms: float = Field(5.0, ge=0, description="Group-commit window of the event log.")
+    blob_connection_string: str | None = Field(
+        None, description="Azure Blob Storage (or Azurite) for artifacts; on Azure, Key Vault fills it."
+    )
+    blob_container: str = Field("models", description="Blob container holding published bundles.")
+    artifact_name: str | None = Field(None, description="Bundle to serve from the store (e.g. 'champion').")
+    artifact_cache_dir: Path = Field(Path(".cache/artifacts"), description="Local copy of fetched bundles.")
 
 
 @lru_cache(maxsize=1)

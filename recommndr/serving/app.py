@@ -90,15 +90,28 @@ def create_app(artifacts: Path | None = None, event_log_dir: Path | None = None)
         artifacts or settings.artifacts_dir, event_log_dir or settings.event_log_dir, settings.event_flush_ms
     )
 
+    def resolve() -> Path:
+        """The local folder to load: the given one, or the named bundle from the blob store."""
+        if artifacts is None and settings.blob_connection_string and settings.artifact_name:
+            from recommndr.registry.store import BlobStore
+
+            store = BlobStore(settings.blob_connection_string, settings.blob_container)
+            return store.fetch(settings.artifact_name, settings.artifact_cache_dir)
+        return state.artifacts
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         try:
+            state.artifacts = await asyncio.to_thread(resolve)
             state.model = await asyncio.to_thread(ServingModel.load, state.artifacts)
             state.metrics.model_info.labels(VARIANT, state.model.version).set(1)
             state.metrics.ready.set(1)
         except RecommndrError as exc:
             state.not_ready = str(exc)
             log.error("no model loaded: %s", exc)
+        except Exception as exc:  # the store unreachable, say: not ready, and why
+            state.not_ready = f"{type(exc).__name__}: {exc}"
+            log.exception("no model loaded")
         await state.events.start()
         yield
         await state.events.stop()

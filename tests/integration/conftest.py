@@ -1,0 +1,62 @@
+"""Real services for the integration tests, started by the tests that need them."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+# Azurite's documented, public development account (not a secret).
+AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Azurite blob service on a free port; yields its connection string."""
+    exe = ROOT / ".tools/node_modules/.bin/azurite-blob"
+    if not exe.exists():
+        found = shutil.which("azurite-blob")
+        assert found, "Azurite is missing: `make setup` installs it into .tools/"
+        exe = Path(found)
+    port = _free_port()
+    data = tmp_path_factory.mktemp("azurite")
+    proc = subprocess.Popen(
+        [str(exe), "--blobHost", "127.0.0.1", "--blobPort", str(port), "--location", str(data),
+         "--skipApiVersionCheck", "--disableTelemetry", "--silent"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                break
+        except OSError:
+            assert proc.poll() is None, (
+                f"Azurite exited: {proc.stderr.read().decode() if proc.stderr else ''}"
+            )
+            time.sleep(0.1)
+    else:
+        proc.kill()
+        pytest.fail("Azurite did not start in 30 s")
+    yield (
+        "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
+        f"AccountKey={AZURITE_KEY};BlobEndpoint=http://127.0.0.1:{port}/devstoreaccount1;"
+    )
+    proc.send_signal(signal.SIGINT)  # Azurite ignores SIGTERM for a while
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
