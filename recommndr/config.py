@@ -34,6 +34,20 @@ class Settings(BaseSettings):
     blob_container: str = Field("models", description="Blob container holding published bundles.")
     artifact_name: str | None = Field(None, description="Bundle to serve from the store (e.g. 'champion').")
     artifact_cache_dir: Path = Field(Path(".cache/artifacts"), description="Local copy of fetched bundles.")
+    challenger_artifacts_dir: Path | None = Field(
+        None, description="A challenger bundle to serve beside the champion."
+    )
+    challenger_traffic: float = Field(
+        0.0, ge=0.0, le=1.0, description="Initial share of users for the challenger."
+    )
+    admin_jwt_secret: str | None = Field(
+        None, description="HS256 key of admin tokens; admin endpoints are off without it."
+    )
+    admin_jwt_issuer: str = "recommndr"
+    admin_jwt_audience: str = "recommndr-admin"
+    admin_allowed_networks: list[str] = Field(
+        ["127.0.0.1/32", "::1/128"], description="Admin client IPs (CIDR)."
+    )
 
 
 @lru_cache(maxsize=1)

@@ -8,6 +8,7 @@ only memory, except ``POST /events``, which waits for its group-committed fsync.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -19,18 +20,32 @@ from fastapi import FastAPI, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from recommndr import __version__
 from recommndr.config import get_settings
 from recommndr.errors import RecommndrError
+from recommndr.serving.auth import check_admin
 from recommndr.serving.events import EventIn, EventLog
 from recommndr.serving.metrics import ApiMetrics
 from recommndr.serving.model import Recommendation, ServingModel
 
 log = logging.getLogger(__name__)
+
+
+class TrafficIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    challenger: float = Field(ge=0.0, le=1.0, description="share of users served by the challenger")
+
+
+class RollbackIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str = Field("manual", max_length=500)
+
+
 VARIANT = "champion"
+CHALLENGER = "challenger"
 MAX_EVENTS_PER_REQUEST = 1000
 K = Annotated[int, Query(ge=1, le=100, description="how many items (1-100)")]
 
@@ -38,7 +53,9 @@ K = Annotated[int, Query(ge=1, le=100, description="how many items (1-100)")]
 class State:
     def __init__(self, artifacts: Path, event_dir: Path, flush_ms: float) -> None:
         self.artifacts = artifacts
-        self.model: ServingModel | None = None
+        self.model: ServingModel | None = None  # the champion
+        self.challenger: ServingModel | None = None
+        self.traffic: dict[str, float] = {VARIANT: 1.0}  # replaced whole, never mutated
         self.not_ready = "models are loading"
         self.events = EventLog(event_dir, flush_ms)
         self.metrics = ApiMetrics()
@@ -77,7 +94,8 @@ class ObserveMiddleware:
             await self.app(scope, receive, send_status)
         finally:
             endpoint = getattr(scope.get("route"), "path", "unmatched")
-            self.metrics.latency.labels(endpoint, VARIANT).observe(time.perf_counter() - t0)
+            variant = scope.get("state", {}).get("variant", VARIANT)
+            self.metrics.latency.labels(endpoint, variant).observe(time.perf_counter() - t0)
             if status >= 500:
                 self.metrics.errors.labels(endpoint).inc()
             elif status >= 400:
@@ -112,6 +130,16 @@ def create_app(artifacts: Path | None = None, event_log_dir: Path | None = None)
         except Exception as exc:  # the store unreachable, say: not ready, and why
             state.not_ready = f"{type(exc).__name__}: {exc}"
             log.exception("no model loaded")
+        if settings.challenger_artifacts_dir is not None and state.model is not None:
+            try:
+                state.challenger = await asyncio.to_thread(
+                    ServingModel.load, settings.challenger_artifacts_dir
+                )
+                state.metrics.model_info.labels(CHALLENGER, state.challenger.version).set(1)
+                share = settings.challenger_traffic
+                state.traffic = {VARIANT: 1.0 - share, CHALLENGER: share}
+            except RecommndrError as exc:
+                log.error("challenger not loaded (champion serves everyone): %s", exc)
         await state.events.start()
         yield
         await state.events.stop()
@@ -169,14 +197,26 @@ def create_app(artifacts: Path | None = None, event_log_dir: Path | None = None)
             return _error(503, "not_ready", state.not_ready)
         return {"status": "ready", "model_version": state.model.version}
 
+    def assign(user_id: int) -> tuple[str, ServingModel]:
+        """Champion or challenger by a stable hash of the user id and the current split."""
+        champion = model()
+        share = state.traffic.get(CHALLENGER, 0.0)
+        if state.challenger is None or share <= 0.0:
+            return VARIANT, champion
+        h = int.from_bytes(hashlib.blake2b(str(user_id).encode(), digest_size=8).digest(), "big") / 2**64
+        return (CHALLENGER, state.challenger) if h < share else (VARIANT, champion)
+
     @app.get("/recommendations/{user_id}", tags=["recommendations"])
-    async def recommendations(user_id: int, k: K = 10, category: str | None = None) -> dict[str, Any]:
-        m = model()
+    async def recommendations(
+        request: Request, user_id: int, k: K = 10, category: str | None = None
+    ) -> dict[str, Any]:
+        variant, m = assign(user_id)
+        request.state.variant = variant
         recs, cold, degraded = m.recommend(user_id, k, category)
-        state.metrics.served.labels(VARIANT, "cold_start" if cold else "two_stage").inc()
+        state.metrics.served.labels(variant, "cold_start" if cold else "two_stage").inc()
         if degraded:
             state.metrics.degraded.labels(degraded).inc()
-        return {"user_id": user_id, "model_version": m.version, "variant": VARIANT, "cold_start": cold,
+        return {"user_id": user_id, "model_version": m.version, "variant": variant, "cold_start": cold,
                 "degraded": degraded, "items": _items(recs)}  # fmt: skip
 
     @app.get("/similar_items/{item_id}", tags=["recommendations"])
@@ -276,7 +316,38 @@ def create_app(artifacts: Path | None = None, event_log_dir: Path | None = None)
     @app.get("/models", tags=["ops"])
     async def models() -> dict[str, Any]:
         loaded = [{"variant": VARIANT, **state.model.info()}] if state.model else []
-        return {"models": loaded, "traffic": {VARIANT: 1.0} if loaded else {}}
+        if state.challenger is not None:
+            loaded.append({"variant": CHALLENGER, **state.challenger.info()})
+        return {"models": loaded, "traffic": state.traffic if loaded else {}}
+
+    def admin(request: Request) -> dict[str, Any]:
+        return check_admin(
+            request.headers.get("authorization"),
+            request.client.host if request.client else None,
+            settings.admin_jwt_secret,
+            settings.admin_jwt_issuer,
+            settings.admin_jwt_audience,
+            settings.admin_allowed_networks,
+        )
+
+    @app.post("/models/traffic", tags=["admin"])
+    async def set_traffic(request: Request, body: TrafficIn) -> dict[str, Any]:
+        """Admin: the challenger's share of users (the champion serves the rest)."""
+        claims = admin(request)
+        if state.challenger is None and body.challenger > 0:
+            return _error(409, "no_challenger", "no challenger is loaded: cannot send it traffic")  # type: ignore[return-value]
+        state.traffic = {VARIANT: 1.0 - body.challenger, CHALLENGER: body.challenger}
+        log.warning("traffic split set to %s by %s", state.traffic, claims.get("sub", "?"))
+        return {"traffic": state.traffic}
+
+    @app.post("/models/rollback", tags=["admin"])
+    async def rollback(request: Request, body: RollbackIn | None = None) -> dict[str, Any]:
+        """Admin: send every user back to the champion."""
+        claims = admin(request)
+        state.traffic = {VARIANT: 1.0, CHALLENGER: 0.0} if state.challenger is not None else {VARIANT: 1.0}
+        reason = body.reason if body else "manual"
+        log.warning("rolled back to the champion by %s: %s", claims.get("sub", "?"), reason)
+        return {"traffic": state.traffic, "reason": reason}
 
     @app.get("/metrics", tags=["ops"])
     async def metrics() -> Response:

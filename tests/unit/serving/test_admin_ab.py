@@ -1,0 +1,101 @@
+"""A/B split by a stable hash of the user, and the admin endpoints' JWT + IP guard."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import jwt
+import pytest
+from fastapi.testclient import TestClient
+
+from recommndr.config import get_settings
+from recommndr.serving.app import create_app
+
+pytestmark = pytest.mark.unit
+SECRET = "test-admin-key-0123456789abcdef0123"
+
+
+def token(
+    secret: str = SECRET, exp: float | None = None, aud: str = "recommndr-admin", iss: str = "recommndr"
+) -> str:
+    claims = {"sub": "ops@example.invalid", "iss": iss, "aud": aud, "exp": int(exp or time.time() + 300)}
+    return jwt.encode(claims, secret, algorithm="HS256")
+
+
+@pytest.fixture
+def app_env(artifacts: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    monkeypatch.setenv("RECOMMNDR_ADMIN_JWT_SECRET", SECRET)
+    monkeypatch.setenv("RECOMMNDR_CHALLENGER_ARTIFACTS_DIR", str(artifacts))
+    get_settings.cache_clear()
+    yield tmp_path
+    get_settings.cache_clear()
+
+
+def _client(artifacts: Path, tmp: Path, ip: str = "127.0.0.1") -> TestClient:
+    return TestClient(create_app(artifacts, tmp / "events"), client=(ip, 50000))
+
+
+def test_split_is_stable_per_user_and_rollback_returns_everyone(app_env: Path, artifacts: Path) -> None:
+    with _client(artifacts, app_env) as c:
+        models = c.get("/models").json()
+        assert [m["variant"] for m in models["models"]] == ["champion", "challenger"]
+        assert models["traffic"] == {"champion": 1.0, "challenger": 0.0}
+        auth = {"Authorization": f"Bearer {token()}"}
+        r = c.post("/models/traffic", json={"challenger": 0.5}, headers=auth)
+        assert r.status_code == 200 and r.json()["traffic"] == {"champion": 0.5, "challenger": 0.5}
+        seen = {u: c.get(f"/recommendations/{u}?k=3").json()["variant"] for u in range(1, 81)}
+        assert set(seen.values()) == {"champion", "challenger"}
+        assert 20 < sum(v == "challenger" for v in seen.values()) < 60
+        assert all(c.get(f"/recommendations/{u}?k=3").json()["variant"] == seen[u] for u in range(1, 21))
+        assert (
+            'recommndr_recommendations_served_total{path="two_stage",variant="challenger"}'
+            in c.get("/metrics").text
+        )
+        r = c.post("/models/rollback", json={"reason": "CTR dropped"}, headers=auth)
+        assert r.status_code == 200 and r.json()["traffic"]["challenger"] == 0.0
+        assert {c.get(f"/recommendations/{u}?k=3").json()["variant"] for u in range(1, 41)} == {"champion"}
+        bad = c.post("/models/traffic", json={"challenger": 1.5}, headers=auth)
+        assert bad.status_code == 422 and "challenger" in bad.json()["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    ("headers", "status", "message"),
+    [
+        ({}, 401, "bearer token is required"),
+        ({"Authorization": "Basic abc"}, 401, "bearer token is required"),
+        ({"Authorization": f"Bearer {token(exp=time.time() - 10)}"}, 401, "expired"),
+        (
+            {"Authorization": f"Bearer {token(secret='another-key-0123456789abcdef012345')}"},
+            401,
+            "Signature verification failed",
+        ),
+        ({"Authorization": f"Bearer {token(aud='someone-else')}"}, 401, "Audience"),
+        ({"Authorization": f"Bearer {token(iss='evil')}"}, 401, "issuer"),
+        ({"Authorization": "Bearer not.a.jwt"}, 401, "invalid token"),
+    ],
+)
+def test_admin_refuses_bad_tokens(
+    app_env: Path, artifacts: Path, headers: dict[str, str], status: int, message: str
+) -> None:
+    with _client(artifacts, app_env) as c:
+        for path, body in (("/models/traffic", {"challenger": 0.1}), ("/models/rollback", {})):
+            r = c.post(path, json=body, headers=headers)
+            assert r.status_code == status, r.json()
+            assert message in r.json()["error"]["message"]
+        assert c.get("/models").json()["traffic"]["challenger"] == 0.0  # nothing changed
+
+
+def test_admin_refuses_a_disallowed_ip_even_with_a_good_token(app_env: Path, artifacts: Path) -> None:
+    with _client(artifacts, app_env, ip="10.20.30.40") as c:
+        r = c.post(
+            "/models/traffic", json={"challenger": 0.3}, headers={"Authorization": f"Bearer {token()}"}
+        )
+        assert r.status_code == 403 and "10.20.30.40 is not allowed" in r.json()["error"]["message"]
+
+
+def test_admin_is_off_without_a_key(artifacts: Path, tmp_path: Path) -> None:
+    with _client(artifacts, tmp_path) as c:
+        r = c.post("/models/rollback", json={}, headers={"Authorization": f"Bearer {token()}"})
+        assert r.status_code == 403 and "disabled" in r.json()["error"]["message"]
