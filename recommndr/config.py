@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     blob_container: str = Field("models", description="Blob container holding published bundles.")
     artifact_name: str | None = Field(None, description="Bundle to serve from the store (e.g. 'champion').")
     artifact_cache_dir: Path = Field(Path(".cache/artifacts"), description="Local copy of fetched bundles.")
+    reload_interval_s: float = Field(
+        30.0, ge=0, description="How often to look for a new champion bundle (0: never)."
+    )
     challenger_artifacts_dir: Path | None = Field(
         None, description="A challenger bundle to serve beside the champion."
     )

@@ -56,6 +56,7 @@ class State:
         self.model: ServingModel | None = None  # the champion
         self.challenger: ServingModel | None = None
         self.traffic: dict[str, float] = {VARIANT: 1.0}  # replaced whole, never mutated
+        self.digest: str | None = None  # of the champion's manifest
         self.not_ready = "models are loading"
         self.events = EventLog(event_dir, flush_ms)
         self.metrics = ApiMetrics()
@@ -117,11 +118,42 @@ def create_app(artifacts: Path | None = None, event_log_dir: Path | None = None)
             return store.fetch(settings.artifact_name, settings.artifact_cache_dir)
         return state.artifacts
 
+    def manifest_digest(path: Path) -> str | None:
+        try:
+            return hashlib.sha256((path / "manifest.json").read_bytes()).hexdigest()
+        except OSError:
+            return None
+
+    def reload_if_changed() -> bool:
+        """Hot swap: load a changed champion beside the serving one, then replace it with one
+        assignment; requests in flight finish on the model they started with."""
+        path = resolve()
+        digest = manifest_digest(path)
+        if digest is None or digest == state.digest:
+            return False
+        new = ServingModel.load(path)  # hash-checked and warmed before it takes any request
+        old, state.model, state.artifacts, state.digest = state.model, new, path, digest
+        if old is not None:
+            state.metrics.model_info.labels(VARIANT, old.version).set(0)
+        state.metrics.model_info.labels(VARIANT, new.version).set(1)
+        state.metrics.ready.set(1)
+        log.warning("hot-swapped the champion: %s -> %s", old.version if old else None, new.version)
+        return True
+
+    async def watch() -> None:
+        while True:
+            await asyncio.sleep(settings.reload_interval_s)
+            try:
+                await asyncio.to_thread(reload_if_changed)
+            except Exception:  # a half-written or bad bundle: keep serving the current one
+                log.exception("new bundle not loaded; the current one keeps serving")
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         try:
             state.artifacts = await asyncio.to_thread(resolve)
             state.model = await asyncio.to_thread(ServingModel.load, state.artifacts)
+            state.digest = manifest_digest(state.artifacts)
             state.metrics.model_info.labels(VARIANT, state.model.version).set(1)
             state.metrics.ready.set(1)
         except RecommndrError as exc:
@@ -141,7 +173,10 @@ def create_app(artifacts: Path | None = None, event_log_dir: Path | None = None)
             except RecommndrError as exc:
                 log.error("challenger not loaded (champion serves everyone): %s", exc)
         await state.events.start()
+        watcher = asyncio.create_task(watch()) if settings.reload_interval_s > 0 else None
         yield
+        if watcher is not None:
+            watcher.cancel()
         await state.events.stop()
 
     app = FastAPI(
