@@ -57,6 +57,8 @@ class State:
         self.challenger: ServingModel | None = None
         self.traffic: dict[str, float] = {VARIANT: 1.0}  # replaced whole, never mutated
         self.digest: str | None = None  # of the champion's manifest
+        self.served: dict[str, int] = {}  # lists served per variant
+        self.event_counts: dict[tuple[str, str], int] = {}  # (event type, variant) -> events
         self.not_ready = "models are loading"
         self.events = EventLog(event_dir, flush_ms)
         self.metrics = ApiMetrics()
@@ -249,6 +251,7 @@ def create_app(artifacts: Path | None = None, event_log_dir: Path | None = None)
         request.state.variant = variant
         recs, cold, degraded = m.recommend(user_id, k, category)
         state.metrics.served.labels(variant, "cold_start" if cold else "two_stage").inc()
+        state.served[variant] = state.served.get(variant, 0) + 1
         if degraded:
             state.metrics.degraded.labels(degraded).inc()
         return {"user_id": user_id, "model_version": m.version, "variant": variant, "cold_start": cold,
@@ -346,6 +349,8 @@ def create_app(artifacts: Path | None = None, event_log_dir: Path | None = None)
         ids = await state.events.append(parsed)
         for e in parsed:
             state.metrics.events.labels(e.event_type, e.variant or "none").inc()
+            key = (e.event_type, e.variant or "none")
+            state.event_counts[key] = state.event_counts.get(key, 0) + 1
         return JSONResponse({"accepted": len(ids), "event_ids": ids}, status_code=202)
 
     @app.get("/models", tags=["ops"])
@@ -386,6 +391,7 @@ def create_app(artifacts: Path | None = None, event_log_dir: Path | None = None)
 
     @app.get("/metrics", tags=["ops"])
     async def metrics() -> Response:
+        state.metrics.update_rates(state.served, state.event_counts)
         return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return app
