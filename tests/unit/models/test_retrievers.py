@@ -135,3 +135,11 @@ def test_als_through_the_onnx_index_matches_numpy(world_inter: Interactions, int
     for (a, sa), (b, sb) in zip(exact, via_index, strict=True):
         assert set(a.tolist()) == set(b.tolist())
         np.testing.assert_allclose(sa, sb, rtol=1e-4, atol=1e-5)
+
+
+def test_index_recall_is_measured_per_user(world_inter: Interactions) -> None:
+    from recommndr.retrieval.index import build_index, build_int8_index, index_recall
+
+    als = ALSRetriever.fit(world_inter, CFG.weights, CFG.als.model_copy(update={"factors": 16}), seed=1)
+    assert index_recall(build_index(als.item_factors, als.mask), als, k=20) == pytest.approx(1.0)
+    assert index_recall(build_int8_index(als.item_factors, als.mask), als, k=20) >= 0.9
