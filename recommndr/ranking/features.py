@@ -56,6 +56,7 @@ NEVER_DAYS = 1000.0
 class FeatureTables:
     cutoff_us: int
     n_items: int
+    n_categories: npt.NDArray[np.int64]  # categories at levels 1, 2, 3 (the key base of uc1..uc3)
     item_l1: npt.NDArray[np.int32]
     item_l2: npt.NDArray[np.int32]
     item_l3: npt.NDArray[np.int32]
@@ -93,6 +94,7 @@ class FeatureTables:
         with np.load(path) as z:
             kw = {f.name: z[f.name] for f in fields(cls)}
         kw["cutoff_us"] = int(kw["cutoff_us"])
+        kw["n_categories"] = np.asarray(kw["n_categories"], dtype=np.int64)
         kw["n_items"] = int(kw["n_items"])
         return cls(**kw)
 
@@ -134,9 +136,10 @@ def build_feature_tables(
     price_w = np.where(inter.etype >= 1, 3.0, 1.0)  # what users cart and buy says more about budget
     sum_p = np.bincount(users, weights=ev_price * price_w, minlength=n_users)
     sum_w = np.bincount(users, weights=price_w, minlength=n_users)
-    uc1 = _share_table(users, cat.l1[items], len(cat.l1_names))
-    uc2 = _share_table(users, cat.l2[items], len(cat.l2_names))
-    uc3 = _share_table(users, cat.l3[items], len(cat.l3_names))
+    n_cats = np.array([len(cat.l1_names), len(cat.l2_names), len(cat.l3_names)], dtype=np.int64)
+    uc1 = _share_table(users, cat.l1[items], int(n_cats[0]))
+    uc2 = _share_table(users, cat.l2[items], int(n_cats[1]))
+    uc3 = _share_table(users, cat.l3[items], int(n_cats[2]))
     # user x product: counts per event type and the last time (events are in time order, so the
     # last event of each run of a stable sort by key is the latest)
     ui = users * n_items + items
@@ -151,6 +154,7 @@ def build_feature_tables(
     return FeatureTables(
         cutoff_us=inter.cutoff_us,
         n_items=n_items,
+        n_categories=n_cats,
         item_l1=cat.l1,
         item_l2=cat.l2,
         item_l3=cat.l3,
@@ -218,15 +222,9 @@ def compute_features(
         np.where(known, np.log1p(t.user_purchases[u]), 0.0),
         np.where(known, np.log1p(t.user_days_since_last[u]), np.log1p(NEVER_DAYS)),
         np.where(known & t.user_has_price[u], t.item_log_price[item] - t.user_mean_log_price[u], 0.0),
-        _lookup(
-            t.uc1_keys, t.uc1_share, np.where(known, u * (t.item_l1.max() + 1) + t.item_l1[item], -1), 0.0
-        ),
-        _lookup(
-            t.uc2_keys, t.uc2_share, np.where(known, u * (t.item_l2.max() + 1) + t.item_l2[item], -1), 0.0
-        ),
-        _lookup(
-            t.uc3_keys, t.uc3_share, np.where(known, u * (t.item_l3.max() + 1) + t.item_l3[item], -1), 0.0
-        ),
+        _lookup(t.uc1_keys, t.uc1_share, np.where(known, u * t.n_categories[0] + t.item_l1[item], -1), 0.0),
+        _lookup(t.uc2_keys, t.uc2_share, np.where(known, u * t.n_categories[1] + t.item_l2[item], -1), 0.0),
+        _lookup(t.uc3_keys, t.uc3_share, np.where(known, u * t.n_categories[2] + t.item_l3[item], -1), 0.0),
     ]
     ui = np.where(known, u * t.n_items + item, -1)
     cols += [

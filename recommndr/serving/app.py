@@ -346,7 +346,11 @@ def create_app(artifacts: Path | None = None, event_log_dir: Path | None = None)
                     problems.append(f"{where}{'.' + loc if loc else ''}: {err['msg']}")
         if problems:
             return _error(422, "invalid_event", "; ".join(problems[:20]))
-        ids = await state.events.append(parsed)
+        try:
+            ids = await state.events.append(parsed)
+        except OSError as exc:  # nothing was acknowledged: tell the caller to retry
+            log.error("event log write failed: %s", exc)
+            return _error(503, "events_unavailable", f"the events were not stored ({exc.strerror}); retry")
         for e in parsed:
             state.metrics.events.labels(e.event_type, e.variant or "none").inc()
             key = (e.event_type, e.variant or "none")

@@ -22,6 +22,7 @@ class ProductCatalog:
     table: pa.Table
     _search: pa.Array
     _rows: list[dict[str, Any]]
+    _by_category: dict[str, I64]  # lower-case category name (any level) -> product positions
 
     @classmethod
     def load(cls, artifacts: Path) -> ProductCatalog:
@@ -32,7 +33,14 @@ class ProductCatalog:
             )
         )
         rows = t.drop(["created_at"]).to_pylist()
-        return cls(t["item_id"].to_numpy(), t, search, rows)
+        by_category: dict[str, list[int]] = {}
+        for i, r in enumerate(rows):
+            for level in ("category_l1", "category_l2", "category_l3"):
+                members = by_category.setdefault(str(r[level]).strip().lower(), [])
+                if not members or members[-1] != i:
+                    members.append(i)
+        index = {k: np.array(v, dtype=np.int64) for k, v in by_category.items()}
+        return cls(t["item_id"].to_numpy(), t, search, rows, index)
 
     def index_of(self, item_id: int) -> int:
         pos = int(np.searchsorted(self.item_ids, item_id))
@@ -43,10 +51,8 @@ class ProductCatalog:
 
     def category_mask(self, category: str) -> npt.NDArray[np.bool_]:
         """Products whose category at any level equals ``category`` (case-insensitive)."""
-        c = category.strip().lower()
         mask = np.zeros(self.item_ids.shape[0], dtype=bool)
-        for level in ("category_l1", "category_l2", "category_l3"):
-            mask |= pc.equal(pc.utf8_lower(self.table[level]), c).to_numpy(zero_copy_only=False)
+        mask[self._by_category.get(category.strip().lower(), np.zeros(0, np.int64))] = True
         return mask
 
     def query(

@@ -177,3 +177,20 @@ def test_ranker_failure_degrades_to_retrieval_order(
     monkeypatch.undo()
     again = client.get("/recommendations/5?k=5").json()
     assert again["degraded"] is None, again
+
+
+def test_event_storage_failure_is_a_clear_retryable_503(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = client.app.state.recommndr.events  # type: ignore[attr-defined]
+
+    def disk_full(data: str) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(log, "_write", disk_full)
+    r = client.post("/events", json={"user_id": 1, "item_id": 3, "event_type": "view"})
+    assert r.status_code == 503
+    assert r.json()["error"] == {
+        "code": "events_unavailable",
+        "message": "the events were not stored (No space left on device); retry",
+    }
