@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # Debian packages the tests need (installed with apt when missing and running as root).
-APT_PACKAGES := git
+APT_PACKAGES := git redis-server
 # npm tools the integration tests start (Azurite: the Azure Storage emulator)
 TOOLS := .tools
 AZURITE_VERSION := 3.37.0

@@ -43,6 +43,14 @@ class Settings(BaseSettings):
     challenger_traffic: float = Field(
         0.0, ge=0.0, le=1.0, description="Initial share of users for the challenger."
     )
+    online_store: Literal["sqlite", "redis", "off"] = Field(
+        "sqlite", description="Online feature store the API reads and updates (Feast's layout)."
+    )
+    online_store_path: Path = Field(
+        Path("data/online/features.db"), description="Feast SQLite online store file (online_store=sqlite)."
+    )
+    redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis online store (online_store=redis).")
+    online_timeout_ms: float = Field(50.0, gt=0, description="Redis socket timeout per request.")
     admin_jwt_secret: str | None = Field(
         None, description="HS256 key of admin tokens; admin endpoints are off without it."
     )

@@ -34,7 +34,12 @@ def tiny_copy(tiny_dataset: Path, tmp_path: Path) -> Path:
 
 
 @pytest.fixture(autouse=True)
-def _fresh_settings() -> Iterator[None]:
+def _fresh_settings(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[None]:
+    # each test gets its own online store file (the default is shared data/online/features.db)
+    online = tmp_path_factory.mktemp("online") / "features.db"
+    monkeypatch.setenv("RECOMMNDR_ONLINE_STORE_PATH", str(online))
     get_settings.cache_clear()
     yield
     get_settings.cache_clear()

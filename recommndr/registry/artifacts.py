@@ -106,53 +106,76 @@ def write_manifest(out: Path, extra: dict[str, Any]) -> dict[str, Any]:
     return manifest
 
 
-def load_bundle(root: Path, verify: bool = True, ranker_threads: int = 1) -> Bundle:
-    """Load and (by default) verify every file against the manifest's SHA-256."""
+def read_manifest(root: Path, verify: bool = True, only: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """The bundle's manifest, after checking that its files (or ``only`` these) match their SHA-256."""
     root = Path(root)
     mpath = root / MANIFEST
     if not mpath.exists():
         raise ArtifactError(f"{root} holds no trained model ({MANIFEST} is missing); run `recommndr train`")
-    manifest = json.loads(mpath.read_text())
+    manifest: dict[str, Any] = json.loads(mpath.read_text())
     for name, digest in manifest["files"].items():
+        if only is not None and name not in only:
+            continue
         p = root / name
         if not p.exists():
             raise ArtifactError(f"{p} is missing")
         if verify and sha256(p) != digest:
             raise ArtifactError(f"{p} does not match its hash in {mpath}")
-    cfg = TrainConfig.model_validate(manifest["config"])
+    return manifest
+
+
+def load_catalog(root: Path, manifest: dict[str, Any]) -> Catalog:
     names = manifest["categories"]
-    with np.load(root / "catalog.npz") as z:
-        catalog = Catalog(
+    with np.load(Path(root) / "catalog.npz") as z:
+        return Catalog(
             item_ids=z["item_ids"], l1=z["l1"], l2=z["l2"], l3=z["l3"],
             l1_names=names["l1"], l2_names=names["l2"], l3_names=names["l3"],
             price=z["price"], created_us=z["created_us"],
         )  # fmt: skip
-    with np.load(root / "als.npz") as z:
-        als = ALSRetriever(z["user_factors"], z["item_factors"], z["item_known"], float(z["reg"]))
-        user_ids = z["user_ids"]
-    with np.load(root / "popularity.npz") as z:
-        pop = PopularityRetriever(catalog, z["pop"], z["new_arrival"], int(z["per_category"]))
-    with np.load(root / "copurchase.npz") as z:
-        cop = CoPurchase(z["indptr"], z["nbr"], z["score"], z["support"], int(z["n_baskets"]))
-    with np.load(root / "exclusions.npz") as z:
-        excl = Exclusions(z["keys"], catalog.n_items, z["repeatable_l3"])
-    with np.load(root / "recent.npz") as z:
-        rec_ptr, rec_items = z["indptr"], z["items"]
-    with np.load(root / "similar.npz") as z:
-        similar = SimilarItems(catalog, z["nbr"], z["sim"], als.item_known, pop.pop)
-    return Bundle(
-        manifest=manifest,
-        config=cfg,
-        catalog=catalog,
-        user_ids=user_ids,
-        recent_indptr=rec_ptr,
-        recent_items=rec_items,
-        als=als,
-        popularity=pop,
-        copurchase=cop,
-        exclusions=excl,
-        features=FeatureTables.load(root / "features.npz"),
-        ranker=OnnxRanker((root / "ranker.onnx").read_bytes(), threads=ranker_threads),
-        similar=similar,
-        index_onnx=(root / "retrieval.onnx").read_bytes(),
-    )
+
+
+def load_popularity(root: Path, catalog: Catalog) -> PopularityRetriever:
+    with np.load(Path(root) / "popularity.npz") as z:
+        return PopularityRetriever(catalog, z["pop"], z["new_arrival"], int(z["per_category"]))
+
+
+def load_bundle(root: Path, verify: bool = True, ranker_threads: int = 1) -> Bundle:
+    """Load and (by default) verify every file against the manifest's SHA-256."""
+    root = Path(root)
+    manifest = read_manifest(root, verify)
+    try:
+        cfg = TrainConfig.model_validate(manifest["config"])
+        catalog = load_catalog(root, manifest)
+        with np.load(root / "als.npz") as z:
+            als = ALSRetriever(z["user_factors"], z["item_factors"], z["item_known"], float(z["reg"]))
+            user_ids = z["user_ids"]
+        pop = load_popularity(root, catalog)
+        with np.load(root / "copurchase.npz") as z:
+            cop = CoPurchase(z["indptr"], z["nbr"], z["score"], z["support"], int(z["n_baskets"]))
+        with np.load(root / "exclusions.npz") as z:
+            excl = Exclusions(z["keys"], catalog.n_items, z["repeatable_l3"])
+        with np.load(root / "recent.npz") as z:
+            rec_ptr, rec_items = z["indptr"], z["items"]
+        with np.load(root / "similar.npz") as z:
+            similar = SimilarItems(catalog, z["nbr"], z["sim"], als.item_known, pop.pop)
+        return Bundle(
+            manifest=manifest,
+            config=cfg,
+            catalog=catalog,
+            user_ids=user_ids,
+            recent_indptr=rec_ptr,
+            recent_items=rec_items,
+            als=als,
+            popularity=pop,
+            copurchase=cop,
+            exclusions=excl,
+            features=FeatureTables.load(root / "features.npz"),
+            ranker=OnnxRanker((root / "ranker.onnx").read_bytes(), threads=ranker_threads),
+            similar=similar,
+            index_onnx=(root / "retrieval.onnx").read_bytes(),
+        )
+    except (KeyError, ValueError, IndexError) as exc:  # a bundle from another format version
+        raise ArtifactError(
+            f"{root}: the bundle cannot be read ({type(exc).__name__}: {exc}); it may come from an "
+            "older recommndr: train it again"
+        ) from exc

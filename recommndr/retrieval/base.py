@@ -17,10 +17,12 @@ F32 = npt.NDArray[np.float32]
 @dataclass(frozen=True)
 class Query:
     """Who to retrieve for: a dense user index (-1 for a user the model has not seen) and the
-    user's recent products, most recent first (dense item indices; may be empty)."""
+    user's recent products, most recent first (dense item indices; may be empty), and products not
+    to recommend (bought since the model's cut-off, from the online store)."""
 
     user: int
     recent_items: I64 = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    exclude: I64 = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
 
 class Retriever(ABC):

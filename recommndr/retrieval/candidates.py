@@ -133,7 +133,10 @@ class CandidateGenerator:
         items = np.concatenate([cop_items, pop[0], als[0]])
         _, first = np.unique(items, return_index=True)
         items = items[np.sort(first)]
-        items = items[self.exclusions.allowed(q.user, items)][: c.total]
+        keep = self.exclusions.allowed(q.user, items)
+        if q.exclude.size:
+            keep &= ~np.isin(items, q.exclude)
+        items = items[keep][: c.total]
         n = items.shape[0]
         sources = np.zeros(n, dtype=np.uint8)
         sources[np.isin(items, als[0])] |= SOURCE_ALS

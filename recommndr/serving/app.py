@@ -26,6 +26,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from recommndr import __version__
 from recommndr.config import get_settings
 from recommndr.errors import RecommndrError
+from recommndr.features.online import OnlineFeatures, open_online_store
 from recommndr.serving.auth import check_admin
 from recommndr.serving.events import EventIn, EventLog
 from recommndr.serving.metrics import ApiMetrics
@@ -62,6 +63,7 @@ class State:
         self.not_ready = "models are loading"
         self.events = EventLog(event_dir, flush_ms)
         self.metrics = ApiMetrics()
+        self.online: OnlineFeatures | None = None
 
 
 def _error(status: int, code: str, message: str) -> JSONResponse:
@@ -154,10 +156,13 @@ def create_app(artifacts: Path | None = None, event_log_dir: Path | None = None)
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         try:
             state.artifacts = await asyncio.to_thread(resolve)
-            state.model = await asyncio.to_thread(ServingModel.load, state.artifacts)
+            state.model = await asyncio.to_thread(ServingModel.load, state.artifacts, True)
             state.digest = manifest_digest(state.artifacts)
             state.metrics.model_info.labels(VARIANT, state.model.version).set(1)
-            state.metrics.ready.set(1)
+            if state.model.fallback is None:
+                state.metrics.ready.set(1)
+            else:
+                state.not_ready = f"serving popularity only: {state.model.fallback}"
         except RecommndrError as exc:
             state.not_ready = str(exc)
             log.error("no model loaded: %s", exc)
@@ -174,12 +179,25 @@ def create_app(artifacts: Path | None = None, event_log_dir: Path | None = None)
                 state.traffic = {VARIANT: 1.0 - share, CHALLENGER: share}
             except RecommndrError as exc:
                 log.error("challenger not loaded (champion serves everyone): %s", exc)
+        if settings.online_store != "off":
+            try:
+                store = open_online_store(
+                    settings.online_store,
+                    settings.online_store_path,
+                    settings.redis_url,
+                    settings.online_timeout_ms / 1000,
+                )
+                state.online = OnlineFeatures(store) if store is not None else None
+            except Exception as exc:  # e.g. an unwritable path: serve batch features only
+                log.error("online store %s not opened: %s", settings.online_store, exc)
         await state.events.start()
         watcher = asyncio.create_task(watch()) if settings.reload_interval_s > 0 else None
         yield
         if watcher is not None:
             watcher.cancel()
         await state.events.stop()
+        if state.online is not None:
+            state.online.close()
 
     app = FastAPI(
         title="Recommndr API",
@@ -230,9 +248,12 @@ def create_app(artifacts: Path | None = None, event_log_dir: Path | None = None)
 
     @app.get("/ready", tags=["ops"], responses={503: {"description": "models not loaded"}})
     async def ready() -> Any:
-        if state.model is None:
+        if state.model is None or state.model.fallback is not None:
             return _error(503, "not_ready", state.not_ready)
-        return {"status": "ready", "model_version": state.model.version}
+        online = "off" if state.online is None else state.online.store.name
+        if state.online is not None and not state.online.available:
+            online = f"unavailable ({state.online.last_error}); serving batch features"
+        return {"status": "ready", "model_version": state.model.version, "online_store": online}
 
     def assign(user_id: int) -> tuple[str, ServingModel]:
         """Champion or challenger by a stable hash of the user id and the current split."""
@@ -249,11 +270,15 @@ def create_app(artifacts: Path | None = None, event_log_dir: Path | None = None)
     ) -> dict[str, Any]:
         variant, m = assign(user_id)
         request.state.variant = variant
-        recs, cold, degraded = m.recommend(user_id, k, category)
+        online, answered = state.online.get(user_id) if state.online is not None else (None, True)
+        recs, cold, fallback = m.recommend(user_id, k, category, online)
+        degraded = [fallback] if fallback else []
+        if not answered:
+            degraded.append("online_features_unavailable")
         state.metrics.served.labels(variant, "cold_start" if cold else "two_stage").inc()
         state.served[variant] = state.served.get(variant, 0) + 1
-        if degraded:
-            state.metrics.degraded.labels(degraded).inc()
+        for reason in degraded:
+            state.metrics.degraded.labels(reason).inc()
         return {"user_id": user_id, "model_version": m.version, "variant": variant, "cold_start": cold,
                 "degraded": degraded, "items": _items(recs)}  # fmt: skip
 
@@ -277,7 +302,7 @@ def create_app(artifacts: Path | None = None, event_log_dir: Path | None = None)
         m = model()
         mask = m.catalog.category_mask(category) if category else None
         items, scores = m.popular(k, mask)
-        names = m.bundle.catalog.l1_names
+        names = m.cat.l1_names
         return {
             "category": category,
             "model_version": m.version,
@@ -285,7 +310,7 @@ def create_app(artifacts: Path | None = None, event_log_dir: Path | None = None)
                 {
                     "item_id": int(m.catalog.item_ids[i]),
                     "score": round(float(s), 6),
-                    "reason": f"popular in {names[m.bundle.catalog.l1[i]]}",
+                    "reason": f"popular in {names[m.cat.l1[i]]}",
                 }
                 for i, s in zip(items, scores, strict=True)
             ],
@@ -297,9 +322,23 @@ def create_app(artifacts: Path | None = None, event_log_dir: Path | None = None)
         q: Annotated[str | None, Query(max_length=200)] = None,
         page: Annotated[int, Query(ge=1)] = 1,
         page_size: Annotated[int, Query(ge=1, le=100)] = 24,
-    ) -> dict[str, Any]:
-        total, rows = model().catalog.query(category, q, page, page_size)
+        min_price: Annotated[float | None, Query(ge=0)] = None,
+        max_price: Annotated[float | None, Query(ge=0)] = None,
+    ) -> Any:
+        if min_price is not None and max_price is not None and min_price > max_price:
+            return _error(422, "invalid_request", "min_price: must not exceed max_price")
+        total, rows = model().catalog.query(category, q, page, page_size, min_price, max_price)
         return {"total": total, "page": page, "page_size": page_size, "items": rows}
+
+    @app.get("/categories", tags=["catalogue"])
+    async def categories() -> dict[str, Any]:
+        """The category tree (levels 1 and 2) with product counts."""
+        return {"categories": model().catalog.categories()}
+
+    @app.get("/shoppers", tags=["catalogue"])
+    async def shoppers(n: Annotated[int, Query(ge=1, le=20)] = 6) -> dict[str, Any]:
+        """Real shoppers with history, one per favourite category, for the storefront's demo switcher."""
+        return {"shoppers": model().shoppers(n)}
 
     @app.get("/products/{item_id}", tags=["catalogue"])
     async def product(item_id: int) -> dict[str, Any]:
@@ -351,6 +390,13 @@ def create_app(artifacts: Path | None = None, event_log_dir: Path | None = None)
         except OSError as exc:  # nothing was acknowledged: tell the caller to retry
             log.error("event log write failed: %s", exc)
             return _error(503, "events_unavailable", f"the events were not stored ({exc.strerror}); retry")
+        if state.online is not None:  # the events are durable already; a store error only degrades
+            now_us = time.time_ns() // 1000
+            await asyncio.to_thread(
+                state.online.record,
+                [(e.user_id, e.item_id, e.event_type,
+                  int(e.ts.timestamp() * 1e6) if e.ts is not None else now_us) for e in parsed],
+            )  # fmt: skip
         for e in parsed:
             state.metrics.events.labels(e.event_type, e.variant or "none").inc()
             key = (e.event_type, e.variant or "none")

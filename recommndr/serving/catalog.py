@@ -23,6 +23,7 @@ class ProductCatalog:
     _search: pa.Array
     _rows: list[dict[str, Any]]
     _by_category: dict[str, I64]  # lower-case category name (any level) -> product positions
+    _price: npt.NDArray[np.float64]
 
     @classmethod
     def load(cls, artifacts: Path) -> ProductCatalog:
@@ -40,11 +41,20 @@ class ProductCatalog:
                 if not members or members[-1] != i:
                     members.append(i)
         index = {k: np.array(v, dtype=np.int64) for k, v in by_category.items()}
-        return cls(t["item_id"].to_numpy(), t, search, rows, index)
+        price = t["price"].to_numpy().astype(np.float64)
+        return cls(t["item_id"].to_numpy(), t, search, rows, index, price)
 
     def index_of(self, item_id: int) -> int:
         pos = int(np.searchsorted(self.item_ids, item_id))
         return pos if pos < self.item_ids.shape[0] and self.item_ids[pos] == item_id else -1
+
+    def positions(self, item_ids: list[int]) -> I64:
+        """Dense indices of the known ``item_ids`` (unknown ones dropped), in order."""
+        if not item_ids:
+            return np.zeros(0, np.int64)
+        ids = np.asarray(item_ids, dtype=np.int64)
+        pos = np.minimum(np.searchsorted(self.item_ids, ids), self.item_ids.shape[0] - 1)
+        return np.asarray(pos[self.item_ids[pos] == ids], dtype=np.int64)
 
     def product(self, idx: int) -> dict[str, Any]:
         return self._rows[idx]
@@ -55,12 +65,35 @@ class ProductCatalog:
         mask[self._by_category.get(category.strip().lower(), np.zeros(0, np.int64))] = True
         return mask
 
+    def categories(self) -> list[dict[str, Any]]:
+        """The category tree (levels 1 and 2) with product counts, for the storefront's filters."""
+        t = self.table.group_by(["category_l1", "category_l2"]).aggregate([("item_id", "count")])
+        tree: dict[str, list[dict[str, Any]]] = {}
+        for r in t.sort_by([("category_l1", "ascending"), ("category_l2", "ascending")]).to_pylist():
+            tree.setdefault(r["category_l1"], []).append(
+                {"name": r["category_l2"], "count": r["item_id_count"]}
+            )
+        return [
+            {"name": name, "count": sum(c["count"] for c in children), "children": children}
+            for name, children in tree.items()
+        ]
+
     def query(
-        self, category: str | None, q: str | None, page: int, page_size: int
+        self,
+        category: str | None,
+        q: str | None,
+        page: int,
+        page_size: int,
+        min_price: float | None = None,
+        max_price: float | None = None,
     ) -> tuple[int, list[dict[str, Any]]]:
         mask = np.ones(self.item_ids.shape[0], dtype=bool)
         if category:
             mask &= self.category_mask(category)
+        if min_price is not None:
+            mask &= self._price >= min_price
+        if max_price is not None:
+            mask &= self._price <= max_price
         if q:
             for word in q.lower().split():
                 mask &= pc.match_substring(self._search, word).to_numpy(zero_copy_only=False)

@@ -12,15 +12,33 @@ from typing import Any
 
 import numpy as np
 
+from recommndr.data.interactions import Catalog
+from recommndr.errors import RecommndrError
+from recommndr.features.online import UserRealtime
 from recommndr.ranking.features import FEATURES, compute_features
-from recommndr.registry.artifacts import Bundle, load_bundle
+from recommndr.registry.artifacts import (
+    ArtifactError,
+    Bundle,
+    load_bundle,
+    load_catalog,
+    load_popularity,
+    read_manifest,
+)
 from recommndr.retrieval.base import Query
-from recommndr.retrieval.candidates import SOURCE_COPURCHASE
+from recommndr.retrieval.candidates import RECENT, SOURCE_COPURCHASE
+from recommndr.retrieval.popularity import PopularityRetriever
 from recommndr.serving.catalog import ProductCatalog
 
 log = logging.getLogger(__name__)
 TREND_COL = FEATURES.index("item_trend")
 TRENDING = 2.0  # last week's daily events at least twice the month's
+
+
+class ModelUnavailableError(RecommndrError):
+    """Only the popularity fallback is loaded: this endpoint needs the full model."""
+
+    code = "model_unavailable"
+    http_status = 503
 
 
 @dataclass
@@ -31,58 +49,117 @@ class Recommendation:
 
 
 class ServingModel:
-    def __init__(self, bundle: Bundle, catalog: ProductCatalog, version: str) -> None:
+    """The full two-stage model, or (``bundle`` None) the popularity fallback that serves when the
+    bundle's models cannot be loaded; ``fallback`` says why."""
+
+    def __init__(
+        self,
+        bundle: Bundle | None,
+        catalog: ProductCatalog,
+        version: str,
+        cat: Catalog,
+        pop: PopularityRetriever,
+        manifest: dict[str, Any],
+        fallback: str | None = None,
+    ) -> None:
         self.bundle = bundle
+        self.manifest = manifest
         self.catalog = catalog
         self.version = version
-        self.generator = bundle.candidate_generator()
+        self.cat = cat
+        self.pop = pop
+        self.fallback = fallback
+        self.generator = bundle.candidate_generator() if bundle is not None else None
         self.loaded_at = time.time()
 
+    @staticmethod
+    def _version(manifest: dict[str, Any]) -> str:
+        return hashlib.sha256(str(sorted(manifest["files"].items())).encode()).hexdigest()[:12]
+
     @classmethod
-    def load(cls, artifacts: Path) -> ServingModel:
+    def load(cls, artifacts: Path, allow_fallback: bool = False) -> ServingModel:
+        """Load, verify and warm the bundle. With ``allow_fallback``, a bundle whose models fail to
+        load still serves popularity (hash-checked catalogue and popularity files) if it can."""
         t0 = time.perf_counter()
+        try:
+            model = cls._load_full(Path(artifacts))
+        except RecommndrError as exc:
+            if not allow_fallback:
+                raise
+            model = cls._load_popularity(Path(artifacts), str(exc))
+        model.warm()
+        log.info("loaded model %s from %s in %.2f s", model.version, artifacts, time.perf_counter() - t0)
+        return model
+
+    @classmethod
+    def _load_full(cls, artifacts: Path) -> ServingModel:
         bundle = load_bundle(artifacts)
         catalog = ProductCatalog.load(artifacts)
         if not np.array_equal(catalog.item_ids, bundle.catalog.item_ids):
-            from recommndr.registry.artifacts import ArtifactError
-
             raise ArtifactError(f"{artifacts}: products.parquet does not match the model's catalogue")
         from recommndr.retrieval.index import OnnxIndex
 
         int8 = (bundle.manifest.get("index") or {}).get("int8")
-        if int8 and (Path(artifacts) / int8).exists():  # measured recall >= 0.99; re-scored exactly
-            bundle.als.use_index(OnnxIndex((Path(artifacts) / int8).read_bytes()), shortlist=2)
+        if int8 and (artifacts / int8).exists():  # measured recall >= 0.99; re-scored exactly
+            bundle.als.use_index(OnnxIndex((artifacts / int8).read_bytes()), shortlist=2)
         else:
             bundle.als.use_index(OnnxIndex(bundle.index_onnx))
-        version = hashlib.sha256(str(sorted(bundle.manifest["files"].items())).encode()).hexdigest()[:12]
-        model = cls(bundle, catalog, version)
-        model.warm()
-        log.info("loaded model %s from %s in %.2f s", version, artifacts, time.perf_counter() - t0)
-        return model
+        version = cls._version(bundle.manifest)
+        return cls(bundle, catalog, version, bundle.catalog, bundle.popularity, bundle.manifest)
+
+    @classmethod
+    def _load_popularity(cls, artifacts: Path, why: str) -> ServingModel:
+        manifest = read_manifest(artifacts, only=("catalog.npz", "popularity.npz", "products.parquet"))
+        try:
+            cat = load_catalog(artifacts, manifest)
+            pop = load_popularity(artifacts, cat)
+        except (KeyError, ValueError, OSError) as exc:
+            raise ArtifactError(f"{why}; the popularity fallback cannot load either: {exc}") from exc
+        catalog = ProductCatalog.load(artifacts)
+        log.error("serving popularity only: %s", why)
+        return cls(None, catalog, cls._version(manifest), cat, pop, manifest, fallback=why)
+
+    def _full(self) -> Bundle:
+        if self.bundle is None:
+            raise ModelUnavailableError(f"only the popularity fallback is loaded: {self.fallback}")
+        return self.bundle
 
     def warm(self) -> None:
         """Run every path once so the first request pays no lazy initialisation."""
-        self.recommend(int(self.bundle.user_ids[0]) if self.bundle.user_ids.size else -1, 10)
         self.recommend(-1, 10)
+        if self.bundle is None:
+            return
+        self.recommend(int(self.bundle.user_ids[0]) if self.bundle.user_ids.size else -1, 10)
+        self.recommend(-1, 10, online=UserRealtime([int(self.catalog.item_ids[0])], [], 0, 1))
         self.similar(0, 5)
         self.bundle.copurchase.pair_scores(np.zeros(1, np.int64), np.zeros(1, np.int64))
 
     # --- recommendations ----------------------------------------------------------------------
-    def _query(self, user_id: int) -> Query:
-        b = self.bundle
+    def _query(self, b: Bundle, user_id: int, online: UserRealtime | None) -> Query:
         u = int(b.user_index(np.array([user_id], dtype=np.int64))[0])
         recent = (
             b.recent_items[b.recent_indptr[u] : b.recent_indptr[u + 1]] if u >= 0 else np.zeros(0, np.int64)
         )
-        return Query(u, recent)
+        exclude = np.zeros(0, np.int64)
+        if online is not None and (online.recent_items or online.purchased_items):
+            # what the shopper did since the cut-off comes first; unknown product ids are ignored
+            live = self.catalog.positions(online.recent_items)
+            recent = np.concatenate([live, recent])
+            _, first = np.unique(recent, return_index=True)
+            recent = recent[np.sort(first)][:RECENT]
+            bought = self.catalog.positions(online.purchased_items)
+            exclude = bought[~b.exclusions.repeatable_l3[b.catalog.l3[bought]]]  # durables only
+        return Query(u, recent, exclude)
 
     def recommend(
-        self, user_id: int, k: int, category: str | None = None
+        self, user_id: int, k: int, category: str | None = None, online: UserRealtime | None = None
     ) -> tuple[list[Recommendation], bool, str | None]:
-        """Top ``k`` for a user, whether it was the cold-start path, and the fallback used if the
-        ranker failed (None when it did not)."""
-        q = self._query(user_id)
+        """Top ``k`` for a user (with the online features, if any), whether it was the cold-start
+        path, and what degraded (None when nothing did)."""
         mask = self.catalog.category_mask(category) if category else None
+        if self.bundle is None or self.generator is None:
+            return self._popular_recs(k, mask), True, "model_unavailable"
+        q = self._query(self.bundle, user_id, online)
         if q.user < 0 and q.recent_items.size == 0:
             return self._popular_recs(k, mask), True, None
         cand = self.generator.generate([q])[0]
@@ -91,11 +168,11 @@ class ServingModel:
         if items.size == 0:
             return self._popular_recs(k, mask), False, None
         user = np.full(items.shape[0], q.user, dtype=np.int64)
-        X = compute_features(self.bundle.features, user, items, cand.als_score[keep], cand.als_rank[keep],
+        X = compute_features(self._full().features, user, items, cand.als_score[keep], cand.als_rank[keep],
                              cand.cop_score[keep], cand.pop_score[keep], cand.sources[keep])  # fmt: skip
         degraded = None
         try:
-            scores = self.bundle.ranker.score(X)
+            scores = self._full().ranker.score(X)
         except Exception:  # degrade, never fail: keep the retrieval order
             log.exception("ranker failed; serving the retrieval order")
             degraded = "ranker_unavailable"
@@ -109,7 +186,7 @@ class ServingModel:
         return recs, False, degraded
 
     def _reason(self, q: Query, item: int, sources: int, trend: float) -> str:
-        b = self.bundle
+        b = self._full()
         if sources & SOURCE_COPURCHASE and q.recent_items.size:
             pair = b.copurchase.pair_scores(q.recent_items, np.full(q.recent_items.shape[0], item))
             best = int(np.argmax(pair))
@@ -128,24 +205,46 @@ class ServingModel:
 
     def _popular_recs(self, k: int, mask: np.ndarray | None) -> list[Recommendation]:
         items, scores = self.popular(k, mask)
-        names = self.bundle.catalog.l1_names
+        names = self.cat.l1_names
         return [
-            Recommendation(
-                int(self.catalog.item_ids[i]), float(s), f"popular in {names[self.bundle.catalog.l1[i]]}"
-            )
+            Recommendation(int(self.catalog.item_ids[i]), float(s), f"popular in {names[self.cat.l1[i]]}")
             for i, s in zip(items, scores, strict=True)
         ]
 
     def popular(self, k: int, mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        pop = self.bundle.popularity
+        pop = self.pop
         if mask is None:
             return pop.popular(k)
         items = np.flatnonzero(mask)
         return pop.top_k(pop.pop[items], k, items)
 
+    def shoppers(self, n: int) -> list[dict[str, Any]]:
+        """Real shoppers for the storefront's demo switcher: active users with recent history,
+        one per favourite top-level category where possible (deterministic)."""
+        if self.bundle is None:
+            return []
+        b = self.bundle
+        recent_n = np.diff(b.recent_indptr)
+        events = b.features.user_events[: recent_n.shape[0]]
+        order = np.lexsort((np.arange(recent_n.shape[0]), -events))  # most active first
+        order = order[recent_n[order] >= 3][: max(50 * n, 500)]
+        picked: list[dict[str, Any]] = []
+        seen: set[int] = set()
+        for u in order:
+            recent = b.recent_items[b.recent_indptr[u] : b.recent_indptr[u + 1]]
+            fav = int(np.bincount(b.catalog.l1[recent]).argmax())
+            if fav in seen:
+                continue
+            seen.add(fav)
+            picked.append({"user_id": int(b.user_ids[u]), "events": int(events[u]),
+                           "favourite_category": str(b.catalog.l1_names[fav])})  # fmt: skip
+            if len(picked) == n:
+                break
+        return picked
+
     # --- item to item ---------------------------------------------------------------------------
     def similar(self, idx: int, k: int) -> list[Recommendation]:
-        items, scores, source = self.bundle.similar.similar(idx, k)
+        items, scores, source = self._full().similar.similar(idx, k)
         reason = "similar shoppers liked it" if source == "als" else "same category"
         return [
             Recommendation(int(self.catalog.item_ids[i]), float(s), reason)
@@ -153,16 +252,17 @@ class ServingModel:
         ]
 
     def frequently_bought_together(self, idx: int, k: int) -> list[Recommendation]:
-        items, scores = self.bundle.copurchase.neighbours(idx, k)
+        items, scores = self._full().copurchase.neighbours(idx, k)
         return [
             Recommendation(int(self.catalog.item_ids[i]), float(s), "frequently bought together")
             for i, s in zip(items, scores, strict=True)
         ]
 
     def info(self) -> dict[str, Any]:
-        m = self.bundle.manifest
+        m = self.manifest
         return {
             "version": self.version,
+            "fallback": self.fallback,
             "trained_on": m["data"]["sha256"][:12],
             "cutoff": m["cutoff_us"],
             "users": m["users"],

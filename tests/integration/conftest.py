@@ -60,3 +60,34 @@ def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         proc.wait(timeout=15)
     except subprocess.TimeoutExpired:
         proc.kill()
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """A real redis-server (Debian's) on a free port, no persistence; yields its URL and process."""
+    exe = shutil.which("redis-server")
+    assert exe, "redis-server is missing: `make setup` installs it with apt"
+    port = _free_port()
+    proc = subprocess.Popen(
+        [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                break
+        except OSError:
+            assert proc.poll() is None, (
+                f"redis-server exited: {proc.stderr.read().decode() if proc.stderr else ''}"
+            )
+            time.sleep(0.05)
+    else:
+        proc.kill()
+        pytest.fail("redis-server did not start in 15 s")
+    yield f"redis://127.0.0.1:{port}/0", proc
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()

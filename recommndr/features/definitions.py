@@ -1,0 +1,34 @@
+"""Feast definitions of the online features (imports Feast: kept off the request path).
+
+The streaming job pushes to ``user_realtime_push``; ``recommndr features push`` does the same from an
+event log; the API reads the resulting records directly (``online.py``)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from feast import Entity, FeatureView, Field, FileSource, PushSource, ValueType
+from feast.types import Array, Int64
+
+from recommndr.features.schema import ENTITY, FIELDS, JOIN_KEY, PUSH_SOURCE, TTL_DAYS, VIEW
+
+DTYPES: dict[str, Any] = {"int64": Int64, "int64_list": Array(Int64)}
+
+
+def definitions(offline_path: Path) -> list[Any]:
+    """The entity, push source and feature view, with ``offline_path`` as the batch source."""
+    user = Entity(name=ENTITY, join_keys=[JOIN_KEY], value_type=ValueType.INT64, description="a shopper")
+    batch = FileSource(name=f"{VIEW}_batch", path=str(offline_path), timestamp_field="event_ts")
+    push = PushSource(name=PUSH_SOURCE, batch_source=batch)
+    view = FeatureView(
+        name=VIEW,
+        entities=[user],
+        ttl=timedelta(days=TTL_DAYS),
+        schema=[Field(name=n, dtype=DTYPES[k]) for n, k in FIELDS.items()],
+        source=push,
+        online=True,
+        description="what a shopper did since the served model's cut-off (newest first)",
+    )
+    return [user, batch, push, view]
