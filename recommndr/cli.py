@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -322,6 +323,14 @@ def serve_cmd(
     artifacts: Annotated[
         Path | None, typer.Option("--artifacts", help="Artifacts folder [default: settings].")
     ] = None,
+    registry: Annotated[
+        str | None,
+        typer.Option(
+            "--registry",
+            help="Serve the MLflow registry's champion/challenger aliases from this tracking URI "
+            "(e.g. sqlite:///mlflow.db), following alias changes.",
+        ),
+    ] = None,
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port.")] = 8000,
 ) -> None:
@@ -330,9 +339,16 @@ def serve_cmd(
 
     from recommndr.serving.app import create_app
 
+    if registry is not None:
+        if artifacts is not None:
+            raise typer.BadParameter("give --artifacts or --registry, not both", param_hint="--registry")
+        os.environ["RECOMMNDR_REGISTRY_URI"] = registry
+        get_settings.cache_clear()
     s = get_settings()
     art: Path | None
-    if artifacts is None and s.blob_connection_string and s.artifact_name:
+    if artifacts is None and s.registry_uri:
+        art, source = None, f"the MLflow registry at {s.registry_uri} ({s.registry_model} aliases)"
+    elif artifacts is None and s.blob_connection_string and s.artifact_name:
         art, source = None, f"blob bundle '{s.artifact_name}' in container '{s.blob_container}'"
     else:
         art = artifacts or s.artifacts_dir

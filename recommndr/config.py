@@ -40,6 +40,17 @@ class Settings(BaseSettings):
     challenger_artifacts_dir: Path | None = Field(
         None, description="A challenger bundle to serve beside the champion."
     )
+    challenger_artifact_name: str | None = Field(
+        None, description="A challenger bundle in the blob store (with artifact_name)."
+    )
+    registry_uri: str | None = Field(
+        None,
+        description="Follow the MLflow registry's champion/challenger aliases at this tracking URI "
+        "(e.g. sqlite:///mlflow.db) instead of a folder or the blob store.",
+    )
+    registry_model: str = Field(
+        "recommndr-ranker", description="The registered model whose aliases are followed."
+    )
     challenger_traffic: float = Field(
         0.0, ge=0.0, le=1.0, description="Initial share of users for the challenger."
     )

@@ -27,10 +27,12 @@ from recommndr import __version__
 from recommndr.config import get_settings
 from recommndr.errors import RecommndrError
 from recommndr.features.online import OnlineFeatures, open_online_store
+from recommndr.registry.artifacts import ArtifactError
 from recommndr.serving.auth import check_admin
 from recommndr.serving.events import EventIn, EventLog
 from recommndr.serving.metrics import ApiMetrics
 from recommndr.serving.model import Recommendation, ServingModel
+from recommndr.serving.sources import FolderSource, ModelSource, RegistrySource, StoreSource
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +60,8 @@ class State:
         self.challenger: ServingModel | None = None
         self.traffic: dict[str, float] = {VARIANT: 1.0}  # replaced whole, never mutated
         self.digest: str | None = None  # of the champion's manifest
+        self.challenger_digest: str | None = None
+        self.source: ModelSource | None = None
         self.served: dict[str, int] = {}  # lists served per variant
         self.event_counts: dict[tuple[str, str], int] = {}  # (event type, variant) -> events
         self.not_ready = "models are loading"
@@ -113,72 +117,106 @@ def create_app(artifacts: Path | None = None, event_log_dir: Path | None = None)
         artifacts or settings.artifacts_dir, event_log_dir or settings.event_log_dir, settings.event_flush_ms
     )
 
-    def resolve() -> Path:
-        """The local folder to load: the given one, or the named bundle from the blob store."""
-        if artifacts is None and settings.blob_connection_string and settings.artifact_name:
+    def make_source() -> ModelSource:
+        if artifacts is not None:
+            return FolderSource(artifacts, settings.challenger_artifacts_dir)
+        if settings.registry_uri:
+            return RegistrySource(settings.registry_uri, settings.registry_model, settings.artifact_cache_dir)
+        if settings.blob_connection_string and settings.artifact_name:
             from recommndr.registry.store import BlobStore
 
             store = BlobStore(settings.blob_connection_string, settings.blob_container)
-            return store.fetch(settings.artifact_name, settings.artifact_cache_dir)
-        return state.artifacts
+            return StoreSource(store, settings.artifact_name, settings.challenger_artifact_name,
+                               settings.artifact_cache_dir)  # fmt: skip
+        return FolderSource(settings.artifacts_dir, settings.challenger_artifacts_dir)
 
-    def manifest_digest(path: Path) -> str | None:
+    def source() -> ModelSource:
+        if state.source is None:
+            state.source = make_source()
+        return state.source
+
+    def manifest_digest(path: Path | None) -> str | None:
+        if path is None:
+            return None
         try:
             return hashlib.sha256((path / "manifest.json").read_bytes()).hexdigest()
         except OSError:
             return None
 
-    def reload_if_changed() -> bool:
+    def refresh_champion(first: bool = False) -> bool:
         """Hot swap: load a changed champion beside the serving one, then replace it with one
-        assignment; requests in flight finish on the model they started with."""
-        path = resolve()
+        assignment; requests in flight finish on the model they started with. At start-up a
+        bundle whose models fail to load may still serve popularity (``/ready`` says why)."""
+        path = source().champion()
         digest = manifest_digest(path)
+        if digest is None and first:
+            raise ArtifactError(
+                f"{path} holds no trained model (manifest.json is missing); run `recommndr train`"
+            )
         if digest is None or digest == state.digest:
             return False
-        new = ServingModel.load(path)  # hash-checked and warmed before it takes any request
+        new = ServingModel.load(path, allow_fallback=first)  # hash-checked and warmed first
         old, state.model, state.artifacts, state.digest = state.model, new, path, digest
         if old is not None:
             state.metrics.model_info.labels(VARIANT, old.version).set(0)
         state.metrics.model_info.labels(VARIANT, new.version).set(1)
-        state.metrics.ready.set(1)
-        log.warning("hot-swapped the champion: %s -> %s", old.version if old else None, new.version)
+        if new.fallback is None:
+            state.metrics.ready.set(1)
+        else:
+            state.not_ready = f"serving popularity only: {new.fallback}"
+        if old is not None:
+            log.warning("hot-swapped the champion: %s -> %s", old.version, new.version)
+        return True
+
+    def refresh_challenger() -> bool:
+        """Load, replace or drop the challenger when its bundle changes (the same bundle as the
+        champion's is no challenger); a new challenger keeps the current share of traffic."""
+        path = source().challenger()
+        digest = manifest_digest(path)
+        if digest == state.digest:
+            digest = None
+        if digest == state.challenger_digest:
+            return False
+        old = state.challenger
+        if digest is None or path is None:
+            state.challenger, state.challenger_digest = None, None
+            state.traffic = {VARIANT: 1.0}
+        else:
+            new = ServingModel.load(path)
+            share = state.traffic.get(CHALLENGER, 0.0) if old is not None else settings.challenger_traffic
+            state.challenger, state.challenger_digest = new, digest
+            state.traffic = {VARIANT: 1.0 - share, CHALLENGER: share}
+            state.metrics.model_info.labels(CHALLENGER, new.version).set(1)
+        if old is not None:
+            state.metrics.model_info.labels(CHALLENGER, old.version).set(0)
+        log.warning("challenger: %s -> %s", old.version if old else None,
+                    state.challenger.version if state.challenger else None)  # fmt: skip
         return True
 
     async def watch() -> None:
         while True:
             await asyncio.sleep(settings.reload_interval_s)
-            try:
-                await asyncio.to_thread(reload_if_changed)
-            except Exception:  # a half-written or bad bundle: keep serving the current one
-                log.exception("new bundle not loaded; the current one keeps serving")
+            for refresh in (refresh_champion, refresh_challenger):
+                try:
+                    await asyncio.to_thread(refresh)
+                except Exception:  # a half-written or bad bundle: keep serving the current one
+                    log.exception("new %s not loaded; the current one keeps serving", refresh.__name__[8:])
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         try:
-            state.artifacts = await asyncio.to_thread(resolve)
-            state.model = await asyncio.to_thread(ServingModel.load, state.artifacts, True)
-            state.digest = manifest_digest(state.artifacts)
-            state.metrics.model_info.labels(VARIANT, state.model.version).set(1)
-            if state.model.fallback is None:
-                state.metrics.ready.set(1)
-            else:
-                state.not_ready = f"serving popularity only: {state.model.fallback}"
+            await asyncio.to_thread(refresh_champion, True)
         except RecommndrError as exc:
             state.not_ready = str(exc)
             log.error("no model loaded: %s", exc)
         except Exception as exc:  # the store unreachable, say: not ready, and why
             state.not_ready = f"{type(exc).__name__}: {exc}"
             log.exception("no model loaded")
-        if settings.challenger_artifacts_dir is not None and state.model is not None:
+        if state.model is not None:
             try:
-                state.challenger = await asyncio.to_thread(
-                    ServingModel.load, settings.challenger_artifacts_dir
-                )
-                state.metrics.model_info.labels(CHALLENGER, state.challenger.version).set(1)
-                share = settings.challenger_traffic
-                state.traffic = {VARIANT: 1.0 - share, CHALLENGER: share}
-            except RecommndrError as exc:
-                log.error("challenger not loaded (champion serves everyone): %s", exc)
+                await asyncio.to_thread(refresh_challenger)
+            except Exception as exc:
+                log.error("challenger not loaded (the champion serves everyone): %s", exc)
         if settings.online_store != "off":
             try:
                 store = open_online_store(

@@ -26,21 +26,30 @@ def bundle_dir(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 
 
 def test_publish_fetch_and_serve_from_blob(
-    azurite: str, bundle_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    azurite: str, bundle_dir: Path, tiny_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store = BlobStore(azurite, "models")
     store.publish(bundle_dir, "champion")
+    other = tmp_path / "other"
+    train(tiny_dataset, other, TrainConfig.model_validate({"ranker": {"n_estimators": 10}}))
+    store.publish(other, "challenger")
     local = store.fetch("champion", tmp_path / "cache")
     assert sorted(p.name for p in local.iterdir()) == sorted(p.name for p in bundle_dir.iterdir())
     assert store.fetch("champion", tmp_path / "cache") == local  # cached by content
 
     monkeypatch.setenv("RECOMMNDR_BLOB_CONNECTION_STRING", azurite)
     monkeypatch.setenv("RECOMMNDR_ARTIFACT_NAME", "champion")
+    monkeypatch.setenv("RECOMMNDR_CHALLENGER_ARTIFACT_NAME", "challenger")
+    monkeypatch.setenv("RECOMMNDR_CHALLENGER_TRAFFIC", "1.0")
     monkeypatch.setenv("RECOMMNDR_ARTIFACT_CACHE_DIR", str(tmp_path / "serve-cache"))
     get_settings.cache_clear()
     with TestClient(create_app(None, tmp_path / "events")) as client:
         assert client.get("/ready").status_code == 200
-        assert len(client.get("/recommendations/5?k=4").json()["items"]) == 4
+        models = client.get("/models").json()
+        assert [m["variant"] for m in models["models"]] == ["champion", "challenger"]
+        assert models["models"][0]["version"] != models["models"][1]["version"]
+        r = client.get("/recommendations/5?k=4").json()
+        assert len(r["items"]) == 4 and r["variant"] == "challenger"  # all traffic to the challenger
 
 
 def test_tampered_or_missing_bundle_is_refused(azurite: str, bundle_dir: Path, tmp_path: Path) -> None:

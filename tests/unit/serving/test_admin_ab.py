@@ -25,9 +25,9 @@ def token(
 
 
 @pytest.fixture
-def app_env(artifacts: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+def app_env(challenger_artifacts: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     monkeypatch.setenv("RECOMMNDR_ADMIN_JWT_SECRET", SECRET)
-    monkeypatch.setenv("RECOMMNDR_CHALLENGER_ARTIFACTS_DIR", str(artifacts))
+    monkeypatch.setenv("RECOMMNDR_CHALLENGER_ARTIFACTS_DIR", str(challenger_artifacts))
     get_settings.cache_clear()
     yield tmp_path
     get_settings.cache_clear()
