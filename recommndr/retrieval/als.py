@@ -93,6 +93,7 @@ class ALSRetriever(Retriever):
         float32, so the result matches the exact top k."""
         self.index = index
         self.shortlist = shortlist
+        self.n_known = int(self.item_known.sum())
 
     @classmethod
     def fit(cls, inter: Interactions, weights: EventWeights, cfg: ALSConfig, seed: int) -> ALSRetriever:
@@ -125,8 +126,7 @@ class ALSRetriever(Retriever):
         empty = (np.zeros(0, np.int64), np.zeros(0, np.float32))
         out: list[tuple[I64, F32]] = [empty] * len(queries)
         if self.index is not None and have:
-            n_known = int(self.item_known.sum())
-            kk = min(k * self.shortlist, n_known)
+            kk = min(k * self.shortlist, self.n_known)
             for i in have:  # one user per call: an int8 index quantises each call's batch as a whole
                 vec: F32 = vecs[i]  # type: ignore[assignment]
                 cand = self.index.search(vec[None, :], kk)[1][0]

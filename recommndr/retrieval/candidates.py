@@ -8,8 +8,10 @@ other categories a bought product is not offered again.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -89,16 +91,6 @@ def queries_for(users: I64, indptr: I64, recent: I64) -> list[Query]:
     ]
 
 
-def _ranks_in(items: I64, ranked: I64, missing: float) -> F32:
-    """1-based rank of each item in ``ranked``; ``missing`` where absent."""
-    if ranked.size == 0:
-        return np.full(items.shape[0], missing, dtype=np.float32)
-    order = np.argsort(ranked)
-    pos = np.minimum(np.searchsorted(ranked[order], items), ranked.shape[0] - 1)
-    hit = ranked[order][pos] == items
-    return np.where(hit, order[pos] + 1.0, missing).astype(np.float32)
-
-
 class CandidateGenerator:
     def __init__(
         self,
@@ -113,6 +105,17 @@ class CandidateGenerator:
         self.copurchase = copurchase
         self.exclusions = exclusions
         self.cfg = cfg
+        self._local = threading.local()
+
+    def _scratch(self) -> Any:
+        """Per-thread arrays over the catalogue, all -1 / 0 between calls."""
+        s = self._local
+        if not hasattr(s, "pos"):
+            n = self.exclusions.n_items
+            s.pos = np.full(n, -1, dtype=np.int32)
+            s.flags = np.zeros(n, dtype=np.uint8)
+            s.value = np.zeros(n, dtype=np.float32)
+        return s
 
     def generate(self, queries: Sequence[Query]) -> list[Candidates]:
         c = self.cfg
@@ -129,32 +132,39 @@ class CandidateGenerator:
     ) -> Candidates:
         c = self.cfg
         cop_items = cop[0] if cop is not None else np.zeros(0, np.int64)
-        # priority: co-purchase, popularity, then ALS by rank fills the rest
-        items = np.concatenate([cop_items, pop[0], als[0]])
-        _, first = np.unique(items, return_index=True)
-        items = items[np.sort(first)]
+        s = self._scratch()
+        # priority: co-purchase, popularity, then ALS by rank fills the rest (first occurrence wins;
+        # O(n) with per-thread scratch arrays over the catalogue instead of sorting: the request path)
+        everything = np.concatenate([cop_items, pop[0], als[0]])
+        order = np.arange(everything.shape[0], dtype=np.int32)
+        s.pos[everything[::-1]] = order[::-1]
+        items = everything[s.pos[everything] == order]
+        s.pos[everything] = -1
         keep = self.exclusions.allowed(q.user, items)
         if q.exclude.size:
             keep &= ~np.isin(items, q.exclude)
         items = items[keep][: c.total]
         n = items.shape[0]
-        sources = np.zeros(n, dtype=np.uint8)
-        sources[np.isin(items, als[0])] |= SOURCE_ALS
-        sources[np.isin(items, cop_items)] |= SOURCE_COPURCHASE
-        sources[np.isin(items, pop[0])] |= SOURCE_POPULARITY
+        s.flags[als[0]] |= SOURCE_ALS
+        s.flags[cop_items] |= SOURCE_COPURCHASE
+        s.flags[pop[0]] |= SOURCE_POPULARITY
+        sources = s.flags[items]
+        s.flags[everything] = 0
         vec = self.als.user_vector(q)
         als_score = (
             (self.als.item_factors[items] @ vec).astype(np.float32)
             if vec is not None
             else np.zeros(n, np.float32)
         )
-        als_rank = _ranks_in(items, als[0], float(c.als + 1))
+        s.pos[als[0]] = np.arange(1, als[0].shape[0] + 1, dtype=np.int32)
+        rank = s.pos[items]
+        als_rank = np.where(rank > 0, rank, c.als + 1).astype(np.float32)
+        s.pos[als[0]] = -1
         cop_score = np.zeros(n, np.float32)
         if cop is not None and cop[0].size:
-            order = np.argsort(cop[0])
-            pos = np.minimum(np.searchsorted(cop[0][order], items), cop[0].shape[0] - 1)
-            hit = cop[0][order][pos] == items
-            cop_score = np.where(hit, cop[1][order][pos], 0.0).astype(np.float32)
+            s.value[cop[0]] = cop[1]
+            cop_score = s.value[items].copy()
+            s.value[cop[0]] = 0.0
         a1, a2 = self.popularity.affinity(q.recent_items)
         pop_score = self.popularity.score_items(items, a1, a2)
         return Candidates(items, sources, als_score, als_rank, cop_score, pop_score)

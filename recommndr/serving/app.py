@@ -16,6 +16,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
+import orjson
 from fastapi import FastAPI, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -72,6 +73,34 @@ class State:
 
 def _error(status: int, code: str, message: str) -> JSONResponse:
     return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+
+
+class ItemOut(BaseModel):
+    item_id: int
+    score: float
+    reason: str = Field(
+        description='why it is shown ("bought together with ...", "popular in ...", "trending")'
+    )
+
+
+class RecommendationsOut(BaseModel):
+    user_id: int
+    model_version: str
+    variant: str = Field(description="the A/B variant that served the list (send it back with events)")
+    cold_start: bool
+    degraded: list[str] = Field(description="fallbacks used: ranker_unavailable, model_unavailable, ...")
+    items: list[ItemOut]
+
+
+class ItemListOut(BaseModel):
+    item_id: int
+    model_version: str
+    items: list[ItemOut]
+
+
+def _json(body: dict[str, Any]) -> Response:
+    """A JSON response without FastAPI's generic encoder (the hot paths build plain JSON types)."""
+    return Response(orjson.dumps(body), media_type="application/json")
 
 
 def _items(recs: list[Recommendation]) -> list[dict[str, Any]]:
@@ -302,10 +331,8 @@ def create_app(artifacts: Path | None = None, event_log_dir: Path | None = None)
         h = int.from_bytes(hashlib.blake2b(str(user_id).encode(), digest_size=8).digest(), "big") / 2**64
         return (CHALLENGER, state.challenger) if h < share else (VARIANT, champion)
 
-    @app.get("/recommendations/{user_id}", tags=["recommendations"])
-    async def recommendations(
-        request: Request, user_id: int, k: K = 10, category: str | None = None
-    ) -> dict[str, Any]:
+    @app.get("/recommendations/{user_id}", tags=["recommendations"], response_model=RecommendationsOut)
+    async def recommendations(request: Request, user_id: int, k: K = 10, category: str | None = None) -> Any:
         variant, m = assign(user_id)
         request.state.variant = variant
         online, answered = state.online.get(user_id) if state.online is not None else (None, True)
@@ -317,23 +344,20 @@ def create_app(artifacts: Path | None = None, event_log_dir: Path | None = None)
         state.served[variant] = state.served.get(variant, 0) + 1
         for reason in degraded:
             state.metrics.degraded.labels(reason).inc()
-        return {"user_id": user_id, "model_version": m.version, "variant": variant, "cold_start": cold,
-                "degraded": degraded, "items": _items(recs)}  # fmt: skip
+        return _json({"user_id": user_id, "model_version": m.version, "variant": variant, "cold_start": cold,
+                      "degraded": degraded, "items": _items(recs)})  # fmt: skip
 
-    @app.get("/similar_items/{item_id}", tags=["recommendations"])
-    async def similar_items(item_id: int, k: K = 10) -> dict[str, Any]:
+    @app.get("/similar_items/{item_id}", tags=["recommendations"], response_model=ItemListOut)
+    async def similar_items(item_id: int, k: K = 10) -> Any:
         m = model()
-        return {
-            "item_id": item_id,
-            "model_version": m.version,
-            "items": _items(m.similar(item_index(m, item_id), k)),
-        }
+        recs = m.similar(item_index(m, item_id), k)
+        return _json({"item_id": item_id, "model_version": m.version, "items": _items(recs)})
 
-    @app.get("/frequently_bought_together/{item_id}", tags=["recommendations"])
-    async def frequently_bought_together(item_id: int, k: K = 5) -> dict[str, Any]:
+    @app.get("/frequently_bought_together/{item_id}", tags=["recommendations"], response_model=ItemListOut)
+    async def frequently_bought_together(item_id: int, k: K = 5) -> Any:
         m = model()
         recs = m.frequently_bought_together(item_index(m, item_id), k)
-        return {"item_id": item_id, "model_version": m.version, "items": _items(recs)}
+        return _json({"item_id": item_id, "model_version": m.version, "items": _items(recs)})
 
     @app.get("/popular", tags=["recommendations"])
     async def popular(k: K = 10, category: str | None = None) -> dict[str, Any]:

@@ -1,0 +1,105 @@
+"""Where one /recommendations request's time goes, in-process, one thread: the online-store read,
+candidates, features, the ONNX ranker, reasons, the whole ``recommend``, and the whole request
+through the ASGI app (routing, validation, JSON) — medians and p99 over random real users.
+
+    .venv/bin/python benchmarks/bench_request.py --artifacts ARTIFACTS [--n 2000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+import numpy as np
+
+
+def stats(name: str, times: list[float]) -> None:
+    a = np.array(times) * 1e3
+    print(f"{name:<34} p50 {np.median(a):7.3f} ms   p99 {np.percentile(a, 99):7.3f} ms")
+
+
+def timed(fn: Callable[[], object], n: int) -> list[float]:
+    out = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--artifacts", type=Path, required=True)
+    ap.add_argument("--n", type=int, default=2000)
+    args = ap.parse_args()
+
+    from recommndr.features.online import OnlineFeatures, SqliteOnlineStore, UserRealtime
+    from recommndr.ranking.features import compute_features
+    from recommndr.serving.model import ServingModel
+
+    m = ServingModel.load(args.artifacts)
+    b = m.bundle
+    assert b is not None and m.generator is not None
+    rng = np.random.default_rng(0)
+    users = rng.choice(b.user_ids, size=args.n)
+    online = OnlineFeatures(SqliteOnlineStore(Path(tempfile.mkdtemp()) / "f.db"))
+    online.record([(int(u), int(m.catalog.item_ids[i]), "view", 1) for u, i in zip(
+        users[: args.n // 2], rng.integers(0, m.catalog.item_ids.shape[0], args.n // 2), strict=True)])  # fmt: skip
+    it = iter(np.tile(users, 20))
+    print(f"{args.artifacts}: {b.catalog.n_items:,} products, {b.user_ids.shape[0]:,} users, "
+          f"{b.config.candidates.total} candidates, ranker {b.config.ranker.n_estimators} trees x "
+          f"{b.config.ranker.num_leaves} leaves")  # fmt: skip
+    stats("online store read (SQLite)", timed(lambda: online.get(int(next(it))), args.n))
+    queries = [m._query(b, int(u), UserRealtime()) for u in users[:300]]
+    qi = iter(queries * 50)
+    cands: list = []
+    stats("candidates (index + co-purchase + pop)", timed(lambda: cands.append(m.generator.generate([next(qi)])[0]), 300))  # type: ignore[union-attr]  # fmt: skip
+    feats: list = []
+
+    def features() -> None:
+        q, c = queries[len(feats) % 300], cands[len(feats) % 300]
+        user = np.full(c.items.shape[0], q.user, dtype=np.int64)
+        feats.append(compute_features(b.features, user, c.items, c.als_score, c.als_rank, c.cop_score,
+                                      c.pop_score, c.sources))  # fmt: skip
+
+    stats("features", timed(features, 300))
+    print(f"{'':<34} ({np.mean([c.items.shape[0] for c in cands]):.0f} candidates on average)")
+    fi = iter(feats * 10)
+    stats("ranker (ONNX, one thread)", timed(lambda: b.ranker.score(next(fi)), 1000))
+    stats("retrieval index alone", timed(lambda: b.als.retrieve([next(qi)], b.config.candidates.als), 300))
+    stats("recommend() whole", timed(lambda: m.recommend(int(next(it)), 10), args.n))
+
+    from recommndr.serving.app import create_app
+
+    async def through_asgi() -> list[float]:
+        app = create_app(args.artifacts, Path(tempfile.mkdtemp()))
+        times = []
+        async with app.router.lifespan_context(app):
+            for u in users[: args.n]:
+                scope = {"type": "http", "method": "GET", "path": f"/recommendations/{int(u)}",
+                         "raw_path": f"/recommendations/{int(u)}".encode(), "query_string": b"k=10",
+                         "headers": [], "http_version": "1.1", "scheme": "http", "root_path": "",
+                         "server": ("127.0.0.1", 80), "client": ("127.0.0.1", 1)}  # fmt: skip
+
+                async def receive() -> dict:
+                    return {"type": "http.request", "body": b"", "more_body": False}
+
+                async def send(message: dict) -> None:
+                    pass
+
+                t0 = time.perf_counter()
+                await app(scope, receive, send)
+                times.append(time.perf_counter() - t0)
+        return times
+
+    stats("request through the ASGI app", asyncio.run(through_asgi()))
+
+
+if __name__ == "__main__":
+    main()
