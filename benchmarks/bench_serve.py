@@ -78,6 +78,7 @@ def main() -> None:
     ap.add_argument("--artifacts", type=Path, required=True)
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--port", type=int, default=8765)
+    ap.add_argument("--conns", default="1,8,32", help="concurrency levels, comma-separated")
     a = ap.parse_args()
     wrk = ensure_wrk()
     with np.load(a.artifacts / "als.npz") as z:
@@ -87,7 +88,9 @@ def main() -> None:
     with np.load(a.artifacts / "copurchase.npz") as z:
         fbt_items = items[np.flatnonzero(np.diff(z["indptr"]) > 0)]
     rng = np.random.default_rng(0)
-    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", RECOMMNDR_EVENT_LOG_DIR=tempfile.mkdtemp())
+    scratch = Path(tempfile.mkdtemp())
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", RECOMMNDR_EVENT_LOG_DIR=str(scratch / "events"),
+               RECOMMNDR_ONLINE_STORE_PATH=str(scratch / "online.db"))  # fmt: skip
     t0 = time.perf_counter()
     server = subprocess.Popen([EXE, "serve", "--artifacts", str(a.artifacts), "--port", str(a.port)], env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
@@ -130,7 +133,7 @@ def main() -> None:
         print(
             f"{'endpoint':30s} {'conc':>4s} {'p50 ms':>8s} {'p99 ms':>8s} {'req/s':>9s} {'errors':>7s} {'vs /health':>10s}"
         )
-        for conns in (1, 8, 32):
+        for conns in [int(c) for c in a.conns.split(",")]:
             health = run_wrk(wrk, f"{base}/health", None, conns, a.seconds)
             print(
                 f"{'/health':30s} {conns:4d} {health['p50']:8.2f} {health['p99']:8.2f} {health['rps']:9.0f} {health['errors']:7.0f} {'':>10s}",

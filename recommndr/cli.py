@@ -295,6 +295,42 @@ def evaluate_cmd(
     out.print(t)
 
 
+features_app = typer.Typer(no_args_is_help=True, help="The Feast feature repository and its online store.")
+app.add_typer(features_app, name="features")
+
+
+@features_app.command("apply")
+def features_apply(
+    repo: Annotated[Path, typer.Option(help="Feast repository folder to write and apply.")] = Path(
+        "feature_repo"
+    ),
+) -> None:
+    """Write feature_store.yaml for the configured online store (SQLite or Redis) and `feast apply`."""
+    from recommndr.features.repo import apply, write_repo
+
+    s = get_settings()
+    apply(write_repo(repo, s.online_store, s.online_store_path, s.redis_url))
+    where = s.redis_url if s.online_store == "redis" else str(s.online_store_path)
+    out.print(f"applied the feature definitions in {repo} (online store: {s.online_store}, {where})")
+
+
+@features_app.command("push")
+def features_push(
+    events: Annotated[
+        Path, typer.Option(help="The API's event log (folder or .jsonl) or an events Parquet file.")
+    ],
+    repo: Annotated[Path, typer.Option(help="Feast repository folder.")] = Path("feature_repo"),
+) -> None:
+    """Recompute users' online features from events and write them through Feast's push source."""
+    from recommndr.features.repo import apply, push, read_events, records_from_events, write_repo
+
+    s = get_settings()
+    fs = apply(write_repo(repo, s.online_store, s.online_store_path, s.redis_url))
+    records, latest = records_from_events(read_events(events))
+    n = push(fs, records, latest)
+    out.print(f"pushed the online features of {n:,} users to the {s.online_store} online store")
+
+
 artifacts_app = typer.Typer(no_args_is_help=True, help="Publish trained artifacts to the artifact store.")
 app.add_typer(artifacts_app, name="artifacts")
 

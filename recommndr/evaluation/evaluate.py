@@ -14,6 +14,7 @@ import polars as pl
 from recommndr.data.interactions import load_events
 from recommndr.errors import UserInputError
 from recommndr.evaluation.metrics import mean_metrics, user_metrics
+from recommndr.ranking.ranker import OnnxRanker
 from recommndr.ranking.two_stage import TwoStageRecommender
 from recommndr.registry.artifacts import Bundle, load_bundle
 from recommndr.retrieval.candidates import queries_for
@@ -35,8 +36,20 @@ def targets_after(
     return ev.group_by("user_id", "item").agg((pl.col("etype").max() + 1).alias("gain"))
 
 
-def evaluate(data: Path, artifacts: Path, max_users: int = 20_000, seed: int = 0) -> dict[str, Any]:
+def evaluate(
+    data: Path,
+    artifacts: Path,
+    max_users: int = 20_000,
+    seed: int = 0,
+    ranker: OnnxRanker | None = None,
+    candidates_total: int | None = None,
+) -> dict[str, Any]:
+    """Held-out metrics of the three models; ``ranker`` and ``candidates_total`` replace the
+    bundle's (to measure a smaller ranker or fewer candidates: quality per millisecond)."""
     bundle = load_bundle(artifacts, ranker_threads=2)
+    if candidates_total is not None:
+        cands = bundle.config.candidates.model_copy(update={"total": candidates_total})
+        bundle.config = bundle.config.model_copy(update={"candidates": cands})
     cutoff = int(bundle.manifest["cutoff_us"])
     events = load_events(data)
     t = targets_after(events, bundle, cutoff)
@@ -62,7 +75,7 @@ def evaluate(data: Path, artifacts: Path, max_users: int = 20_000, seed: int = 0
         a[0][bundle.exclusions.allowed(q.user, a[0])][:k] for q, a in zip(queries, als, strict=True)
     ]
     lists["popularity"] = [p[0] for p in bundle.popularity.retrieve(queries, k)]
-    two = TwoStageRecommender(gen, bundle.features, bundle.ranker)
+    two = TwoStageRecommender(gen, bundle.features, ranker or bundle.ranker)
     lists["two_stage"] = []
     for s in range(0, len(queries), 1000):
         if s and s % 5000 == 0:

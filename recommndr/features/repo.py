@@ -9,10 +9,12 @@ from typing import Any
 from urllib.parse import urlparse
 
 import pandas as pd
+import polars as pl
 import yaml
 
+from recommndr.errors import UserInputError
 from recommndr.features.online import UserRealtime
-from recommndr.features.schema import FIELDS, JOIN_KEY, PROJECT, PUSH_SOURCE
+from recommndr.features.schema import FIELDS, JOIN_KEY, PROJECT, PUSH_SOURCE, RECENT_MAX
 
 log = logging.getLogger(__name__)
 
@@ -88,3 +90,55 @@ def push(fs: Any, records: dict[int, UserRealtime], ts_us: int) -> int:
     if records:
         fs.push(PUSH_SOURCE, records_frame(records, ts_us), to=PushMode.ONLINE)
     return len(records)
+
+
+def records_from_events(events: pl.DataFrame) -> tuple[dict[int, UserRealtime], int]:
+    """Users' records from events (columns ``user_id``, ``item_id``, ``event_type``, ``ts_us``),
+    vectorised: the same fold as the API's (newest first, distinct, at most RECENT_MAX)."""
+    if events.height == 0:
+        return {}, 0
+    newest = events.sort("ts_us", descending=True)
+    recent = newest.group_by("user_id", maintain_order=True).agg(
+        pl.col("item_id").unique(maintain_order=True).head(RECENT_MAX).alias("recent_items"),
+        pl.col("item_id").filter(pl.col("event_type") == "purchase").unique(maintain_order=True)
+        .head(RECENT_MAX).alias("purchased_items"),
+        pl.col("ts_us").max().alias("last_event_us"),
+        pl.len().alias("events"),
+    )  # fmt: skip
+    records = {
+        int(r["user_id"]): UserRealtime(
+            list(r["recent_items"]), list(r["purchased_items"]), int(r["last_event_us"]), int(r["events"])
+        )
+        for r in recent.iter_rows(named=True)
+    }
+    return records, int(events["ts_us"].max())  # type: ignore[arg-type]
+
+
+def read_events(path: Path) -> pl.DataFrame:
+    """The API's JSON-lines event log (a file or a folder of ``events-*.jsonl``) or an events
+    Parquet table, as ``user_id, item_id, event_type, ts_us``."""
+    path = Path(path)
+    files = sorted(path.glob("*.jsonl")) if path.is_dir() else [path]
+    if path.is_dir() and not files:
+        files = sorted(path.glob("*.parquet"))
+    if not files:
+        raise UserInputError(f"{path}: no event files (*.jsonl or *.parquet)")
+    frames = []
+    for f in files:
+        if f.suffix == ".jsonl":
+            df = pl.read_ndjson(f, schema_overrides={"ts": pl.String}).select(
+                "user_id", "item_id", "event_type", pl.col("ts").str.to_datetime(time_zone="UTC").alias("ts")
+            )
+        elif f.suffix == ".parquet":
+            df = pl.read_parquet(f, columns=["user_id", "item_id", "event_type", "ts"])
+        else:
+            raise UserInputError(f"{f}: not a .jsonl or .parquet file")
+        frames.append(
+            df.select(
+                pl.col("user_id").cast(pl.Int64),
+                pl.col("item_id").cast(pl.Int64),
+                pl.col("event_type").cast(pl.String),
+                pl.col("ts").dt.epoch("us").alias("ts_us"),
+            )
+        )
+    return pl.concat(frames)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from recommndr.features.online import (
@@ -108,3 +109,49 @@ def test_a_failing_store_is_skipped_until_the_cooldown_ends() -> None:
     assert online.record([(1, 2, "view", 3)]) is False
     online._down_until = 0.0  # the cooldown has passed: it tries again
     assert online.get(1) == (None, False) and store.calls == 2
+
+
+def test_features_push_from_the_api_event_log_matches_the_api_fold(tmp_path: Path) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    rng = np.random.default_rng(3)
+    events = [
+        (int(rng.integers(0, 30)), int(rng.integers(0, 200)), str(rng.choice(["view", "add_to_cart", "purchase"])),
+         1_700_000_000_000_000 + int(rng.integers(0, 10**9)))
+        for _ in range(500)
+    ]  # fmt: skip
+    log = tmp_path / "events"
+    log.mkdir()
+    from datetime import UTC, datetime
+
+    with (log / "events-2026-11-26.jsonl").open("w") as f:
+        for u, i, t, ts in events:
+            iso = datetime.fromtimestamp(ts / 1e6, UTC).isoformat()
+            f.write(
+                json.dumps({"user_id": u, "item_id": i, "event_type": t, "ts": iso, "quantity": 1}) + "\n"
+            )
+    db = tmp_path / "online.db"
+    env = dict(os.environ, RECOMMNDR_ONLINE_STORE_PATH=str(db))
+    r = subprocess.run(
+        [sys.executable, "-m", "recommndr.cli", "features", "push", "--events", str(log), "--repo", str(tmp_path / "repo")],
+        capture_output=True, text=True, env=env, timeout=300, check=False,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert f"of {len({e[0] for e in events})} users" in r.stdout
+    expected = OnlineFeatures(SqliteOnlineStore(tmp_path / "expected.db"))
+    expected.record(sorted(events, key=lambda e: e[3]))
+    pushed = SqliteOnlineStore(db)
+    users = sorted({e[0] for e in events})
+    assert {u: pushed.read(u) for u in users} == {u: expected.get(u)[0] for u in users}
+
+
+def test_features_push_refuses_a_folder_without_events(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "recommndr.cli", "features", "push", "--events", str(tmp_path)],
+                       capture_output=True, text=True, timeout=300, check=False)  # fmt: skip
+    assert r.returncode != 0 and "no event files" in r.stderr + r.stdout
