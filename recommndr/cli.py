@@ -369,8 +369,12 @@ def serve_cmd(
     ] = None,
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port.")] = 8000,
+    workers: Annotated[
+        int,
+        typer.Option(min=1, max=64, help="Worker processes (each holds the models: ~1 GB at full scale)."),
+    ] = 1,
 ) -> None:
-    """Serve the API with uvicorn (one process; models stay warm in memory)."""
+    """Serve the API with uvicorn; models stay warm in memory in each worker process."""
     import uvicorn
 
     from recommndr.serving.app import create_app
@@ -394,7 +398,15 @@ def serve_cmd(
                 f"{art} holds no trained model; run `recommndr train` first", param_hint="--artifacts"
             )
     out.print(f"API on http://{host}:{port} (docs: http://{host}:{port}/docs), serving {source}")
-    uvicorn.run(create_app(art), host=host, port=port, log_level="warning", access_log=False)
+    if workers == 1:
+        uvicorn.run(create_app(art), host=host, port=port, log_level="warning", access_log=False)
+        return
+    if art is not None:  # the workers build the app from the environment: pin them to this folder
+        os.environ["RECOMMNDR_ARTIFACTS_DIR"] = str(art.resolve())
+        for key in ("RECOMMNDR_REGISTRY_URI", "RECOMMNDR_ARTIFACT_NAME"):
+            os.environ.pop(key, None)
+    uvicorn.run("recommndr.serving.app:create_app", factory=True, workers=workers, host=host, port=port,
+                log_level="warning", access_log=False)  # fmt: skip
 
 
 def _summary(title: str, rows: dict[str, Any]) -> None:

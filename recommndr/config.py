@@ -51,6 +51,10 @@ class Settings(BaseSettings):
     registry_model: str = Field(
         "recommndr-ranker", description="The registered model whose aliases are followed."
     )
+    traffic_file: Path = Field(
+        Path("data/serving/traffic.json"),
+        description="The admin's traffic split, shared by the API's worker processes and kept across restarts.",
+    )
     challenger_traffic: float = Field(
         0.0, ge=0.0, le=1.0, description="Initial share of users for the challenger."
     )

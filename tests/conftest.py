@@ -40,6 +40,7 @@ def _fresh_settings(
     # each test gets its own online store file (the default is shared data/online/features.db)
     online = tmp_path_factory.mktemp("online") / "features.db"
     monkeypatch.setenv("RECOMMNDR_ONLINE_STORE_PATH", str(online))
+    monkeypatch.setenv("RECOMMNDR_TRAFFIC_FILE", str(online.parent / "traffic.json"))
     get_settings.cache_clear()
     yield
     get_settings.cache_clear()

@@ -85,9 +85,9 @@ class ALSRetriever(Retriever):
         v = item_factors.astype(np.float64)
         self._gram = v.T @ v + reg * np.eye(v.shape[1])
         self.index: Any = None  # an OnnxIndex for the request path (use_index)
-        self.shortlist = 1
+        self.shortlist = 1.0
 
-    def use_index(self, index: Any, shortlist: int = 1) -> None:
+    def use_index(self, index: Any, shortlist: float = 1.0) -> None:
         """Retrieve through an ONNX index (``retrieval/index.py``) instead of numpy. With an
         approximate (int8) index, ``shortlist`` times k candidates are re-scored exactly in
         float32, so the result matches the exact top k."""
@@ -126,7 +126,7 @@ class ALSRetriever(Retriever):
         empty = (np.zeros(0, np.int64), np.zeros(0, np.float32))
         out: list[tuple[I64, F32]] = [empty] * len(queries)
         if self.index is not None and have:
-            kk = min(k * self.shortlist, self.n_known)
+            kk = min(int(k * self.shortlist), self.n_known)
             for i in have:  # one user per call: an int8 index quantises each call's batch as a whole
                 vec: F32 = vecs[i]  # type: ignore[assignment]
                 cand = self.index.search(vec[None, :], kk)[1][0]

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
+import os
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -62,6 +64,7 @@ class State:
         self.traffic: dict[str, float] = {VARIANT: 1.0}  # replaced whole, never mutated
         self.digest: str | None = None  # of the champion's manifest
         self.challenger_digest: str | None = None
+        self.traffic_mtime = 0  # of the shared traffic file last applied
         self.source: ModelSource | None = None
         self.served: dict[str, int] = {}  # lists served per variant
         self.event_counts: dict[tuple[str, str], int] = {}  # (event type, variant) -> events
@@ -222,6 +225,46 @@ def create_app(artifacts: Path | None = None, event_log_dir: Path | None = None)
                     state.challenger.version if state.challenger else None)  # fmt: skip
         return True
 
+    def save_split(share: float, by: str, reason: str) -> None:
+        """The admin's split, shared by every worker process and kept across restarts (atomic)."""
+        path = settings.traffic_file
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"challenger": share, "by": by, "reason": reason, "at": time.time()}))
+        tmp.replace(path)
+        state.traffic_mtime = path.stat().st_mtime_ns
+
+    def share_split(share: float, by: str, reason: str) -> bool:
+        """Save the split for the other workers; this worker has applied it already either way."""
+        try:
+            save_split(share, by, reason)
+            return True
+        except OSError as exc:
+            log.error("traffic split applied here but not saved to %s: %s", settings.traffic_file, exc)
+            return False
+
+    def load_split() -> None:
+        """Apply the shared split file if it changed (other workers' admin calls, a restart)."""
+        try:
+            mtime = settings.traffic_file.stat().st_mtime_ns
+        except OSError:
+            return
+        if mtime == state.traffic_mtime:
+            return
+        state.traffic_mtime = mtime
+        try:
+            share = float(json.loads(settings.traffic_file.read_text())["challenger"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            log.error("ignoring the traffic file %s: %s", settings.traffic_file, exc)
+            return
+        if state.challenger is not None and 0.0 <= share <= 1.0:
+            state.traffic = {VARIANT: 1.0 - share, CHALLENGER: share}
+
+    async def sync_split() -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            load_split()
+
     async def watch() -> None:
         while True:
             await asyncio.sleep(settings.reload_interval_s)
@@ -257,9 +300,12 @@ def create_app(artifacts: Path | None = None, event_log_dir: Path | None = None)
                 state.online = OnlineFeatures(store) if store is not None else None
             except Exception as exc:  # e.g. an unwritable path: serve batch features only
                 log.error("online store %s not opened: %s", settings.online_store, exc)
+        load_split()
         await state.events.start()
         watcher = asyncio.create_task(watch()) if settings.reload_interval_s > 0 else None
+        splitter = asyncio.create_task(sync_split())
         yield
+        splitter.cancel()
         if watcher is not None:
             watcher.cancel()
         await state.events.stop()
@@ -489,8 +535,9 @@ def create_app(artifacts: Path | None = None, event_log_dir: Path | None = None)
         if state.challenger is None and body.challenger > 0:
             return _error(409, "no_challenger", "no challenger is loaded: cannot send it traffic")  # type: ignore[return-value]
         state.traffic = {VARIANT: 1.0 - body.challenger, CHALLENGER: body.challenger}
+        saved = share_split(body.challenger, str(claims.get("sub", "?")), "set")
         log.warning("traffic split set to %s by %s", state.traffic, claims.get("sub", "?"))
-        return {"traffic": state.traffic}
+        return {"traffic": state.traffic, "shared": saved}
 
     @app.post("/models/rollback", tags=["admin"])
     async def rollback(request: Request, body: RollbackIn | None = None) -> dict[str, Any]:
@@ -498,8 +545,9 @@ def create_app(artifacts: Path | None = None, event_log_dir: Path | None = None)
         claims = admin(request)
         state.traffic = {VARIANT: 1.0, CHALLENGER: 0.0} if state.challenger is not None else {VARIANT: 1.0}
         reason = body.reason if body else "manual"
+        saved = share_split(0.0, str(claims.get("sub", "?")), reason)
         log.warning("rolled back to the champion by %s: %s", claims.get("sub", "?"), reason)
-        return {"traffic": state.traffic, "reason": reason}
+        return {"traffic": state.traffic, "reason": reason, "shared": saved}
 
     @app.get("/metrics", tags=["ops"])
     async def metrics() -> Response:

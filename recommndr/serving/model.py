@@ -100,8 +100,8 @@ class ServingModel:
         from recommndr.retrieval.index import OnnxIndex
 
         int8 = (bundle.manifest.get("index") or {}).get("int8")
-        if int8 and (artifacts / int8).exists():  # measured recall >= 0.99; re-scored exactly
-            bundle.als.use_index(OnnxIndex((artifacts / int8).read_bytes()), shortlist=2)
+        if int8 and (artifacts / int8).exists():  # recall >= 0.99; a 1.5x shortlist re-scored exactly
+            bundle.als.use_index(OnnxIndex((artifacts / int8).read_bytes()), shortlist=1.5)
         else:
             bundle.als.use_index(OnnxIndex(bundle.index_onnx))
         version = cls._version(bundle.manifest)

@@ -99,3 +99,21 @@ def test_admin_is_off_without_a_key(artifacts: Path, tmp_path: Path) -> None:
     with _client(artifacts, tmp_path) as c:
         r = c.post("/models/rollback", json={}, headers={"Authorization": f"Bearer {token()}"})
         assert r.status_code == 403 and "disabled" in r.json()["error"]["message"]
+
+
+def test_the_split_is_shared_by_worker_processes_and_survives_a_restart(
+    app_env: Path, artifacts: Path
+) -> None:
+    auth = {"Authorization": f"Bearer {token()}"}
+    with _client(artifacts, app_env) as a, _client(artifacts, app_env) as b:  # two workers, one file
+        r = a.post("/models/traffic", json={"challenger": 0.25}, headers=auth)
+        assert r.status_code == 200 and r.json()["shared"] is True
+        deadline = time.monotonic() + 10
+        while b.get("/models").json()["traffic"].get("challenger") != 0.25:
+            assert time.monotonic() < deadline, "the other worker did not pick up the split"
+            time.sleep(0.2)
+    with _client(artifacts, app_env) as c:  # a restart keeps the admin's split
+        assert c.get("/models").json()["traffic"] == {"champion": 0.75, "challenger": 0.25}
+        assert c.post("/models/rollback", json={"reason": "test"}, headers=auth).json()["shared"] is True
+    with _client(artifacts, app_env) as c:
+        assert c.get("/models").json()["traffic"]["challenger"] == 0.0
