@@ -73,12 +73,21 @@ def run_wrk(wrk: str, url: str, script: Path | None, conns: int, seconds: int) -
     }
 
 
+def memory_gb(pid: int) -> float:
+    """Resident memory of the server and its worker processes."""
+    import psutil
+
+    proc = psutil.Process(pid)
+    return sum(p.memory_info().rss for p in [proc, *proc.children(recursive=True)]) / 1024**3
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--artifacts", type=Path, required=True)
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--port", type=int, default=8765)
     ap.add_argument("--conns", default="1,8,32", help="concurrency levels, comma-separated")
+    ap.add_argument("--workers", type=int, default=1, help="API worker processes")
     a = ap.parse_args()
     wrk = ensure_wrk()
     with np.load(a.artifacts / "als.npz") as z:
@@ -92,7 +101,7 @@ def main() -> None:
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1", RECOMMNDR_EVENT_LOG_DIR=str(scratch / "events"),
                RECOMMNDR_ONLINE_STORE_PATH=str(scratch / "online.db"))  # fmt: skip
     t0 = time.perf_counter()
-    server = subprocess.Popen([EXE, "serve", "--artifacts", str(a.artifacts), "--port", str(a.port)], env=env,
+    server = subprocess.Popen([EXE, "serve", "--artifacts", str(a.artifacts), "--port", str(a.port), "--workers", str(a.workers)], env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     base = f"http://127.0.0.1:{a.port}"
     try:
@@ -107,9 +116,10 @@ def main() -> None:
                 raise SystemExit("the API did not become ready")
             time.sleep(0.05)
         ready = time.perf_counter() - t0
-        rss = int(Path(f"/proc/{server.pid}/status").read_text().split("VmRSS:")[1].split()[0]) / 1024**2
+        rss = memory_gb(server.pid)
         print(
-            f"# bench_serve: {os.cpu_count()} cores; artifacts {a.artifacts}; {a.seconds} s per cell; wrk on the same machine"
+            f"# bench_serve: {os.cpu_count()} cores; artifacts {a.artifacts}; {a.workers} worker(s); "
+            f"{a.seconds} s per cell; wrk on the same machine"
         )
         print(f"start-up to ready: {ready:.1f} s (goal <= 10 s); server memory after start: {rss:.2f} GB")
         tmp = Path(tempfile.mkdtemp())
@@ -146,8 +156,7 @@ def main() -> None:
                     f"{name:30s} {conns:4d} {r['p50']:8.2f} {r['p99']:8.2f} {r['rps']:9.0f} {r['errors']:7.0f} {share:9.1%}",
                     flush=True,
                 )
-        rss = int(Path(f"/proc/{server.pid}/status").read_text().split("VmRSS:")[1].split()[0]) / 1024**2
-        print(f"server memory after the load: {rss:.2f} GB")
+        print(f"server memory after the load: {memory_gb(server.pid):.2f} GB")
     finally:
         server.send_signal(signal.SIGINT)
         server.wait(timeout=30)
