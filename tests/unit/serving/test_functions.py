@@ -47,6 +47,17 @@ def test_endpoints_through_asgi_function_app(
             ),
             "bad_event": _request("POST", f"{base}/events", b'{"user_id": 5}'),
             "metrics": _request("GET", f"{base}/metrics"),
+            "health": _request("GET", f"{base}/health"),
+            "fbt": _request("GET", f"{base}/frequently_bought_together/10?k=2"),
+            "popular": _request("GET", f"{base}/popular?k=3"),
+            "products": _request("GET", f"{base}/products?page_size=2&min_price=1"),
+            "product": _request("GET", f"{base}/products/10"),
+            "categories": _request("GET", f"{base}/categories"),
+            "shoppers": _request("GET", f"{base}/shoppers?n=2"),
+            "models": _request("GET", f"{base}/models"),
+            "openapi": _request("GET", f"{base}/openapi.json"),
+            "traffic": _request("POST", f"{base}/models/traffic", b'{"challenger": 0.1}'),
+            "rollback": _request("POST", f"{base}/models/rollback", b"{}"),
         }
         out = {name: await fa.middleware.handle_async(req, None) for name, req in calls.items()}
         await fa.middleware.notify_shutdown()
@@ -66,3 +77,21 @@ def test_endpoints_through_asgi_function_app(
     assert list((tmp_path / "events").glob("events-*.jsonl"))
     assert r["bad_event"].status_code == 422
     assert b"recommndr_request_seconds" in r["metrics"].get_body()
+    for name in (
+        "health",
+        "fbt",
+        "popular",
+        "products",
+        "product",
+        "categories",
+        "shoppers",
+        "models",
+        "openapi",
+    ):
+        assert r[name].status_code == 200, (name, r[name].get_body())
+    assert len(json.loads(r["popular"].get_body())["items"]) == 3
+    assert len(json.loads(r["products"].get_body())["items"]) == 2
+    assert json.loads(r["product"].get_body())["item_id"] == 10
+    assert "/recommendations/{user_id}" in json.loads(r["openapi"].get_body())["paths"]
+    for name in ("traffic", "rollback"):  # admin endpoints refuse an anonymous caller
+        assert r[name].status_code in (401, 403), (name, r[name].get_body())

@@ -1,0 +1,56 @@
+"""Fixtures of the browser tests: models trained on the tiny shop, the real API serving them and
+the built storefront (``next start``) in front of it, each a subprocess on a free loopback port."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from recommndr.training.config import TrainConfig
+from recommndr.training.pipeline import train
+from tests.e2e.servers import FRONTEND, check_build, clean_env, free_port, running, wait_ok
+
+
+@pytest.fixture(scope="session")
+def e2e_artifacts(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny shop's models: real shoppers with history, co-purchases and similar items."""
+    out = tmp_path_factory.mktemp("e2e") / "artifacts"
+    train(tiny_dataset, out, TrainConfig.model_validate({"ranker": {"n_estimators": 60}}))
+    return out
+
+
+@pytest.fixture(scope="session")
+def api_url(e2e_artifacts: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``recommndr serve`` on the tiny shop, with its own event log and online store."""
+    work = tmp_path_factory.mktemp("e2e-api")
+    port = free_port()
+    env = clean_env(
+        RECOMMNDR_EVENT_LOG_DIR=str(work / "events"),
+        RECOMMNDR_ONLINE_STORE_PATH=str(work / "online" / "features.db"),
+        RECOMMNDR_RELOAD_INTERVAL_S="0",
+    )
+    cli = Path(sys.executable).with_name("recommndr")
+    cmd = [str(cli), "serve", "--artifacts", str(e2e_artifacts), "--host", "127.0.0.1", "--port", str(port)]
+    log = work / "api.log"
+    with running(cmd, env=env, cwd=work, log=log) as proc:
+        url = f"http://127.0.0.1:{port}"
+        wait_ok(f"{url}/ready", proc, log)
+        yield url
+
+
+@pytest.fixture(scope="session")
+def storefront_url(api_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The built storefront (``next start``) in front of the API, whose URL it reads at run time."""
+    next_bin = check_build()
+    work = tmp_path_factory.mktemp("e2e-next")
+    port = free_port()
+    env = clean_env(RECOMMNDR_API_URL=api_url)
+    log = work / "next.log"
+    cmd = [str(next_bin), "start", "-p", str(port), "-H", "127.0.0.1"]
+    with running(cmd, env=env, cwd=FRONTEND, log=log) as proc:
+        url = f"http://127.0.0.1:{port}"
+        wait_ok(f"{url}/api/ready", proc, log)  # the page server is up and its proxy reaches the API
+        yield url
