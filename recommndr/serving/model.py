@@ -178,30 +178,48 @@ class ServingModel:
             degraded = "ranker_unavailable"
             scores = (-np.log1p(cand.als_rank[keep]) + cand.cop_score[keep]).astype(np.float32)
         order = np.argsort(-scores, kind="stable")[:k]
-        recs = [
-            Recommendation(int(self.catalog.item_ids[items[j]]), float(scores[j]),
-                           self._reason(q, int(items[j]), int(cand.sources[keep][j]), float(X[j, TREND_COL])))
-            for j in order
-        ]  # fmt: skip
+        top = items[order]
+        reasons = self._reasons(q, top, cand.sources[keep][order], X[order, TREND_COL])
+        ids = self.catalog.item_ids[top].tolist()
+        recs = [Recommendation(i, s, r) for i, s, r in zip(ids, scores[order].tolist(), reasons, strict=True)]
         return recs, False, degraded
 
-    def _reason(self, q: Query, item: int, sources: int, trend: float) -> str:
-        b = self._full()
-        if sources & SOURCE_COPURCHASE and q.recent_items.size:
-            pair = b.copurchase.pair_scores(q.recent_items, np.full(q.recent_items.shape[0], item))
-            best = int(np.argmax(pair))
-            if pair[best] > 0:
-                title = self.catalog.product(int(q.recent_items[best]))["title"]
-                return f"bought together with {title}"
-        if trend >= TRENDING:
-            return "trending"
-        if q.recent_items.size:
-            same = q.recent_items[b.catalog.l3[q.recent_items] == b.catalog.l3[item]]
-            if same.size:
-                return f"because you viewed {self.catalog.product(int(same[0]))['title']}"
-            if (b.catalog.l1[q.recent_items] == b.catalog.l1[item]).any():
-                return f"more in {b.catalog.l1_names[b.catalog.l1[item]]}"
-        return f"popular in {b.catalog.l1_names[b.catalog.l1[item]]}"
+    def _reasons(self, q: Query, items: np.ndarray, sources: np.ndarray, trend: np.ndarray) -> list[str]:
+        """Why each item is shown, for all of them at once: a co-purchase with a recent product,
+        trending, the same leaf category as a recent product, the same top-level one, or popular."""
+        cat = self._full().catalog
+        recent = q.recent_items
+        n = items.shape[0]
+        out: list[str | None] = [None] * n
+        if recent.size:
+            cop = np.flatnonzero(sources & SOURCE_COPURCHASE)
+            if cop.size:
+                pair = self._full().copurchase.pair_scores(
+                    np.tile(recent, cop.size), np.repeat(items[cop], recent.size)
+                )
+                pair = pair.reshape(cop.size, recent.size)
+                best = pair.argmax(axis=1)
+                for c, bi, score in zip(
+                    cop.tolist(), best.tolist(), pair[np.arange(cop.size), best], strict=True
+                ):
+                    if score > 0:
+                        out[c] = f"bought together with {self.catalog.product(int(recent[bi]))['title']}"
+            same3 = cat.l3[items][:, None] == cat.l3[recent][None, :]
+            first3, has3 = same3.argmax(axis=1), same3.any(axis=1)
+            has1 = (cat.l1[items][:, None] == cat.l1[recent][None, :]).any(axis=1)
+        trending = trend >= TRENDING
+        for j in range(n):
+            if out[j] is not None:
+                continue
+            if trending[j]:
+                out[j] = "trending"
+            elif recent.size and has3[j]:
+                out[j] = f"because you viewed {self.catalog.product(int(recent[first3[j]]))['title']}"
+            elif recent.size and has1[j]:
+                out[j] = f"more in {cat.l1_names[cat.l1[items[j]]]}"
+            else:
+                out[j] = f"popular in {cat.l1_names[cat.l1[items[j]]]}"
+        return [r or "" for r in out]
 
     def _popular_recs(self, k: int, mask: np.ndarray | None) -> list[Recommendation]:
         items, scores = self.popular(k, mask)
