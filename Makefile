@@ -7,11 +7,19 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # Debian packages the tests need (installed with apt when missing and running as root).
-APT_PACKAGES := git redis-server
+APT_PACKAGES := git redis-server chromium
 # npm tools the integration tests start (Azurite: the Azure Storage emulator)
 TOOLS := .tools
 AZURITE_VERSION := 3.37.0
 AZURITE := $(TOOLS)/node_modules/.bin/azurite-blob
+# The storefront (Next.js): dependencies from the lockfile, a production build, rebuilt when sources change
+FRONTEND := frontend
+FRONTEND_DEPS := $(FRONTEND)/node_modules/.installed
+FRONTEND_BUILD := $(FRONTEND)/.next/BUILD_ID
+FRONTEND_SRC := $(shell find $(FRONTEND)/app $(FRONTEND)/components $(FRONTEND)/lib $(FRONTEND)/types $(FRONTEND)/public -type f 2>/dev/null) \
+                $(FRONTEND)/next.config.ts $(FRONTEND)/tsconfig.json
+API_PORT ?= 8000
+SHOP_PORT ?= 3000
 DEMO_DATA ?= data/demo
 DEMO_ARTIFACTS ?= artifacts/demo
 PYTEST_ARGS ?=
@@ -22,11 +30,11 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export NEXT_TELEMETRY_DISABLED := 1
 export OPENBLAS_NUM_THREADS := 1
 
-.PHONY: help setup system-deps demo test lint typecheck unit integration bench clean
+.PHONY: help setup system-deps demo test lint typecheck unit integration bench clean frontend frontend-check
 
 help:
-	@echo "make demo   - set everything up; build, validate, profile a small dataset; train, evaluate; serve the API"
-	@echo "make test   - set everything up, lint, type-check and run the whole test suite"
+	@echo "make demo   - set everything up; build, validate, profile a small dataset; train, evaluate; serve the API and the storefront"
+	@echo "make test   - set everything up, lint, type-check (Python and the storefront) and run the whole test suite (with the browser tests)"
 	@echo "make bench  - run the benchmarks in benchmarks/ (full scale; minutes)"
 
 $(STAMP): pyproject.toml requirements/lock.txt
@@ -46,11 +54,22 @@ system-deps:
 	@command -v npm >/dev/null || { \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm; \
 	  else echo "please install Node.js and npm"; exit 1; fi; }
+	@node -e 'const [a,b]=process.versions.node.split(".").map(Number);process.exit(a>20||(a===20&&b>=9)?0:1)' \
+	  || { echo "Node.js >= 20.9 is required by the storefront (Next.js 16)"; exit 1; }
 
 $(AZURITE):
 	npm install --silent --no-audit --no-fund --prefix $(TOOLS) azurite@$(AZURITE_VERSION)
 
-setup: system-deps $(STAMP) $(AZURITE)
+$(FRONTEND_DEPS): $(FRONTEND)/package.json $(FRONTEND)/package-lock.json
+	cd $(FRONTEND) && npm ci --no-audit --no-fund
+	@touch $@
+
+$(FRONTEND_BUILD): $(FRONTEND_DEPS) $(FRONTEND_SRC)
+	cd $(FRONTEND) && node_modules/.bin/next build
+
+frontend: $(FRONTEND_BUILD)
+
+setup: system-deps $(STAMP) $(AZURITE) frontend
 
 demo: setup
 	$(BIN)/recommndr data generate --scale small --seed 42 --out $(DEMO_DATA)
@@ -58,8 +77,12 @@ demo: setup
 	$(BIN)/recommndr data profile $(DEMO_DATA)
 	$(BIN)/recommndr train --data $(DEMO_DATA) --out $(DEMO_ARTIFACTS)
 	$(BIN)/recommndr evaluate --data $(DEMO_DATA) --artifacts $(DEMO_ARTIFACTS)
-	@echo "Serving the API on http://127.0.0.1:8000 (Ctrl-C stops it)"
-	$(BIN)/recommndr serve --artifacts $(DEMO_ARTIFACTS) --host 127.0.0.1 --port 8000
+	@echo "API:        http://127.0.0.1:$(API_PORT)  (docs: http://127.0.0.1:$(API_PORT)/docs)"
+	@echo "Storefront: http://127.0.0.1:$(SHOP_PORT)  (Ctrl-C stops both)"
+	@trap 'kill $$api $$shop 2>/dev/null; wait' EXIT; trap 'exit 130' INT TERM; \
+	$(BIN)/recommndr serve --artifacts $(DEMO_ARTIFACTS) --host 127.0.0.1 --port $(API_PORT) & api=$$!; \
+	(cd $(FRONTEND) && RECOMMNDR_API_URL=http://127.0.0.1:$(API_PORT) exec node_modules/.bin/next start -H 127.0.0.1 -p $(SHOP_PORT)) & shop=$$!; \
+	wait -n
 
 lint: setup
 	$(BIN)/ruff check recommndr tests benchmarks function_app.py
@@ -68,7 +91,11 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy recommndr function_app.py
 
-test: lint typecheck
+frontend-check: frontend
+	cd $(FRONTEND) && node_modules/.bin/tsc --noEmit
+	cd $(FRONTEND) && node_modules/.bin/eslint --max-warnings 0 .
+
+test: lint typecheck frontend-check
 	$(BIN)/pytest -n 2 $(PYTEST_ARGS)
 
 unit: setup

@@ -325,8 +325,8 @@ def features_push(
     from recommndr.features.repo import apply, push, read_events, records_from_events, write_repo
 
     s = get_settings()
+    records, latest = records_from_events(read_events(events))  # bad input fails before any write
     fs = apply(write_repo(repo, s.online_store, s.online_store_path, s.redis_url))
-    records, latest = records_from_events(read_events(events))
     n = push(fs, records, latest)
     out.print(f"pushed the online features of {n:,} users to the {s.online_store} online store")
 

@@ -70,7 +70,8 @@ def wait_ok(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float =
     last = ""
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            pytest.fail(f"{proc.args} exited with {proc.returncode} before {url} was up:\n{log_tail(log)}")
+            what = " ".join(str(a) for a in proc.args) if isinstance(proc.args, list) else str(proc.args)
+            pytest.fail(f"{what} exited with {proc.returncode} before {url} was up:\n{log_tail(log)}")
         try:
             with urllib.request.urlopen(url, timeout=5) as res:
                 if res.status == 200:
