@@ -200,8 +200,7 @@ def compute_features(
     known = user >= 0
     u = np.where(known, user, 0)
     out = np.empty((n, len(FEATURES)), dtype=np.float32)
-    e30 = t.item_events_30d[item]
-    cols = [
+    head = [
         als_score,
         np.log1p(als_rank),
         cop_score,
@@ -209,15 +208,11 @@ def compute_features(
         (sources & 1) > 0,
         (sources & 2) > 0,
         (sources & 4) > 0,
-        np.log1p(t.item_events_1d[item]),
-        np.log1p(t.item_events_7d[item]),
-        np.log1p(e30),
-        (t.item_events_7d[item] / 7.0 + 0.1) / (e30 / 30.0 + 0.1),
-        t.item_conversion[item],
-        t.item_log_price[item],
-        np.log1p(t.item_age_days[item]),
-        np.log1p(t.item_popularity_now[item]),
-        t.item_repeatable[item],
+    ]
+    for j, c in enumerate(head):
+        out[:, j] = c
+    out[:, ITEM_COLS] = _item_block(t)[item]  # the item-only columns, precomputed once per table
+    cols = [
         np.where(known, np.log1p(t.user_events[u]), 0.0),
         np.where(known, np.log1p(t.user_purchases[u]), 0.0),
         np.where(known, np.log1p(t.user_days_since_last[u]), np.log1p(NEVER_DAYS)),
@@ -227,18 +222,53 @@ def compute_features(
         _lookup(t.uc3_keys, t.uc3_share, np.where(known, u * t.n_categories[2] + t.item_l3[item], -1), 0.0),
     ]
     ui = np.where(known, u * t.n_items + item, -1)
+    pos, hit = _find(t.ui_keys, ui)  # one search for the four user x item columns
+
+    def ui_value(values: npt.NDArray[np.generic], default: float) -> npt.NDArray[np.float64]:
+        if pos is None:
+            return np.full(n, default)
+        return np.where(hit, values[pos], default).astype(np.float64)
+
+    last = ui_value(t.ui_last_us, -1.0)
     cols += [
-        np.log1p(_lookup(t.ui_keys, t.ui_views, ui, 0.0)),
-        np.log1p(_lookup(t.ui_keys, t.ui_carts, ui, 0.0)),
-        np.log1p(_lookup(t.ui_keys, t.ui_purchases, ui, 0.0)),
-        np.log1p(
-            np.where(
-                (last := _lookup(t.ui_keys, t.ui_last_us, ui, -1.0)) >= 0,
-                (t.cutoff_us - last) / US_PER_DAY,
-                NEVER_DAYS,
-            )
-        ),
+        np.log1p(ui_value(t.ui_views, 0.0)),
+        np.log1p(ui_value(t.ui_carts, 0.0)),
+        np.log1p(ui_value(t.ui_purchases, 0.0)),
+        np.log1p(np.where(last >= 0, (t.cutoff_us - last) / US_PER_DAY, NEVER_DAYS)),
     ]
-    for j, c in enumerate(cols):
+    for j, c in enumerate(cols, start=ITEM_COLS.stop):
         out[:, j] = c
     return out
+
+
+ITEM_COLS = slice(FEATURES.index("item_events_1d_log"), FEATURES.index("item_repeatable") + 1)
+
+
+def _item_block(t: FeatureTables) -> F32:
+    """The item-only feature columns for every product (cached on the tables)."""
+    block: F32 | None = getattr(t, "_item_block_cache", None)
+    if block is None:
+        e30 = t.item_events_30d
+        cols = [
+            np.log1p(t.item_events_1d),
+            np.log1p(t.item_events_7d),
+            np.log1p(e30),
+            (t.item_events_7d / 7.0 + 0.1) / (e30 / 30.0 + 0.1),
+            t.item_conversion,
+            t.item_log_price,
+            np.log1p(t.item_age_days),
+            np.log1p(t.item_popularity_now),
+            t.item_repeatable,
+        ]
+        block = np.empty((t.n_items, len(cols)), dtype=np.float32)
+        for j, c in enumerate(cols):
+            block[:, j] = c
+        object.__setattr__(t, "_item_block_cache", block)
+    return block
+
+
+def _find(keys: I64, q: I64) -> tuple[I64 | None, npt.NDArray[np.bool_]]:
+    if keys.shape[0] == 0:
+        return None, np.zeros(q.shape[0], dtype=bool)
+    pos = np.minimum(np.searchsorted(keys, q), keys.shape[0] - 1)
+    return pos, (keys[pos] == q) & (q >= 0)

@@ -8,6 +8,7 @@ offered too, so a new product can surface before the collaborative model knows i
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 
 import numpy as np
@@ -66,6 +67,14 @@ class PopularityRetriever(Retriever):
         new = (age_days >= 0) & (age_days <= cfg.new_arrival_days)
         return cls(inter.catalog, pop, new, cfg.per_category)
 
+    def _seen(self) -> npt.NDArray[np.bool_]:
+        local = self.__dict__.setdefault("_local", threading.local())
+        seen: npt.NDArray[np.bool_] | None = getattr(local, "seen", None)
+        if seen is None:
+            seen = np.zeros(self.pop.shape[0], dtype=bool)
+            local.seen = seen
+        return seen
+
     def affinity(self, recent: I64) -> tuple[F32, F32]:
         """Shares of the user's recent products (most recent weigh most) per top-level and
         second-level category, as dense vectors (all zero for no history)."""
@@ -94,7 +103,15 @@ class PopularityRetriever(Retriever):
             parts.append(fresh[self.new_top_mask[self.new_ptr[c] : self.new_ptr[c + 1]]])
         for c in np.flatnonzero(a1)[np.argsort(-a1[np.flatnonzero(a1)], kind="stable")][:2]:
             parts.append(self.l1_top[self.l1_ptr[c] : self.l1_ptr[c + 1]])
-        return np.unique(np.concatenate(parts))
+        if len(parts) == 1:
+            return np.sort(parts[0])
+        # distinct, sorted (as np.unique), with a per-thread mark over the catalogue: no hashing
+        items = np.concatenate(parts)
+        seen = self._seen()
+        seen[items] = True
+        out = np.flatnonzero(seen)  # the catalogue scan: a vectorised pass over n_items bytes
+        seen[items] = False
+        return out
 
     def retrieve(self, queries: Sequence[Query], k: int) -> list[tuple[I64, F32]]:
         out = []
