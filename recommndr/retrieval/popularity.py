@@ -48,6 +48,8 @@ class PopularityRetriever(Retriever):
         self.pop = pop
         self.new_arrival = new_arrival
         self.per_category = per_category
+        self._pop_max = float(pop.max()) if pop.size else 1.0
+        self._pop_max = self._pop_max or 1.0
         n_l1, n_l2 = len(catalog.l1_names), len(catalog.l2_names)
         self.global_top = self.top_k(pop, max(per_category * 5, 500))[0]
         self.l1_ptr, self.l1_top = grouped_top(catalog.l1, pop, n_l1, per_category)
@@ -88,7 +90,7 @@ class PopularityRetriever(Retriever):
         return a1, a2
 
     def score_items(self, items: I64, a1: F32, a2: F32) -> F32:
-        base = self.pop[items] / (float(self.pop.max()) or 1.0)
+        base = self.pop[items] / self._pop_max
         if not a1.any():
             return base.astype(np.float32)
         return (base * (0.05 + a2[self.catalog.l2[items]] + 0.3 * a1[self.catalog.l1[items]])).astype(

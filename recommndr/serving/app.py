@@ -101,6 +101,12 @@ class ItemListOut(BaseModel):
     items: list[ItemOut]
 
 
+class CategoryListOut(BaseModel):
+    category: str | None
+    model_version: str
+    items: list[ItemOut]
+
+
 def _json(body: dict[str, Any]) -> Response:
     """A JSON response without FastAPI's generic encoder (the hot paths build plain JSON types)."""
     return Response(orjson.dumps(body), media_type="application/json")
@@ -424,8 +430,26 @@ def create_app(artifacts: Path | None = None, event_log_dir: Path | None = None)
             ],
         }
 
+    @app.get("/trending", tags=["recommendations"], response_model=CategoryListOut)
+    async def trending(k: K = 10, category: str | None = None) -> Any:
+        """Products rising fastest: last week's daily events against the month's (at least 3 last week)."""
+        m = model()
+        mask = m.catalog.category_mask(category) if category else None
+        items, scores = m.trending(k, mask)
+        return _json({"category": category, "model_version": m.version, "items": [
+            {"item_id": int(m.catalog.item_ids[i]), "score": round(float(s), 6), "reason": "trending"}
+            for i, s in zip(items, scores, strict=True)
+        ]})  # fmt: skip
+
     @app.get("/products", tags=["catalogue"])
     async def products(
+        ids: Annotated[
+            str | None,
+            Query(
+                max_length=2000,
+                description="comma-separated item ids (at most 100): these products, in order",
+            ),
+        ] = None,
         category: str | None = None,
         q: Annotated[str | None, Query(max_length=200)] = None,
         page: Annotated[int, Query(ge=1)] = 1,
@@ -433,6 +457,18 @@ def create_app(artifacts: Path | None = None, event_log_dir: Path | None = None)
         min_price: Annotated[float | None, Query(ge=0)] = None,
         max_price: Annotated[float | None, Query(ge=0)] = None,
     ) -> Any:
+        if ids is not None:
+            try:
+                wanted = [int(x) for x in ids.split(",") if x.strip()]
+            except ValueError:
+                return _error(422, "invalid_request", "query.ids: comma-separated integers expected")
+            if not 1 <= len(wanted) <= 100:
+                return _error(422, "invalid_request", "query.ids: between 1 and 100 ids")
+            m = model()
+            found = [(i, m.catalog.index_of(i)) for i in wanted]
+            rows = [m.catalog.product(j) for _, j in found if j >= 0]
+            missing = [i for i, j in found if j < 0]
+            return {"total": len(rows), "page": 1, "page_size": len(rows), "items": rows, "missing": missing}
         if min_price is not None and max_price is not None and min_price > max_price:
             return _error(422, "invalid_request", "min_price: must not exceed max_price")
         total, rows = model().catalog.query(category, q, page, page_size, min_price, max_price)

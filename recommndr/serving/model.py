@@ -32,6 +32,7 @@ from recommndr.serving.catalog import ProductCatalog
 log = logging.getLogger(__name__)
 TREND_COL = FEATURES.index("item_trend")
 TRENDING = 2.0  # last week's daily events at least twice the month's
+TRENDING_MIN_EVENTS = 3  # events last week for /trending (a rise from nothing is noise)
 
 
 class ModelUnavailableError(RecommndrError):
@@ -129,6 +130,7 @@ class ServingModel:
         self.recommend(-1, 10)
         if self.bundle is None:
             return
+        self.trending(10)
         self.recommend(int(self.bundle.user_ids[0]) if self.bundle.user_ids.size else -1, 10)
         self.recommend(-1, 10, online=UserRealtime([int(self.catalog.item_ids[0])], [], 0, 1))
         self.similar(0, 5)
@@ -228,6 +230,25 @@ class ServingModel:
             Recommendation(int(self.catalog.item_ids[i]), float(s), f"popular in {names[self.cat.l1[i]]}")
             for i, s in zip(items, scores, strict=True)
         ]
+
+    def trending(self, k: int, mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Products whose last week's daily events most exceed their month's (the ranker's
+        ``item_trend``), among those with at least ``TRENDING_MIN_EVENTS`` events last week."""
+        order, score = self._trending()
+        if mask is not None:
+            order = order[mask[order]]
+        return order[:k], score[order[:k]]
+
+    def _trending(self) -> tuple[np.ndarray, np.ndarray]:
+        cached: tuple[np.ndarray, np.ndarray] | None = getattr(self, "_trend_cache", None)
+        if cached is None:
+            t = self._full().features
+            score = ((t.item_events_7d / 7.0 + 0.1) / (t.item_events_30d / 30.0 + 0.1)).astype(np.float32)
+            eligible = np.flatnonzero(t.item_events_7d >= TRENDING_MIN_EVENTS)
+            order = eligible[np.lexsort((-t.item_events_7d[eligible], -score[eligible]))]
+            cached = (order.astype(np.int64), score)
+            self._trend_cache = cached
+        return cached
 
     def popular(self, k: int, mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         pop = self.pop

@@ -217,3 +217,28 @@ def test_price_range_categories_and_demo_shoppers(client: TestClient, artifacts:
     for s in shoppers:  # real shoppers with history get the personal path
         assert client.get(f"/recommendations/{s['user_id']}").json()["cold_start"] is False
     assert client.get("/shoppers", params={"n": 0}).status_code == 422
+
+
+def test_trending_and_products_by_ids(client: TestClient, artifacts: Path) -> None:
+    from recommndr.registry.artifacts import load_bundle
+
+    t = load_bundle(artifacts).features
+    r = client.get("/trending", params={"k": 5})
+    assert r.status_code == 200
+    items = r.json()["items"]
+    assert 1 <= len(items) <= 5 and all(i["reason"] == "trending" for i in items)
+    scores = [i["score"] for i in items]
+    assert scores == sorted(scores, reverse=True)
+    ids = load_bundle(artifacts).catalog.item_ids
+    for i in items:  # every trending product had enough events last week, and rose
+        j = int(np.searchsorted(ids, i["item_id"]))
+        assert t.item_events_7d[j] >= 3
+    cat = client.get("/products", params={"page_size": 1}).json()["items"][0]["category_l1"]
+    in_cat = client.get("/trending", params={"k": 5, "category": cat}).json()["items"]
+    for i in in_cat:
+        assert client.get(f"/products/{i['item_id']}").json()["category_l1"] == cat
+    want = [int(ids[3]), int(ids[1]), 999_999_999]
+    r = client.get("/products", params={"ids": ",".join(map(str, want))}).json()
+    assert [p["item_id"] for p in r["items"]] == want[:2] and r["missing"] == [999_999_999]
+    assert client.get("/products", params={"ids": "1,x"}).status_code == 422
+    assert client.get("/products", params={"ids": ",".join(["1"] * 101)}).status_code == 422
