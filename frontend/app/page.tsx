@@ -1,6 +1,6 @@
 import { ModelPanel } from "@/components/ModelPanel";
 import { ProductList } from "@/components/ProductList";
-import { getCategories, getPopular, getRecommendations, withProducts } from "@/lib/api";
+import { getCategories, getPopular, getRecommendations, getTrending, withProductsEach } from "@/lib/api";
 import { currentShopper } from "@/lib/shopper";
 import type { Category, ScoredItem } from "@/lib/types";
 
@@ -25,18 +25,19 @@ export default async function HomePage() {
     : getCategories().then((r) => largest(r.categories));
   const [recs, trending, popularIn] = await Promise.all([
     getRecommendations(userId, K),
-    getPopular(2 * K),
+    getTrending(2 * K),
     category.then((c) => (c ? getPopular(2 * K, c) : null)),
   ]);
   // a product appears once on the page (a new shopper's recommendations are the top popular items)
   const shown = new Set(recs.items.map((it) => it.item_id));
-  const trendingRow = unseen(trending.items, shown);
+  let trendingRow = unseen(trending.items, shown);
+  // little data (or only products already picked above): the most popular ones instead, said so
+  const fallback = trendingRow.length === 0 ? await getPopular(2 * K) : null;
+  if (fallback) trendingRow = unseen(fallback.items, shown);
   const popularRow = popularIn ? unseen(popularIn.items, shown) : [];
-  const [recItems, trendingItems, popularItems] = await Promise.all([
-    withProducts(recs.items),
-    withProducts(trendingRow),
-    withProducts(popularRow),
-  ]);
+  // one /products?ids= call for the whole page
+  const [recItems, trendingItems, popularItems] = await withProductsEach([recs.items, trendingRow, popularRow]);
+  const trendingSource = fallback ?? trending;
   const personal = { variant: recs.variant, model_version: recs.model_version };
 
   return (
@@ -58,9 +59,16 @@ export default async function HomePage() {
       <ProductList
         id="trending"
         title="Trending"
-        subtitle="What shoppers view and buy most lately (recency-weighted popularity), beyond the picks above."
+        subtitle={
+          fallback
+            ? trending.items.length === 0
+              ? "Nothing is trending yet (too few views and purchases last week), so these are the most popular products lately, beyond the picks above."
+              : "Everything trending is already among the picks above, so these are the most popular products lately."
+            : "Rising fastest: last week's daily views and purchases against the month's, beyond the picks above."
+        }
         items={trendingItems}
-        attribution={{ model_version: trending.model_version }}
+        attribution={{ model_version: trendingSource.model_version }}
+        extra={{ "data-source": fallback ? "popular" : "trending" }}
       />
       {popularIn?.category && (
         <ProductList
@@ -78,7 +86,11 @@ export default async function HomePage() {
             variant: recs.variant,
             note: [recs.cold_start ? "cold start" : "", ...recs.degraded].filter(Boolean).join(", ") || undefined,
           },
-          { name: "Trending", model_version: trending.model_version, note: "popularity" },
+          {
+            name: "Trending",
+            model_version: trendingSource.model_version,
+            note: fallback ? "popularity: nothing trending" : "trending",
+          },
           ...(popularIn?.category
             ? [{ name: `Popular in ${popularIn.category}`, model_version: popularIn.model_version, note: "popularity" }]
             : []),

@@ -21,10 +21,26 @@ import {
 } from "./helpers.mjs";
 
 const RECOMMENDED = '[data-testid="list-recommended"]';
+const TRENDING = '[data-testid="list-trending"]';
 const cardsIn = (page, list) => page.locator(`${list} [data-testid="product-card"]`);
 const homeIds = (page) => itemIds(page.locator('main [data-testid^="list-"] [data-testid="product-card"]'));
 const itemIds = async (locator) =>
   (await locator.evaluateAll((els) => els.map((e) => e.getAttribute("data-item-id")))).map(Number);
+
+/** The Trending row shows the API's `/trending` items not already recommended above, in order, each "trending". */
+async function checkTrending(page) {
+  const above = new Set(await itemIds(cardsIn(page, RECOMMENDED)));
+  const trending = await api("/trending?k=20");
+  const expected = trending.items.filter((i) => !above.has(i.item_id)).slice(0, 10);
+  assert.ok(expected.length > 0, "the tiny shop has trending products beyond the recommendations");
+  assert.equal(await page.locator(TRENDING).getAttribute("data-source"), "trending");
+  const cards = cardsIn(page, TRENDING);
+  assert.deepEqual(await itemIds(cards), expected.map((i) => i.item_id));
+  const reasons = await cards.getByTestId("reason").allTextContents();
+  assert.deepEqual(reasons, expected.map((i) => i.reason));
+  assert.ok(reasons.every((r) => r === "trending"), reasons.join("; "));
+  return trending;
+}
 
 let browser;
 
@@ -66,6 +82,7 @@ describe("storefront", () => {
     }
 
     await page.getByRole("heading", { name: "Trending" }).waitFor();
+    const trending = await checkTrending(page);
     const category = target.favourite_category;
     await page.getByRole("heading", { name: `Popular in ${category}` }).waitFor();
     const popularCats = await cardsIn(page, '[data-testid="list-popular-in-category"]')
@@ -82,6 +99,9 @@ describe("storefront", () => {
     await row.waitFor();
     assert.match(await row.textContent(), new RegExp(expected.model_version));
     assert.match(await row.getByTestId("variant").textContent(), new RegExp(`^${expected.variant}`));
+    const trendingRow = page.getByTestId("served-list").filter({ hasText: "Trending" });
+    assert.match(await trendingRow.textContent(), new RegExp(trending.model_version));
+    assert.equal(await trendingRow.getByTestId("variant").textContent(), "— (trending)");
     await screenshot(page, "home-known-shopper");
     await done();
   });
@@ -99,8 +119,8 @@ describe("storefront", () => {
 
     const popular = (await api("/popular?k=20")).items.map((i) => i.item_id);
     assert.deepEqual(await itemIds(cardsIn(page, RECOMMENDED)), popular.slice(0, 10));
-    // "Trending" goes on where the (popular) recommendations stop
-    assert.deepEqual(await itemIds(cardsIn(page, '[data-testid="list-trending"]')), popular.slice(10, 20));
+    // "Trending" is the API's rising products, less those the (popular) recommendations already show
+    await checkTrending(page);
     const ids = await homeIds(page);
     assert.equal(new Set(ids).size, ids.length, "no product is shown twice on the home page");
     const reasons = await cardsIn(page, RECOMMENDED).getByTestId("reason").allTextContents();
@@ -248,6 +268,7 @@ describe("storefront", () => {
 
     for (const [method, endpoint] of [
       ["GET", "metrics"],
+      ["GET", "trending"], // the pages' server fetches it; the browser has no need of it
       ["POST", "models/traffic"],
       ["POST", "models/rollback"],
       ["GET", "openapi.json"],

@@ -9,9 +9,11 @@ import type {
   PopularList,
   Product,
   ProductPage,
+  ProductsByIds,
   Recommendations,
   ScoredItem,
   Shopper,
+  TrendingList,
 } from "./types";
 
 export class ApiError extends Error {
@@ -44,21 +46,43 @@ async function get<T>(path: string, query: Query = {}): Promise<T> {
   return (await res.json()) as T;
 }
 
-/** One product; cached for the duration of a request, so lists sharing a product fetch it once. */
+/** One product (the product page); cached for the duration of a request. */
 export const getProduct = cache((itemId: number) => get<Product>(`/products/${itemId}`));
 
-/** The products of a list, fetched in parallel; items the catalogue no longer has are dropped. */
-export async function withProducts(items: ScoredItem[]): Promise<ListedProduct[]> {
-  const products = await Promise.all(
-    items.map((it) => getProduct(it.item_id).catch((err: unknown) => {
-      if (err instanceof ApiError && err.status === 404) return null;
-      throw err;
-    })),
+/** `GET /products?ids=` takes at most this many ids. */
+const MAX_IDS = 100;
+
+/** Products by id: one `GET /products?ids=` call per 100 distinct ids (none for none); ids the
+ * catalogue does not have are left out of the map. */
+async function productsById(ids: number[]): Promise<Map<number, Product>> {
+  const unique = [...new Set(ids)];
+  const chunks: number[][] = [];
+  for (let i = 0; i < unique.length; i += MAX_IDS) chunks.push(unique.slice(i, i + MAX_IDS));
+  const pages = await Promise.all(chunks.map((c) => get<ProductsByIds>("/products", { ids: c.join(",") })));
+  return new Map(pages.flatMap((p) => p.items.map((product) => [product.item_id, product] as const)));
+}
+
+/**
+ * The products of several lists with one `/products?ids=` call for all of them (a page's lists
+ * share it); each list keeps its order, and items the catalogue no longer has are dropped.
+ */
+export async function withProductsEach<L extends ScoredItem[][]>(
+  lists: [...L],
+): Promise<{ [I in keyof L]: ListedProduct[] }> {
+  const products = await productsById(lists.flatMap((items) => items.map((it) => it.item_id)));
+  const listed = lists.map((items) =>
+    items.flatMap((it) => {
+      const product = products.get(it.item_id);
+      return product ? [{ product, reason: it.reason }] : [];
+    }),
   );
-  return items.flatMap((it, i) => {
-    const product = products[i];
-    return product ? [{ product, reason: it.reason }] : [];
-  });
+  return listed as { [I in keyof L]: ListedProduct[] };
+}
+
+/** The products of one list (one `/products?ids=` call), in order; missing ones are dropped. */
+export async function withProducts(items: ScoredItem[]): Promise<ListedProduct[]> {
+  const [listed] = await withProductsEach([items]);
+  return listed;
 }
 
 export const getShoppers = cache((n = 6) => get<{ shoppers: Shopper[] }>("/shoppers", { n }));
@@ -71,6 +95,11 @@ export function getRecommendations(userId: number, k = 10, category?: string) {
 
 export function getPopular(k = 10, category?: string) {
   return get<PopularList>("/popular", { k, category });
+}
+
+/** Products rising fastest lately; may hold fewer than `k` items, or none on little data. */
+export function getTrending(k = 10, category?: string) {
+  return get<TrendingList>("/trending", { k, category });
 }
 
 export function getSimilar(itemId: number, k = 10) {

@@ -37,11 +37,19 @@ export interface PopularList {
   items: ScoredItem[];
 }
 
+/** `GET /trending`: products rising fastest (may hold fewer than k items, or none). */
+export type TrendingList = PopularList;
+
 export interface ProductPage {
   total: number;
   page: number;
   page_size: number;
   items: Product[];
+}
+
+/** `GET /products?ids=`: the products found, in the requested order, and the ids not found. */
+export interface ProductsByIds extends ProductPage {
+  missing: number[];
 }
 
 export interface Category {

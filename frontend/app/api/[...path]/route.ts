@@ -3,7 +3,8 @@
  * is runtime configuration (RECOMMNDR_API_URL), not something baked into the build.
  *
  * Only the storefront's own endpoints pass: the admin endpoints would otherwise see every caller
- * as this server's loopback address and so inside their IP allow-list.
+ * as this server's loopback address and so inside their IP allow-list. Endpoints that only the
+ * pages' server components use (`/trending`) are left out: the browser has no need of them.
  */
 import type { NextRequest } from "next/server";
 

@@ -8,7 +8,7 @@ import { ModelPanel } from "@/components/ModelPanel";
 import { ProductCard } from "@/components/ProductCard";
 import { ProductImage } from "@/components/ProductImage";
 import { ViewTracker } from "@/components/ViewTracker";
-import { ApiError, getFrequentlyBoughtTogether, getProduct, getSimilar, withProducts } from "@/lib/api";
+import { ApiError, getFrequentlyBoughtTogether, getProduct, getSimilar, withProductsEach } from "@/lib/api";
 import { formatPrice } from "@/lib/format";
 import { attributionFrom, productHref } from "@/lib/links";
 import type { Product } from "@/lib/types";
@@ -40,7 +40,7 @@ export default async function ProductDetailPage({ params, searchParams }: Props)
     getSimilar(product.item_id, 10),
     getFrequentlyBoughtTogether(product.item_id, 5),
   ]);
-  const [similarItems, fbtItems] = await Promise.all([withProducts(similar.items), withProducts(fbt.items)]);
+  const [similarItems, fbtItems] = await withProductsEach([similar.items, fbt.items]);
   const attribution = attributionFrom(sp);
   const categoryHref = (c: string) => `/products?${new URLSearchParams({ category: c }).toString()}`;
 
