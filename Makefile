@@ -77,11 +77,13 @@ demo: setup
 	$(BIN)/recommndr data profile $(DEMO_DATA)
 	$(BIN)/recommndr train --data $(DEMO_DATA) --out $(DEMO_ARTIFACTS)
 	$(BIN)/recommndr evaluate --data $(DEMO_DATA) --artifacts $(DEMO_ARTIFACTS)
-	@echo "API:        http://127.0.0.1:$(API_PORT)  (docs: http://127.0.0.1:$(API_PORT)/docs)"
-	@echo "Storefront: http://127.0.0.1:$(SHOP_PORT)  (Ctrl-C stops both)"
 	@trap 'kill $$api $$shop 2>/dev/null; wait' EXIT; trap 'exit 130' INT TERM; \
 	$(BIN)/recommndr serve --artifacts $(DEMO_ARTIFACTS) --host 127.0.0.1 --port $(API_PORT) & api=$$!; \
+	until $(BIN)/python -c 'import sys, urllib.request as u; u.urlopen(sys.argv[1], timeout=1)' \
+	  http://127.0.0.1:$(API_PORT)/ready 2>/dev/null; do kill -0 $$api 2>/dev/null || exit 1; sleep 0.5; done; \
 	(cd $(FRONTEND) && RECOMMNDR_API_URL=http://127.0.0.1:$(API_PORT) exec node_modules/.bin/next start -H 127.0.0.1 -p $(SHOP_PORT)) & shop=$$!; \
+	echo "API:        http://127.0.0.1:$(API_PORT)  (docs: http://127.0.0.1:$(API_PORT)/docs)"; \
+	echo "Storefront: http://127.0.0.1:$(SHOP_PORT)  (Ctrl-C stops both)"; \
 	wait -n
 
 lint: setup
