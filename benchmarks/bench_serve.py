@@ -2,7 +2,7 @@
 for /recommendations, /similar_items, /frequently_bought_together and /health (the floor), with
 random real user and item ids; start-up to ready; the server's memory.
 
-    .venv/bin/python benchmarks/bench_serve.py --artifacts ARTIFACTS [--seconds 10]
+    .venv/bin/python benchmarks/bench_serve.py --artifacts ARTIFACTS [--seconds 5] [--repeat 3] [--workers 1]
 
 Needs wrk (Debian package `wrk`; installed when missing and running as root). Goals (issue 4):
 /recommendations p50 <= 3 ms and p99 <= 10 ms at concurrency 1; no errors and >= 5% of /health's
@@ -88,6 +88,9 @@ def main() -> None:
     ap.add_argument("--port", type=int, default=8765)
     ap.add_argument("--conns", default="1,8,32", help="concurrency levels, comma-separated")
     ap.add_argument("--workers", type=int, default=1, help="API worker processes")
+    ap.add_argument(
+        "--repeat", type=int, default=3, help="runs per cell; medians are printed (this machine is noisy)"
+    )
     a = ap.parse_args()
     wrk = ensure_wrk()
     with np.load(a.artifacts / "als.npz") as z:
@@ -119,7 +122,8 @@ def main() -> None:
         rss = memory_gb(server.pid)
         print(
             f"# bench_serve: {os.cpu_count()} cores; artifacts {a.artifacts}; {a.workers} worker(s); "
-            f"{a.seconds} s per cell; wrk on the same machine"
+            f"{a.seconds} s per run, median of {a.repeat} runs per cell (the share: median of per-run ratios "
+            "to the /health run just before); wrk on the same machine"
         )
         print(f"start-up to ready: {ready:.1f} s (goal <= 10 s); server memory after start: {rss:.2f} GB")
         tmp = Path(tempfile.mkdtemp())
@@ -144,18 +148,20 @@ def main() -> None:
             f"{'endpoint':30s} {'conc':>4s} {'p50 ms':>8s} {'p99 ms':>8s} {'req/s':>9s} {'errors':>7s} {'vs /health':>10s}"
         )
         for conns in [int(c) for c in a.conns.split(",")]:
-            health = run_wrk(wrk, f"{base}/health", None, conns, a.seconds)
-            print(
-                f"{'/health':30s} {conns:4d} {health['p50']:8.2f} {health['p99']:8.2f} {health['rps']:9.0f} {health['errors']:7.0f} {'':>10s}",
-                flush=True,
-            )
-            for name, script in scripts.items():
-                r = run_wrk(wrk, base, script, conns, a.seconds)
-                share = r["rps"] / health["rps"] if health["rps"] else float("nan")
-                print(
-                    f"{name:30s} {conns:4d} {r['p50']:8.2f} {r['p99']:8.2f} {r['rps']:9.0f} {r['errors']:7.0f} {share:9.1%}",
-                    flush=True,
-                )
+            runs: dict[str, list[dict[str, float]]] = {"/health": [], **{n: [] for n in scripts}}
+            for _ in range(a.repeat):  # /health and each endpoint back to back, a.repeat times
+                runs["/health"].append(run_wrk(wrk, f"{base}/health", None, conns, a.seconds))
+                for name, script in scripts.items():
+                    r = run_wrk(wrk, base, script, conns, a.seconds)
+                    h = runs["/health"][-1]["rps"]
+                    r["share"] = r["rps"] / h if h else float("nan")
+                    runs[name].append(r)
+            for name, rs in runs.items():
+                med = {k: float(np.median([r[k] for r in rs])) for k in rs[0]}
+                share = f"{med['share']:9.1%}" if "share" in med else f"{'':>10s}"
+                errors = sum(r["errors"] for r in rs)
+                print(f"{name:30s} {conns:4d} {med['p50']:8.2f} {med['p99']:8.2f} {med['rps']:9.0f} {errors:7.0f} {share}",
+                      flush=True)  # fmt: skip
         print(f"server memory after the load: {memory_gb(server.pid):.2f} GB")
     finally:
         server.send_signal(signal.SIGINT)

@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     challenger_traffic: float = Field(
         0.0, ge=0.0, le=1.0, description="Initial share of users for the challenger."
     )
+    recommend_threads: int = Field(
+        2, ge=0, le=64, description="Threads computing recommendations (0: on the event loop itself)."
+    )
     online_store: Literal["sqlite", "redis", "off"] = Field(
         "sqlite", description="Online feature store the API reads and updates (Feast's layout)."
     )

@@ -14,6 +14,7 @@ import logging
 import os
 import time
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any
@@ -72,6 +73,7 @@ class State:
         self.events = EventLog(event_dir, flush_ms)
         self.metrics = ApiMetrics()
         self.online: OnlineFeatures | None = None
+        self.pool: ThreadPoolExecutor | None = None
 
 
 def _error(status: int, code: str, message: str) -> JSONResponse:
@@ -307,6 +309,8 @@ def create_app(artifacts: Path | None = None, event_log_dir: Path | None = None)
             except Exception as exc:  # e.g. an unwritable path: serve batch features only
                 log.error("online store %s not opened: %s", settings.online_store, exc)
         load_split()
+        if settings.recommend_threads > 0:
+            state.pool = ThreadPoolExecutor(settings.recommend_threads, thread_name_prefix="recommend")
         await state.events.start()
         watcher = asyncio.create_task(watch()) if settings.reload_interval_s > 0 else None
         splitter = asyncio.create_task(sync_split())
@@ -315,6 +319,8 @@ def create_app(artifacts: Path | None = None, event_log_dir: Path | None = None)
         if watcher is not None:
             watcher.cancel()
         await state.events.stop()
+        if state.pool is not None:
+            state.pool.shutdown(wait=True)
         if state.online is not None:
             state.online.close()
 
@@ -387,8 +393,17 @@ def create_app(artifacts: Path | None = None, event_log_dir: Path | None = None)
     async def recommendations(request: Request, user_id: int, k: K = 10, category: str | None = None) -> Any:
         variant, m = assign(user_id)
         request.state.variant = variant
-        online, answered = state.online.get(user_id) if state.online is not None else (None, True)
-        recs, cold, fallback = m.recommend(user_id, k, category, online)
+
+        def work() -> tuple[list[Recommendation], bool, str | None, bool]:
+            online, answered = state.online.get(user_id) if state.online is not None else (None, True)
+            return (*m.recommend(user_id, k, category, online), answered)
+
+        if state.pool is None:
+            recs, cold, fallback, answered = work()
+        else:  # ONNX Runtime and most numpy release the GIL: two requests overlap on two cores
+            recs, cold, fallback, answered = await asyncio.get_running_loop().run_in_executor(
+                state.pool, work
+            )
         degraded = [fallback] if fallback else []
         if not answered:
             degraded.append("online_features_unavailable")

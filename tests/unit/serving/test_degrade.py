@@ -125,3 +125,20 @@ def test_nothing_loadable_is_not_ready_and_answers_503(tmp_path: Path) -> None:
         assert c.get("/ready").status_code == 503
         r = c.get("/recommendations/1")
         assert r.status_code == 503 and "manifest.json" in r.json()["error"]["message"]
+
+
+def test_inline_and_threaded_recommendations_agree(
+    artifacts: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from recommndr.config import get_settings
+
+    answers = []
+    for threads in ("0", "2"):
+        monkeypatch.setenv("RECOMMNDR_RECOMMEND_THREADS", threads)
+        get_settings.cache_clear()
+        with TestClient(create_app(artifacts, tmp_path / f"events{threads}")) as c:
+            assert (c.app.state.recommndr.pool is None) == (threads == "0")  # type: ignore[attr-defined]
+            answers.append(
+                [c.get(f"/recommendations/{u}", params={"k": 5}).json()["items"] for u in (1, 5, 9)]
+            )
+    assert answers[0] == answers[1]
