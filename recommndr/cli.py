@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -354,6 +355,15 @@ def artifacts_publish(
     out.print(f"published {artifacts} as '{name}' to {where}")
 
 
+class _NoCancelledTraceback(logging.Filter):
+    """A second Ctrl-C makes uvicorn exit at once, cancelling the app's lifespan, and Starlette
+    reports that cancellation as a traceback. Accepted events are already on disk (202 = fsynced)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        return not (text.startswith("Traceback") and text.rstrip().endswith("CancelledError"))
+
+
 @app.command("serve")
 def serve_cmd(
     artifacts: Annotated[
@@ -398,6 +408,10 @@ def serve_cmd(
                 f"{art} holds no trained model; run `recommndr train` first", param_hint="--artifacts"
             )
     out.print(f"API on http://{host}:{port} (docs: http://{host}:{port}/docs), serving {source}")
+    # uvicorn shuts down gracefully on Ctrl-C, then re-raises the signal to the handler it found:
+    # make that a no-op, or Python's default turns it into a KeyboardInterrupt traceback
+    signal.signal(signal.SIGINT, lambda *_: None)
+    logging.getLogger("uvicorn.error").addFilter(_NoCancelledTraceback())
     if workers == 1:
         uvicorn.run(create_app(art), host=host, port=port, log_level="warning", access_log=False)
         return

@@ -61,6 +61,7 @@ class RegistrySource:
 
     def __init__(self, uri: str, model: str, cache: Path) -> None:
         os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no bars in the API's log
         from mlflow import MlflowClient  # imported only when the API follows the registry
 
         self.client: Any = MlflowClient(tracking_uri=uri)
