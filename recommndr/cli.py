@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import signal
 import sys
 import time
 from pathlib import Path
@@ -355,15 +354,6 @@ def artifacts_publish(
     out.print(f"published {artifacts} as '{name}' to {where}")
 
 
-class _NoCancelledTraceback(logging.Filter):
-    """A second Ctrl-C makes uvicorn exit at once, cancelling the app's lifespan, and Starlette
-    reports that cancellation as a traceback. Accepted events are already on disk (202 = fsynced)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        text = record.getMessage()
-        return not (text.startswith("Traceback") and text.rstrip().endswith("CancelledError"))
-
-
 @app.command("serve")
 def serve_cmd(
     artifacts: Annotated[
@@ -388,6 +378,7 @@ def serve_cmd(
     import uvicorn
 
     from recommndr.serving.app import create_app
+    from recommndr.serving.run import quiet_ctrl_c
 
     if registry is not None:
         if artifacts is not None:
@@ -408,10 +399,7 @@ def serve_cmd(
                 f"{art} holds no trained model; run `recommndr train` first", param_hint="--artifacts"
             )
     out.print(f"API on http://{host}:{port} (docs: http://{host}:{port}/docs), serving {source}")
-    # uvicorn shuts down gracefully on Ctrl-C, then re-raises the signal to the handler it found:
-    # make that a no-op, or Python's default turns it into a KeyboardInterrupt traceback
-    signal.signal(signal.SIGINT, lambda *_: None)
-    logging.getLogger("uvicorn.error").addFilter(_NoCancelledTraceback())
+    quiet_ctrl_c()
     if workers == 1:
         uvicorn.run(create_app(art), host=host, port=port, log_level="warning", access_log=False)
         return
@@ -419,7 +407,7 @@ def serve_cmd(
         os.environ["RECOMMNDR_ARTIFACTS_DIR"] = str(art.resolve())
         for key in ("RECOMMNDR_REGISTRY_URI", "RECOMMNDR_ARTIFACT_NAME"):
             os.environ.pop(key, None)
-    uvicorn.run("recommndr.serving.app:create_app", factory=True, workers=workers, host=host, port=port,
+    uvicorn.run("recommndr.serving.run:create_worker_app", factory=True, workers=workers, host=host, port=port,
                 log_level="warning", access_log=False)  # fmt: skip
 
 
