@@ -25,6 +25,17 @@ def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def artifacts(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Models trained on the tiny shop, shared by the serving and browser tests (read-only)."""
+    from recommndr.training.config import TrainConfig
+    from recommndr.training.pipeline import train
+
+    out = tmp_path_factory.mktemp("serving") / "art"
+    train(tiny_dataset, out, TrainConfig.model_validate({"ranker": {"n_estimators": 60}}))
+    return out
+
+
 @pytest.fixture
 def tiny_copy(tiny_dataset: Path, tmp_path: Path) -> Path:
     """A private copy of the tiny dataset that a test may corrupt."""

@@ -9,6 +9,7 @@ the same code scores 2 million training pairs or one request's 300 candidates.
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +85,26 @@ class FeatureTables:
     ui_carts: F32
     ui_purchases: F32
     ui_last_us: I64
+
+    @cached_property
+    def item_block(self) -> F32:
+        """The item-only feature columns (``ITEM_COLS``) for every product, computed once."""
+        e30 = self.item_events_30d
+        cols = [
+            np.log1p(self.item_events_1d),
+            np.log1p(self.item_events_7d),
+            np.log1p(e30),
+            (self.item_events_7d / 7.0 + 0.1) / (e30 / 30.0 + 0.1),
+            self.item_conversion,
+            self.item_log_price,
+            np.log1p(self.item_age_days),
+            np.log1p(self.item_popularity_now),
+            self.item_repeatable,
+        ]
+        block = np.empty((self.n_items, len(cols)), dtype=np.float32)
+        for j, c in enumerate(cols):
+            block[:, j] = c
+        return block
 
     def save(self, path: Path) -> None:
         savez: Any = np.savez
@@ -211,7 +232,7 @@ def compute_features(
     ]
     for j, c in enumerate(head):
         out[:, j] = c
-    out[:, ITEM_COLS] = _item_block(t)[item]  # the item-only columns, precomputed once per table
+    out[:, ITEM_COLS] = t.item_block[item]  # the item-only columns, precomputed once per table
     cols = [
         np.where(known, np.log1p(t.user_events[u]), 0.0),
         np.where(known, np.log1p(t.user_purchases[u]), 0.0),
@@ -242,29 +263,6 @@ def compute_features(
 
 
 ITEM_COLS = slice(FEATURES.index("item_events_1d_log"), FEATURES.index("item_repeatable") + 1)
-
-
-def _item_block(t: FeatureTables) -> F32:
-    """The item-only feature columns for every product (cached on the tables)."""
-    block: F32 | None = getattr(t, "_item_block_cache", None)
-    if block is None:
-        e30 = t.item_events_30d
-        cols = [
-            np.log1p(t.item_events_1d),
-            np.log1p(t.item_events_7d),
-            np.log1p(e30),
-            (t.item_events_7d / 7.0 + 0.1) / (e30 / 30.0 + 0.1),
-            t.item_conversion,
-            t.item_log_price,
-            np.log1p(t.item_age_days),
-            np.log1p(t.item_popularity_now),
-            t.item_repeatable,
-        ]
-        block = np.empty((t.n_items, len(cols)), dtype=np.float32)
-        for j, c in enumerate(cols):
-            block[:, j] = c
-        object.__setattr__(t, "_item_block_cache", block)
-    return block
 
 
 def _find(keys: I64, q: I64) -> tuple[I64 | None, npt.NDArray[np.bool_]]:

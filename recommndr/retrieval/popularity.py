@@ -50,6 +50,7 @@ class PopularityRetriever(Retriever):
         self.per_category = per_category
         self._pop_max = float(pop.max()) if pop.size else 1.0
         self._pop_max = self._pop_max or 1.0
+        self._local = threading.local()  # per-thread scratch (candidates())
         n_l1, n_l2 = len(catalog.l1_names), len(catalog.l2_names)
         self.global_top = self.top_k(pop, max(per_category * 5, 500))[0]
         self.l1_ptr, self.l1_top = grouped_top(catalog.l1, pop, n_l1, per_category)
@@ -70,11 +71,10 @@ class PopularityRetriever(Retriever):
         return cls(inter.catalog, pop, new, cfg.per_category)
 
     def _seen(self) -> npt.NDArray[np.bool_]:
-        local = self.__dict__.setdefault("_local", threading.local())
-        seen: npt.NDArray[np.bool_] | None = getattr(local, "seen", None)
+        seen: npt.NDArray[np.bool_] | None = getattr(self._local, "seen", None)
         if seen is None:
             seen = np.zeros(self.pop.shape[0], dtype=bool)
-            local.seen = seen
+            self._local.seen = seen
         return seen
 
     def affinity(self, recent: I64) -> tuple[F32, F32]:

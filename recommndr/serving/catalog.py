@@ -24,6 +24,7 @@ class ProductCatalog:
     _rows: list[dict[str, Any]]
     _by_category: dict[str, I64]  # lower-case category name (any level) -> product positions
     _price: npt.NDArray[np.float64]
+    _categories: list[dict[str, Any]]
 
     @classmethod
     def load(cls, artifacts: Path) -> ProductCatalog:
@@ -42,7 +43,7 @@ class ProductCatalog:
                     members.append(i)
         index = {k: np.array(v, dtype=np.int64) for k, v in by_category.items()}
         price = t["price"].to_numpy().astype(np.float64)
-        return cls(t["item_id"].to_numpy(), t, search, rows, index, price)
+        return cls(t["item_id"].to_numpy(), t, search, rows, index, price, cls._category_tree(t))
 
     def index_of(self, item_id: int) -> int:
         pos = int(np.searchsorted(self.item_ids, item_id))
@@ -67,7 +68,11 @@ class ProductCatalog:
 
     def categories(self) -> list[dict[str, Any]]:
         """The category tree (levels 1 and 2) with product counts, for the storefront's filters."""
-        t = self.table.group_by(["category_l1", "category_l2"]).aggregate([("item_id", "count")])
+        return self._categories
+
+    @staticmethod
+    def _category_tree(table: pa.Table) -> list[dict[str, Any]]:
+        t = table.group_by(["category_l1", "category_l2"]).aggregate([("item_id", "count")])
         tree: dict[str, list[dict[str, Any]]] = {}
         for r in t.sort_by([("category_l1", "ascending"), ("category_l2", "ascending")]).to_pylist():
             tree.setdefault(r["category_l1"], []).append(

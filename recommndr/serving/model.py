@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 TREND_COL = FEATURES.index("item_trend")
 TRENDING = 2.0  # last week's daily events at least twice the month's
 TRENDING_MIN_EVENTS = 3  # events last week for /trending (a rise from nothing is noise)
+MAX_SHOPPERS = 20  # the most /shoppers answers
 
 
 class ModelUnavailableError(RecommndrError):
@@ -71,6 +72,9 @@ class ServingModel:
         self.pop = pop
         self.fallback = fallback
         self.generator = bundle.candidate_generator() if bundle is not None else None
+        # lists that depend on the bundle only: computed here, never per request
+        self._trend = self._trend_order(bundle) if bundle is not None else None
+        self._shoppers = self._pick_shoppers(bundle, MAX_SHOPPERS) if bundle is not None else []
         self.loaded_at = time.time()
 
     @staticmethod
@@ -130,7 +134,6 @@ class ServingModel:
         self.recommend(-1, 10)
         if self.bundle is None:
             return
-        self.trending(10)
         self.recommend(int(self.bundle.user_ids[0]) if self.bundle.user_ids.size else -1, 10)
         self.recommend(-1, 10, online=UserRealtime([int(self.catalog.item_ids[0])], [], 0, 1))
         self.similar(0, 5)
@@ -234,21 +237,20 @@ class ServingModel:
     def trending(self, k: int, mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Products whose last week's daily events most exceed their month's (the ranker's
         ``item_trend``), among those with at least ``TRENDING_MIN_EVENTS`` events last week."""
-        order, score = self._trending()
+        if self._trend is None:
+            raise ModelUnavailableError(f"only the popularity fallback is loaded: {self.fallback}")
+        order, score = self._trend
         if mask is not None:
             order = order[mask[order]]
         return order[:k], score[order[:k]]
 
-    def _trending(self) -> tuple[np.ndarray, np.ndarray]:
-        cached: tuple[np.ndarray, np.ndarray] | None = getattr(self, "_trend_cache", None)
-        if cached is None:
-            t = self._full().features
-            score = ((t.item_events_7d / 7.0 + 0.1) / (t.item_events_30d / 30.0 + 0.1)).astype(np.float32)
-            eligible = np.flatnonzero(t.item_events_7d >= TRENDING_MIN_EVENTS)
-            order = eligible[np.lexsort((-t.item_events_7d[eligible], -score[eligible]))]
-            cached = (order.astype(np.int64), score)
-            self._trend_cache = cached
-        return cached
+    @staticmethod
+    def _trend_order(bundle: Bundle) -> tuple[np.ndarray, np.ndarray]:
+        t = bundle.features
+        score = ((t.item_events_7d / 7.0 + 0.1) / (t.item_events_30d / 30.0 + 0.1)).astype(np.float32)
+        eligible = np.flatnonzero(t.item_events_7d >= TRENDING_MIN_EVENTS)
+        order = eligible[np.lexsort((-t.item_events_7d[eligible], -score[eligible]))]
+        return order.astype(np.int64), score
 
     def popular(self, k: int, mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         pop = self.pop
@@ -258,11 +260,13 @@ class ServingModel:
         return pop.top_k(pop.pop[items], k, items)
 
     def shoppers(self, n: int) -> list[dict[str, Any]]:
-        """Real shoppers for the storefront's demo switcher: active users with recent history,
-        one per favourite top-level category where possible (deterministic)."""
-        if self.bundle is None:
-            return []
-        b = self.bundle
+        """Real shoppers for the storefront's demo switcher (at most ``MAX_SHOPPERS``)."""
+        return self._shoppers[:n]
+
+    @staticmethod
+    def _pick_shoppers(b: Bundle, n: int) -> list[dict[str, Any]]:
+        """Active users with recent history, one per favourite top-level category where possible
+        (deterministic; greedy, so the first m of n are the picks for m)."""
         recent_n = np.diff(b.recent_indptr)
         events = b.features.user_events[: recent_n.shape[0]]
         order = np.lexsort((np.arange(recent_n.shape[0]), -events))  # most active first

@@ -9,21 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from recommndr.training.config import TrainConfig
-from recommndr.training.pipeline import train
 from tests.e2e.servers import FRONTEND, check_build, clean_env, free_port, running, wait_ok
 
 
 @pytest.fixture(scope="session")
-def e2e_artifacts(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny shop's models: real shoppers with history, co-purchases and similar items."""
-    out = tmp_path_factory.mktemp("e2e") / "artifacts"
-    train(tiny_dataset, out, TrainConfig.model_validate({"ranker": {"n_estimators": 60}}))
-    return out
-
-
-@pytest.fixture(scope="session")
-def api_url(e2e_artifacts: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def api_url(artifacts: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``recommndr serve`` on the tiny shop, with its own event log and online store."""
     work = tmp_path_factory.mktemp("e2e-api")
     port = free_port()
@@ -33,7 +23,7 @@ def api_url(e2e_artifacts: Path, tmp_path_factory: pytest.TempPathFactory) -> It
         RECOMMNDR_RELOAD_INTERVAL_S="0",
     )
     cli = Path(sys.executable).with_name("recommndr")
-    cmd = [str(cli), "serve", "--artifacts", str(e2e_artifacts), "--host", "127.0.0.1", "--port", str(port)]
+    cmd = [str(cli), "serve", "--artifacts", str(artifacts), "--host", "127.0.0.1", "--port", str(port)]
     log = work / "api.log"
     with running(cmd, env=env, cwd=work, log=log) as proc:
         url = f"http://127.0.0.1:{port}"

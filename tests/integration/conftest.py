@@ -23,6 +23,20 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _wait_listening(proc: subprocess.Popen[bytes], port: int, name: str, timeout_s: float) -> None:
+    """Wait until ``proc`` accepts connections on ``port``; fail with its stderr if it exits."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            assert proc.poll() is None, f"{name} exited: {proc.stderr.read().decode() if proc.stderr else ''}"
+            time.sleep(0.05)
+    proc.kill()
+    pytest.fail(f"{name} did not start in {timeout_s:.0f} s")
+
+
 @pytest.fixture(scope="session")
 def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real Azurite blob service on a free port; yields its connection string."""
@@ -38,19 +52,7 @@ def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
          "--skipApiVersionCheck", "--disableTelemetry", "--silent"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )  # fmt: skip
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                break
-        except OSError:
-            assert proc.poll() is None, (
-                f"Azurite exited: {proc.stderr.read().decode() if proc.stderr else ''}"
-            )
-            time.sleep(0.1)
-    else:
-        proc.kill()
-        pytest.fail("Azurite did not start in 30 s")
+    _wait_listening(proc, port, "Azurite", 30)
     yield (
         "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
         f"AccountKey={AZURITE_KEY};BlobEndpoint=http://127.0.0.1:{port}/devstoreaccount1;"
@@ -72,19 +74,7 @@ def redis_server(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]
         [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )  # fmt: skip
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                break
-        except OSError:
-            assert proc.poll() is None, (
-                f"redis-server exited: {proc.stderr.read().decode() if proc.stderr else ''}"
-            )
-            time.sleep(0.05)
-    else:
-        proc.kill()
-        pytest.fail("redis-server did not start in 15 s")
+    _wait_listening(proc, port, "redis-server", 15)
     yield f"redis://127.0.0.1:{port}/0", proc
     proc.terminate()
     try:

@@ -13,8 +13,6 @@ from recommndr.config import get_settings
 from recommndr.features.online import RedisOnlineStore, UserRealtime
 from recommndr.features.schema import FIELDS, VIEW
 from recommndr.serving.app import create_app
-from recommndr.training.config import TrainConfig
-from recommndr.training.pipeline import train
 
 pytestmark = pytest.mark.integration
 Redis = tuple[str, "subprocess.Popen[bytes]"]
@@ -43,11 +41,10 @@ def test_redis_store_reads_what_feast_writes_and_feast_reads_what_it_writes(
 
 
 def test_api_reads_and_updates_redis_and_degrades_when_it_stops(
-    redis_server: Redis, tiny_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    redis_server: Redis, artifacts: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     url, proc = redis_server
-    art = tmp_path / "art"
-    train(tiny_dataset, art, TrainConfig.model_validate({"ranker": {"n_estimators": 30}}))
+    art = artifacts
     monkeypatch.setenv("RECOMMNDR_ONLINE_STORE", "redis")
     monkeypatch.setenv("RECOMMNDR_REDIS_URL", url)
     get_settings.cache_clear()

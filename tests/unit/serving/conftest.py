@@ -9,14 +9,6 @@ from recommndr.training.pipeline import train
 
 
 @pytest.fixture(scope="session")
-def artifacts(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Models trained on the tiny shop, shared by the serving tests."""
-    out = tmp_path_factory.mktemp("serving") / "art"
-    train(tiny_dataset, out, TrainConfig.model_validate({"ranker": {"n_estimators": 60}}))
-    return out
-
-
-@pytest.fixture(scope="session")
 def challenger_artifacts(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A second, different bundle (a smaller ranker) to serve as the challenger."""
     out = tmp_path_factory.mktemp("serving-challenger") / "art"
