@@ -83,7 +83,6 @@ class Bundle:
     features: FeatureTables
     ranker: OnnxRanker
     similar: SimilarItems
-    index_onnx: bytes
 
     def candidate_generator(self) -> CandidateGenerator:
         return CandidateGenerator(
@@ -172,7 +171,6 @@ def load_bundle(root: Path, verify: bool = True, ranker_threads: int = 1) -> Bun
             features=FeatureTables.load(root / "features.npz"),
             ranker=OnnxRanker((root / "ranker.onnx").read_bytes(), threads=ranker_threads),
             similar=similar,
-            index_onnx=(root / "retrieval.onnx").read_bytes(),
         )
     except (KeyError, ValueError, IndexError) as exc:  # a bundle from another format version
         raise ArtifactError(

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -18,6 +17,7 @@ import scipy.sparse as sp
 from recommndr.data.interactions import Interactions
 from recommndr.errors import RecommndrError
 from recommndr.retrieval.base import F32, I64, Query, Retriever
+from recommndr.retrieval.index import NormBoundIndex
 from recommndr.retrieval.weights import event_weights
 from recommndr.training.config import ALSConfig, EventWeights
 
@@ -84,16 +84,12 @@ class ALSRetriever(Retriever):
         self.reg = reg
         v = item_factors.astype(np.float64)
         self._gram = v.T @ v + reg * np.eye(v.shape[1])
-        self.index: Any = None  # an OnnxIndex for the request path (use_index)
-        self.shortlist = 1.0
+        self.index: NormBoundIndex | None = None  # the request path's exact index (use_index)
 
-    def use_index(self, index: Any, shortlist: float = 1.0) -> None:
-        """Retrieve through an ONNX index (``retrieval/index.py``) instead of numpy. With an
-        approximate (int8) index, ``shortlist`` times k candidates are re-scored exactly in
-        float32, so the result matches the exact top k."""
-        self.index = index
-        self.shortlist = shortlist
-        self.n_known = int(self.item_known.sum())
+    def use_index(self) -> None:
+        """Answer one shopper at a time through an exact norm-bounded index (``retrieval/index.py``)
+        instead of scoring every product: same top k, about a tenth of the work."""
+        self.index = NormBoundIndex(self.item_factors, self.item_known)
 
     @classmethod
     def fit(cls, inter: Interactions, weights: EventWeights, cfg: ALSConfig, seed: int) -> ALSRetriever:
@@ -125,13 +121,10 @@ class ALSRetriever(Retriever):
         have = [i for i, v in enumerate(vecs) if v is not None]
         empty = (np.zeros(0, np.int64), np.zeros(0, np.float32))
         out: list[tuple[I64, F32]] = [empty] * len(queries)
-        if self.index is not None and have:
-            kk = min(int(k * self.shortlist), self.n_known)
-            for i in have:  # one user per call: an int8 index quantises each call's batch as a whole
-                vec: F32 = vecs[i]  # type: ignore[assignment]
-                cand = self.index.search(vec[None, :], kk)[1][0]
-                exact = self.item_factors[cand] @ vec + self.mask[cand]
-                out[i] = self.top_k(exact.astype(np.float32), k, cand.astype(np.int64))
+        if self.index is not None:
+            for i in have:
+                scores, items = self.index.search_one(vecs[i], k)  # type: ignore[arg-type]
+                out[i] = (items, scores)
             return out
         for start in range(0, len(have), 512):
             block = have[start : start + 512]

@@ -1,8 +1,14 @@
-"""The item-factor index served to the API: an ONNX graph MatMul + Add(mask) + TopK.
+"""Exact top-k over the ALS item factors.
 
-Chosen by measurement (benchmarks/bench_train.py): exact float32 top-k over 100K x 64 factors in
-about a millisecond on one thread, run by the ONNX Runtime the ranker already needs (no second
-native dependency in the Functions package). Products ALS has not seen carry a -inf mask.
+``build_index``/``OnnxIndex``: the portable index registered with the model, an ONNX graph MatMul +
+Add(mask) + TopK (products ALS has not seen carry a -inf mask); training checks it against numpy
+and it precomputes similar items.
+
+``NormBoundIndex``: what the API queries, one shopper at a time. ALS item norms are very skewed
+(at full scale the median product's norm is 1% of the 99th percentile's), and a score u.v is at
+most |u||v|, so scanning products in descending norm and stopping once no unscanned product can
+beat the k-th best gives the exact top k after reading about a tenth of the factors
+(benchmarks/bench_train.py --only index).
 """
 
 from __future__ import annotations
@@ -17,7 +23,6 @@ from recommndr.onnx_session import cpu_session
 F32 = npt.NDArray[np.float32]
 I64 = npt.NDArray[np.int64]
 OPSET = 15
-INT8_MIN_RECALL = 0.99
 
 
 def _model(nodes: list[Any], name: str, n_factors: int, initializers: list[Any]) -> bytes:
@@ -82,48 +87,47 @@ class OnnxIndex:
         return np.asarray(scores), np.asarray(items)
 
 
-def build_int8_index(item_factors: F32, mask: F32) -> bytes:
-    """The int8 variant measured against the float32 index (benchmarks/bench_train.py): items
-    quantised per row (symmetric int8), the user vector quantised on the fly
-    (DynamicQuantizeLinear), MatMulInteger, rescaled, masked, TopK. ``train`` keeps it only when
-    its recall@200 against float32 is at least ``INT8_MIN_RECALL`` (measured: 0.995 at full scale)."""
-    from onnx import TensorProto, helper, numpy_helper
+class NormBoundIndex:
+    """Exact top-k by inner product over the known products, scanned in descending norm order in
+    growing blocks until the bound |u||v| of the next product is below the k-th best score."""
 
-    n, f = item_factors.shape
-    scale = np.maximum(np.abs(item_factors).max(axis=1), 1e-12) / 127.0
-    q = np.clip(np.round(item_factors / scale[:, None]), -127, 127).astype(np.int8)
-    return _model(
-        [
-            helper.make_node("DynamicQuantizeLinear", ["user"], ["uq", "us", "uz"]),
-            helper.make_node("MatMulInteger", ["uq", "items_q_t", "uz", "izero"], ["acc"]),
-            helper.make_node("Cast", ["acc"], ["accf"], to=TensorProto.FLOAT),
-            helper.make_node("Mul", ["accf", "item_scale"], ["s1"]),
-            helper.make_node("Mul", ["s1", "us"], ["raw"]),
-            helper.make_node("Add", ["raw", "mask"], ["masked"]),
-        ],
-        "recommndr_retrieval_int8",
-        f,
-        [
-            numpy_helper.from_array(np.ascontiguousarray(q.T), "items_q_t"),
-            numpy_helper.from_array(np.zeros(n, dtype=np.int8), "izero"),
-            numpy_helper.from_array(scale.astype(np.float32).reshape(1, n), "item_scale"),
-            numpy_helper.from_array(mask.astype(np.float32).reshape(1, n), "mask"),
-        ],
-    )
+    def __init__(self, item_factors: F32, item_known: npt.NDArray[np.bool_], first_block: int = 8192) -> None:
+        known = np.flatnonzero(item_known)
+        norms = np.linalg.norm(item_factors[known].astype(np.float64), axis=1)
+        order = np.argsort(-norms, kind="stable")
+        self.items: I64 = known[order].astype(np.int64)
+        self.factors: F32 = np.ascontiguousarray(item_factors[self.items], dtype=np.float32)
+        # ascending, for searchsorted; a hair of slack so float32 rounding never prunes a tie
+        self.neg_norms = (-norms[order] * (1 + 1e-5)).astype(np.float64)
+        self.first_block = first_block
 
-
-def index_recall(model: bytes, als: object, k: int = 200, n_users: int = 200, seed: int = 0) -> float:
-    """Mean recall@k of an index against the exact float32 scores, on sampled known users."""
-    from recommndr.retrieval.als import ALSRetriever
-
-    assert isinstance(als, ALSRetriever)
-    n = als.user_factors.shape[0]
-    if n == 0:
-        return 1.0
-    users = als.user_factors[np.random.default_rng(seed).choice(n, min(n_users, n), replace=False)]
-    k = min(k, int(als.item_known.sum()))
-    exact = np.argsort(-als.scores(users), axis=1)[:, :k]
-    index = OnnxIndex(model, threads=1)
-    # one user per call, as the API queries it (an int8 index quantises each call's batch as a whole)
-    found = [np.isin(index.search(users[j : j + 1], k)[1][0], exact[j]).mean() for j in range(users.shape[0])]
-    return float(np.mean(found))
+    def search_one(self, user: F32, k: int) -> tuple[F32, I64]:
+        """Scores and product positions of the best min(k, known products), best first."""
+        n = self.items.shape[0]
+        k = min(k, n)
+        if k <= 0:
+            return np.zeros(0, np.float32), np.zeros(0, np.int64)
+        norm = float(np.sqrt(np.dot(user, user)))
+        if norm == 0:  # every score is 0
+            return np.zeros(k, np.float32), self.items[:k].copy()
+        top_s = np.zeros(0, np.float32)
+        top_i = np.zeros(0, np.int64)
+        start, end = 0, min(self.first_block, n)
+        while start < n:
+            vals = np.concatenate([top_s, self.factors[start:end] @ user])
+            idx = np.concatenate([top_i, np.arange(start, end, dtype=np.int64)])
+            if vals.shape[0] > k:
+                kth = np.partition(vals, vals.shape[0] - k)[vals.shape[0] - k]
+                keep = np.flatnonzero(vals >= kth)
+                vals, idx = vals[keep], idx[keep]
+            top_s, top_i, start = vals, idx, end
+            if start >= n:
+                break
+            limit = n  # products [0, limit) may still beat the k-th best
+            if top_s.shape[0] >= k and (worst := float(top_s.min())) > 0:
+                limit = int(np.searchsorted(self.neg_norms, -worst / norm, side="right"))
+            end = min(limit, 2 * start, n)
+            if end <= start:
+                break
+        order = np.argsort(-top_s, kind="stable")[:k]
+        return top_s[order], self.items[top_i[order]]

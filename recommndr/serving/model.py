@@ -102,13 +102,7 @@ class ServingModel:
         catalog = ProductCatalog.load(artifacts)
         if not np.array_equal(catalog.item_ids, bundle.catalog.item_ids):
             raise ArtifactError(f"{artifacts}: products.parquet does not match the model's catalogue")
-        from recommndr.retrieval.index import OnnxIndex
-
-        int8 = (bundle.manifest.get("index") or {}).get("int8")
-        if int8 and (artifacts / int8).exists():  # recall >= 0.99; a 1.5x shortlist re-scored exactly
-            bundle.als.use_index(OnnxIndex((artifacts / int8).read_bytes()), shortlist=1.5)
-        else:
-            bundle.als.use_index(OnnxIndex(bundle.index_onnx))
+        bundle.als.use_index()
         version = cls._version(bundle.manifest)
         return cls(bundle, catalog, version, bundle.catalog, bundle.popularity, bundle.manifest)
 

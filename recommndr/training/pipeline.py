@@ -38,7 +38,7 @@ from recommndr.ranking.two_stage import candidate_features
 from recommndr.registry.artifacts import dataset_hash, write_manifest
 from recommndr.retrieval.als import ALSRetriever
 from recommndr.retrieval.candidates import CandidateGenerator, Exclusions, queries_for, recent_items
-from recommndr.retrieval.index import INT8_MIN_RECALL, OnnxIndex, build_index, build_int8_index, index_recall
+from recommndr.retrieval.index import OnnxIndex, build_index
 from recommndr.retrieval.popularity import PopularityRetriever
 from recommndr.similarity.copurchase import CoPurchaseRetriever, fit_copurchase
 from recommndr.similarity.similar import similar_table
@@ -204,12 +204,7 @@ def train(
         index = build_index(als.item_factors, als.mask)
         _check_index(index, als)
         (out / "retrieval.onnx").write_bytes(index)
-        int8 = build_int8_index(als.item_factors, als.mask)
-        int8_recall = index_recall(int8, als, k=200, seed=cfg.seed)
-        stale = out / "retrieval_int8.onnx"
-        stale.unlink(missing_ok=True)
-        if int8_recall >= INT8_MIN_RECALL:  # keep the int8 variant only if it finds what float32 finds
-            stale.write_bytes(int8)
+        (out / "retrieval_int8.onnx").unlink(missing_ok=True)  # written by earlier versions
         (out / "ranker.onnx").write_bytes(ranker_onnx)
         model.save_model(str(out / "ranker.txt"))
         np.savez(out / "catalog.npz", item_ids=catalog.item_ids, l1=catalog.l1, l2=catalog.l2, l3=catalog.l3,
@@ -249,11 +244,7 @@ def train(
                     "users": int(ts.group.shape[0]),
                     "onnx_parity": parity,
                 },
-                "index": {
-                    "float32": "retrieval.onnx",
-                    "int8_recall_at_200": int8_recall,
-                    "int8": "retrieval_int8.onnx" if int8_recall >= INT8_MIN_RECALL else None,
-                },
+                "index": {"float32": "retrieval.onnx"},
                 "users": stage_b.inter.n_users,
                 "items": catalog.n_items,
             },
