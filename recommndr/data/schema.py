@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Final
 
 import pyarrow as pa
-import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
 from recommndr.errors import DataNotFoundError, DataSchemaError
@@ -73,9 +72,11 @@ def read_table(root: Path, name: str, columns: list[str] | None = None) -> pa.Ta
     """Read one table of a dataset as Arrow, with string columns of few values kept as dictionaries."""
     path = table_path(root, name)
     if path.is_dir():
+        import pyarrow.dataset as pads  # imports pandas (~1 s): only where a folder is read
+
         table = pads.dataset(path, format="parquet").to_table(columns=columns)
-    else:
-        table = pq.read_table(path, columns=columns)
+    else:  # not pq.read_table, which goes through pyarrow.dataset too (the API's start-up)
+        table = pq.ParquetFile(path).read(columns=columns)
     return table
 
 

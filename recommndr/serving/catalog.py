@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import polars as pl
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from recommndr.data.schema import read_table
 
@@ -20,7 +21,9 @@ I64 = npt.NDArray[np.int64]
 class ProductCatalog:
     item_ids: I64  # sorted, same order as the model's dense indices
     table: pa.Table
-    _search: pa.Array
+    _search: (
+        pl.Series
+    )  # lower-case title, brand and categories (pyarrow.compute would import pandas: ~1 s of start-up)
     _rows: list[dict[str, Any]]
     _by_category: dict[str, I64]  # lower-case category name (any level) -> product positions
     _price: npt.NDArray[np.float64]
@@ -29,11 +32,11 @@ class ProductCatalog:
     @classmethod
     def load(cls, artifacts: Path) -> ProductCatalog:
         t = read_table(artifacts, "products").sort_by("item_id")
-        search = pc.utf8_lower(
-            pc.binary_join_element_wise(
-                t["title"], t["brand"], t["category_l1"], t["category_l2"], t["category_l3"], " "
-            )
-        )
+        text = pl.from_arrow(t.select(["title", "brand", "category_l1", "category_l2", "category_l3"]))
+        assert isinstance(text, pl.DataFrame)
+        search = text.select(
+            pl.concat_str([pl.col(c).cast(pl.String) for c in text.columns], separator=" ").str.to_lowercase()
+        ).to_series()
         rows = t.drop(["created_at"]).to_pylist()
         by_category: dict[str, list[int]] = {}
         for i, r in enumerate(rows):
@@ -42,8 +45,12 @@ class ProductCatalog:
                 if not members or members[-1] != i:
                     members.append(i)
         index = {k: np.array(v, dtype=np.int64) for k, v in by_category.items()}
-        price = t["price"].to_numpy().astype(np.float64)
-        return cls(t["item_id"].to_numpy(), t, search, rows, index, price, cls._category_tree(t))
+        # through polars: pyarrow's to_numpy imports pandas (~1 s of the API's start-up)
+        numbers = pl.from_arrow(t.select(["item_id", "price"]))
+        assert isinstance(numbers, pl.DataFrame)
+        ids = numbers["item_id"].to_numpy().astype(np.int64)
+        price = numbers["price"].to_numpy().astype(np.float64)
+        return cls(ids, t, search, rows, index, price, cls._category_tree(rows))
 
     def index_of(self, item_id: int) -> int:
         pos = int(np.searchsorted(self.item_ids, item_id))
@@ -71,13 +78,11 @@ class ProductCatalog:
         return self._categories
 
     @staticmethod
-    def _category_tree(table: pa.Table) -> list[dict[str, Any]]:
-        t = table.group_by(["category_l1", "category_l2"]).aggregate([("item_id", "count")])
+    def _category_tree(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        counts = Counter((r["category_l1"], r["category_l2"]) for r in rows)
         tree: dict[str, list[dict[str, Any]]] = {}
-        for r in t.sort_by([("category_l1", "ascending"), ("category_l2", "ascending")]).to_pylist():
-            tree.setdefault(r["category_l1"], []).append(
-                {"name": r["category_l2"], "count": r["item_id_count"]}
-            )
+        for (l1, l2), n in sorted(counts.items(), key=lambda kv: [(v is None, v or "") for v in kv[0]]):
+            tree.setdefault(l1, []).append({"name": l2, "count": n})
         return [
             {"name": name, "count": sum(c["count"] for c in children), "children": children}
             for name, children in tree.items()
@@ -101,7 +106,7 @@ class ProductCatalog:
             mask &= self._price <= max_price
         if q:
             for word in q.lower().split():
-                mask &= pc.match_substring(self._search, word).to_numpy(zero_copy_only=False)
+                mask &= self._search.str.contains(word, literal=True).fill_null(False).to_numpy()
         idx = np.flatnonzero(mask)
         start = (page - 1) * page_size
         return int(idx.shape[0]), [self._rows[i] for i in idx[start : start + page_size]]
