@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -354,6 +356,9 @@ def artifacts_publish(
     out.print(f"published {artifacts} as '{name}' to {where}")
 
 
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client's multiprocess mode (serving/metrics.py)
+
+
 @app.command("serve")
 def serve_cmd(
     artifacts: Annotated[
@@ -375,6 +380,10 @@ def serve_cmd(
     ] = 1,
 ) -> None:
     """Serve the API with uvicorn; models stay warm in memory in each worker process."""
+    # serve decides where metrics live, before prometheus_client is imported (it picks its value
+    # store then): in memory for one process, a fresh shared folder for several (never an inherited
+    # one, which may hold another server's counts)
+    os.environ.pop(MULTIPROC_ENV, None)
     import uvicorn
 
     from recommndr.serving.app import create_app
@@ -407,8 +416,13 @@ def serve_cmd(
         os.environ["RECOMMNDR_ARTIFACTS_DIR"] = str(art.resolve())
         for key in ("RECOMMNDR_REGISTRY_URI", "RECOMMNDR_ARTIFACT_NAME"):
             os.environ.pop(key, None)
-    uvicorn.run("recommndr.serving.run:create_worker_app", factory=True, workers=workers, host=host, port=port,
-                log_level="warning", access_log=False)  # fmt: skip
+    # /metrics sums every worker's values, whichever worker answers
+    os.environ[MULTIPROC_ENV] = tempfile.mkdtemp(prefix="recommndr-metrics-")
+    try:
+        uvicorn.run("recommndr.serving.run:create_worker_app", factory=True, workers=workers, host=host,
+                    port=port, log_level="warning", access_log=False)  # fmt: skip
+    finally:
+        shutil.rmtree(os.environ.pop(MULTIPROC_ENV), ignore_errors=True)
 
 
 def _summary(title: str, rows: dict[str, Any]) -> None:

@@ -7,12 +7,16 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+import prometheus_client  # noqa: F401  before any test imports feast, as in the API process
 import pytest
 
 from recommndr.config import get_settings
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+# Importing feast sets PROMETHEUS_MULTIPROC_DIR for the whole process, and prometheus_client picks
+# its value store when it is imported: imported first (above), the API's metrics stay in memory,
+# as in `recommndr serve`, which never imports feast.
 
 
 @pytest.fixture(scope="session")

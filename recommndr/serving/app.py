@@ -23,7 +23,7 @@ import orjson
 from fastapi import FastAPI, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -67,8 +67,6 @@ class State:
         self.challenger_digest: str | None = None
         self.traffic_mtime = 0  # of the shared traffic file last applied
         self.source: ModelSource | None = None
-        self.served: dict[str, int] = {}  # lists served per variant
-        self.event_counts: dict[tuple[str, str], int] = {}  # (event type, variant) -> events
         self.not_ready = "models are loading"
         self.events = EventLog(event_dir, flush_ms)
         self.metrics = ApiMetrics()
@@ -323,6 +321,7 @@ def create_app(artifacts: Path | None = None, event_log_dir: Path | None = None)
             state.pool.shutdown(wait=True)
         if state.online is not None:
             state.online.close()
+        state.metrics.close()
 
     app = FastAPI(
         title="Recommndr API",
@@ -408,7 +407,6 @@ def create_app(artifacts: Path | None = None, event_log_dir: Path | None = None)
         if not answered:
             degraded.append("online_features_unavailable")
         state.metrics.served.labels(variant, "cold_start" if cold else "two_stage").inc()
-        state.served[variant] = state.served.get(variant, 0) + 1
         for reason in degraded:
             state.metrics.degraded.labels(reason).inc()
         return _json({"user_id": user_id, "model_version": m.version, "variant": variant, "cold_start": cold,
@@ -558,8 +556,6 @@ def create_app(artifacts: Path | None = None, event_log_dir: Path | None = None)
             )  # fmt: skip
         for e in parsed:
             state.metrics.events.labels(e.event_type, e.variant or "none").inc()
-            key = (e.event_type, e.variant or "none")
-            state.event_counts[key] = state.event_counts.get(key, 0) + 1
         return JSONResponse({"accepted": len(ids), "event_ids": ids}, status_code=202)
 
     @app.get("/models", tags=["ops"])
@@ -602,7 +598,6 @@ def create_app(artifacts: Path | None = None, event_log_dir: Path | None = None)
 
     @app.get("/metrics", tags=["ops"])
     async def metrics() -> Response:
-        state.metrics.update_rates(state.served, state.event_counts)
-        return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(state.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     return app

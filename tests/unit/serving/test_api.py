@@ -150,6 +150,21 @@ def test_events_are_durable_and_counted(client: TestClient, event_dir: Path) -> 
     assert "recommndr_model_info" in metrics and "recommndr_ready 1.0" in metrics
 
 
+def test_variant_rates_are_computed_from_lists_served_and_events(artifacts: Path, tmp_path: Path) -> None:
+    with TestClient(create_app(artifacts, tmp_path / "ev")) as c:
+        for user in range(1, 9):  # 8 lists, all champion
+            assert c.get(f"/recommendations/{user}?k=3").status_code == 200
+        events = [{"user_id": 1, "item_id": 3, "event_type": t, "variant": "champion", "event_id": f"e{i}"}
+                  for i, t in enumerate(["view"] * 4 + ["add_to_cart"] * 2 + ["purchase"])]  # fmt: skip
+        events.append({"user_id": 2, "item_id": 3, "event_type": "view", "event_id": "no-variant"})
+        assert c.post("/events", json=events).status_code == 202
+        text = c.get("/metrics").text
+    assert 'recommndr_variant_rate{rate="ctr",variant="champion"} 0.5' in text  # 4 views / 8 lists
+    assert 'recommndr_variant_rate{rate="atc",variant="champion"} 0.5' in text  # 2 carts / 4 views
+    assert 'recommndr_variant_rate{rate="cvr",variant="champion"} 0.25' in text  # 1 purchase / 4 views
+    assert 'variant="none"' not in text.split("recommndr_variant_rate", 1)[1]
+
+
 def test_without_a_model_ready_says_why(tmp_path: Path) -> None:
     with TestClient(create_app(tmp_path / "nothing", tmp_path / "ev")) as c:
         r = c.get("/ready")

@@ -32,6 +32,12 @@ def _get(url: str) -> tuple[int, dict[str, object]]:
         return e.code, json.loads(e.read())
 
 
+def _metrics(base: str) -> str:
+    with urllib.request.urlopen(f"{base}/metrics", timeout=10) as r:
+        text: str = r.read().decode()
+    return text
+
+
 @pytest.mark.parametrize("workers", [1, 2])
 def test_serve_answers_with_one_or_more_workers(artifacts: Path, tmp_path: Path, workers: int) -> None:
     port = _free_port()
@@ -55,12 +61,24 @@ def test_serve_answers_with_one_or_more_workers(artifacts: Path, tmp_path: Path,
                 pass
             assert time.monotonic() < deadline, "serve did not become ready"
             time.sleep(0.2)
+        while "recommndr_ready 1.0" not in _metrics(base):  # 1 once every worker has loaded
+            assert time.monotonic() < deadline, "not every worker became ready"
+            time.sleep(0.2)
         versions = set()
         for user in range(1, 41):  # requests land on any worker: all serve the same model
             status, body = _get(f"{base}/recommendations/{user}?k=3")
             assert status == 200 and len(body["items"]) == 3  # type: ignore[arg-type]
             versions.add(body["model_version"])
         assert len(versions) == 1
+        for _ in range(6):  # whichever worker answers, /metrics counts every worker's requests
+            text = _metrics(base)
+            served = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                         if line.startswith("recommndr_recommendations_served_total{"))  # fmt: skip
+            assert served == 40, text
+            assert (
+                'recommndr_request_seconds_count{endpoint="/recommendations/{user_id}",variant="champion"} 40.0'
+                in text
+            )
     finally:
         os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C, pressed twice as people do
         time.sleep(0.05)

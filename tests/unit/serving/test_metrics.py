@@ -1,0 +1,70 @@
+"""/metrics with several worker processes (prometheus_client's multiprocess mode): each process
+writes its values to the shared folder; whichever renders reports the totals and the rates."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.unit
+
+WORKER = """
+from recommndr.serving.metrics import ApiMetrics
+m = ApiMetrics()
+assert m.multiprocess
+m.served.labels("champion", "two_stage").inc({lists})
+m.events.labels("view", "champion").inc({views})
+m.latency.labels("/recommendations/{{user_id}}", "champion").observe(0.002)
+m.ready.set({ready})
+print(m.render().decode())
+"""
+
+
+def _worker(folder: Path, lists: int, views: int, ready: int = 1) -> str:
+    env = dict(os.environ, PROMETHEUS_MULTIPROC_DIR=str(folder))
+    code = WORKER.format(lists=lists, views=views, ready=ready)
+    return subprocess.run(
+        [sys.executable, "-c", code], env=env, check=True, capture_output=True, text=True
+    ).stdout
+
+
+def test_every_worker_reports_the_sum_over_all_workers(tmp_path: Path) -> None:
+    _worker(tmp_path, lists=3, views=1)
+    _worker(tmp_path, lists=5, views=2)
+    text = _worker(tmp_path, lists=0, views=0)
+    assert 'recommndr_recommendations_served_total{path="two_stage",variant="champion"} 8.0' in text
+    assert 'recommndr_events_total{event_type="view",variant="champion"} 3.0' in text
+    assert (
+        'recommndr_request_seconds_count{endpoint="/recommendations/{user_id}",variant="champion"} 3.0'
+        in text
+    )
+    assert 'recommndr_variant_rate{rate="ctr",variant="champion"} 0.375' in text  # 3 views / 8 lists
+    assert "recommndr_ready 1.0" in text
+
+
+def test_ready_only_when_every_worker_is(tmp_path: Path) -> None:
+    _worker(tmp_path, lists=0, views=0, ready=1)
+    assert "recommndr_ready 0.0" in _worker(tmp_path, lists=0, views=0, ready=0)
+
+
+def test_one_process_keeps_its_own_registry() -> None:
+    code = """
+from recommndr.serving.metrics import ApiMetrics
+a, b = ApiMetrics(), ApiMetrics()
+assert not a.multiprocess
+a.served.labels("champion", "two_stage").inc(2)
+print(a.render().decode())
+print("---")
+print(b.render().decode())
+"""
+    env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, check=True, capture_output=True, text=True
+    ).stdout
+    mine, other = out.split("---")
+    assert 'recommndr_recommendations_served_total{path="two_stage",variant="champion"} 2.0' in mine
+    assert "recommndr_recommendations_served_total{" not in other
