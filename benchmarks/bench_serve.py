@@ -87,7 +87,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--port", type=int, default=8765)
     ap.add_argument("--conns", default="1,8,32", help="concurrency levels, comma-separated")
-    ap.add_argument("--workers", type=int, default=1, help="API worker processes")
+    ap.add_argument("--workers", type=int, help="API worker processes [default: serve's, 2 on 2+ cores]")
     ap.add_argument(
         "--repeat", type=int, default=3, help="runs per cell; medians are printed (this machine is noisy)"
     )
@@ -104,14 +104,15 @@ def main() -> None:
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1", RECOMMNDR_EVENT_LOG_DIR=str(scratch / "events"),
                RECOMMNDR_ONLINE_STORE_PATH=str(scratch / "online.db"))  # fmt: skip
     t0 = time.perf_counter()
-    server = subprocess.Popen([EXE, "serve", "--artifacts", str(a.artifacts), "--port", str(a.port), "--workers", str(a.workers)], env=env,
+    workers = ["--workers", str(a.workers)] if a.workers else []
+    server = subprocess.Popen([EXE, "serve", "--artifacts", str(a.artifacts), "--port", str(a.port), *workers], env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     base = f"http://127.0.0.1:{a.port}"
     try:
-        while True:
+        while True:  # ready: every worker has loaded (/metrics sums them; recommndr_ready is their minimum)
             try:
-                with urllib.request.urlopen(f"{base}/ready", timeout=1) as r:
-                    if r.status == 200:
+                with urllib.request.urlopen(f"{base}/metrics", timeout=1) as r:
+                    if b"\nrecommndr_ready 1.0" in r.read():
                         break
             except OSError:
                 pass
@@ -120,8 +121,10 @@ def main() -> None:
             time.sleep(0.05)
         ready = time.perf_counter() - t0
         rss = memory_gb(server.pid)
+        from recommndr.serving.run import default_workers
+
         print(
-            f"# bench_serve: {os.cpu_count()} cores; artifacts {a.artifacts}; {a.workers} worker(s); "
+            f"# bench_serve: {os.cpu_count()} cores; artifacts {a.artifacts}; {a.workers or default_workers()} worker(s); "
             f"{a.seconds} s per run, median of {a.repeat} runs per cell (the share: median of per-run ratios "
             "to the /health run just before); wrk on the same machine"
         )

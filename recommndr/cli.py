@@ -375,9 +375,14 @@ def serve_cmd(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port.")] = 8000,
     workers: Annotated[
-        int,
-        typer.Option(min=1, max=64, help="Worker processes (each holds the models: ~1 GB at full scale)."),
-    ] = 1,
+        int | None,
+        typer.Option(
+            min=1,
+            max=64,
+            help="Worker processes, each holding the models (~0.9 GB at full scale) [default: 2 on a "
+            "machine with 2 or more cores, else 1].",
+        ),
+    ] = None,
 ) -> None:
     """Serve the API with uvicorn; models stay warm in memory in each worker process."""
     # serve decides where metrics live, before prometheus_client is imported (it picks its value
@@ -386,8 +391,7 @@ def serve_cmd(
     os.environ.pop(MULTIPROC_ENV, None)
     import uvicorn
 
-    from recommndr.serving.app import create_app
-    from recommndr.serving.run import quiet_ctrl_c
+    from recommndr.serving.run import default_workers, quiet_ctrl_c
 
     if registry is not None:
         if artifacts is not None:
@@ -407,9 +411,13 @@ def serve_cmd(
             raise typer.BadParameter(
                 f"{art} holds no trained model; run `recommndr train` first", param_hint="--artifacts"
             )
-    out.print(f"API on http://{host}:{port} (docs: http://{host}:{port}/docs), serving {source}")
+    workers = workers or default_workers()
+    out.print(f"API on http://{host}:{port} (docs: http://{host}:{port}/docs), serving {source}, "
+              f"{workers} worker process{'es' if workers > 1 else ''}")  # fmt: skip
     quiet_ctrl_c()
     if workers == 1:
+        from recommndr.serving.app import create_app
+
         uvicorn.run(create_app(art), host=host, port=port, log_level="warning", access_log=False)
         return
     if art is not None:  # the workers build the app from the environment: pin them to this folder

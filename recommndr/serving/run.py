@@ -4,11 +4,12 @@ worker process (``--workers N``) builds its app with."""
 from __future__ import annotations
 
 import logging
+import os
 import signal
+from typing import TYPE_CHECKING
 
-from fastapi import FastAPI
-
-from recommndr.serving.app import create_app
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 
 class _NoCancelledTraceback(logging.Filter):
@@ -27,7 +28,16 @@ def quiet_ctrl_c() -> None:
     logging.getLogger("uvicorn.error").addFilter(_NoCancelledTraceback())
 
 
+def default_workers() -> int:
+    """Two processes where there are two cores: a request is mostly Python holding the GIL, so a
+    second process doubles throughput (measured: benchmarks/bench_serve.py) for a second copy of
+    the models."""
+    return 2 if (os.cpu_count() or 1) >= 2 else 1
+
+
 def create_worker_app() -> FastAPI:
     """The app of one worker process (settings from the environment)."""
+    from recommndr.serving.app import create_app  # here, not in the parent that spawns the workers
+
     quiet_ctrl_c()
     return create_app()
