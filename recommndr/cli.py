@@ -379,8 +379,8 @@ def serve_cmd(
         typer.Option(
             min=1,
             max=64,
-            help="Worker processes, each holding the models (~0.9 GB at full scale) [default: 2 on a "
-            "machine with 2 or more cores, else 1].",
+            help="Worker processes, each holding the models (~0.9 GB at full scale); default: 2 on a "
+            "machine with 2 or more cores, else 1.",
         ),
     ] = None,
 ) -> None:
