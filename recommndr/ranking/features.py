@@ -87,14 +87,21 @@ class FeatureTables:
     ui_last_us: I64
 
     @cached_property
+    def item_trend(self) -> F32:
+        """Last week's daily events against the month's (the ``item_trend`` feature; /trending)."""
+        trend: F32 = ((self.item_events_7d / 7.0 + 0.1) / (self.item_events_30d / 30.0 + 0.1)).astype(
+            np.float32
+        )
+        return trend
+
+    @cached_property
     def item_block(self) -> F32:
         """The item-only feature columns (``ITEM_COLS``) for every product, computed once."""
-        e30 = self.item_events_30d
         cols = [
             np.log1p(self.item_events_1d),
             np.log1p(self.item_events_7d),
-            np.log1p(e30),
-            (self.item_events_7d / 7.0 + 0.1) / (e30 / 30.0 + 0.1),
+            np.log1p(self.item_events_30d),
+            self.item_trend,
             self.item_conversion,
             self.item_log_price,
             np.log1p(self.item_age_days),

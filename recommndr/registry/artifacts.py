@@ -105,12 +105,16 @@ def write_manifest(out: Path, extra: dict[str, Any]) -> dict[str, Any]:
     return manifest
 
 
+def no_model_error(root: Path) -> ArtifactError:
+    return ArtifactError(f"{root} holds no trained model ({MANIFEST} is missing); run `recommndr train`")
+
+
 def read_manifest(root: Path, verify: bool = True, only: tuple[str, ...] | None = None) -> dict[str, Any]:
     """The bundle's manifest, after checking that its files (or ``only`` these) match their SHA-256."""
     root = Path(root)
     mpath = root / MANIFEST
     if not mpath.exists():
-        raise ArtifactError(f"{root} holds no trained model ({MANIFEST} is missing); run `recommndr train`")
+        raise no_model_error(root)
     manifest: dict[str, Any] = json.loads(mpath.read_text())
     for name, digest in manifest["files"].items():
         if only is not None and name not in only:

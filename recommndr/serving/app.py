@@ -31,7 +31,7 @@ from recommndr import __version__
 from recommndr.config import get_settings
 from recommndr.errors import RecommndrError
 from recommndr.features.online import OnlineFeatures, open_online_store
-from recommndr.registry.artifacts import ArtifactError
+from recommndr.registry.artifacts import no_model_error
 from recommndr.serving.auth import check_admin
 from recommndr.serving.events import EventIn, EventLog
 from recommndr.serving.metrics import ApiMetrics
@@ -188,9 +188,7 @@ def create_app(artifacts: Path | None = None, event_log_dir: Path | None = None)
         path = source().champion()
         digest = manifest_digest(path)
         if digest is None and first:
-            raise ArtifactError(
-                f"{path} holds no trained model (manifest.json is missing); run `recommndr train`"
-            )
+            raise no_model_error(path)
         if digest is None or digest == state.digest:
             return False
         new = ServingModel.load(path, allow_fallback=first)  # hash-checked and warmed first
@@ -399,7 +397,7 @@ def create_app(artifacts: Path | None = None, event_log_dir: Path | None = None)
 
         if state.pool is None:
             recs, cold, fallback, answered = work()
-        else:  # ONNX Runtime and most numpy release the GIL: two requests overlap on two cores
+        else:  # off the event loop: it keeps parsing requests, and slow ones wait their turn fairly
             recs, cold, fallback, answered = await asyncio.get_running_loop().run_in_executor(
                 state.pool, work
             )
@@ -424,24 +422,11 @@ def create_app(artifacts: Path | None = None, event_log_dir: Path | None = None)
         recs = m.frequently_bought_together(item_index(m, item_id), k)
         return _json({"item_id": item_id, "model_version": m.version, "items": _items(recs)})
 
-    @app.get("/popular", tags=["recommendations"])
-    async def popular(k: K = 10, category: str | None = None) -> dict[str, Any]:
+    @app.get("/popular", tags=["recommendations"], response_model=CategoryListOut)
+    async def popular(k: K = 10, category: str | None = None) -> Any:
         m = model()
-        mask = m.catalog.category_mask(category) if category else None
-        items, scores = m.popular(k, mask)
-        names = m.cat.l1_names
-        return {
-            "category": category,
-            "model_version": m.version,
-            "items": [
-                {
-                    "item_id": int(m.catalog.item_ids[i]),
-                    "score": round(float(s), 6),
-                    "reason": f"popular in {names[m.cat.l1[i]]}",
-                }
-                for i, s in zip(items, scores, strict=True)
-            ],
-        }
+        recs = m.popular_recs(k, m.catalog.category_mask(category) if category else None)
+        return _json({"category": category, "model_version": m.version, "items": _items(recs)})
 
     @app.get("/trending", tags=["recommendations"], response_model=CategoryListOut)
     async def trending(k: K = 10, category: str | None = None) -> Any:

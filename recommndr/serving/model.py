@@ -157,15 +157,15 @@ class ServingModel:
         path, and what degraded (None when nothing did)."""
         mask = self.catalog.category_mask(category) if category else None
         if self.bundle is None or self.generator is None:
-            return self._popular_recs(k, mask), True, "model_unavailable"
+            return self.popular_recs(k, mask), True, "model_unavailable"
         q = self._query(self.bundle, user_id, online)
         if q.user < 0 and q.recent_items.size == 0:
-            return self._popular_recs(k, mask), True, None
+            return self.popular_recs(k, mask), True, None
         cand = self.generator.generate([q])[0]
         keep = np.ones(cand.items.shape[0], dtype=bool) if mask is None else mask[cand.items]
         items = cand.items[keep]
         if items.size == 0:
-            return self._popular_recs(k, mask), False, None
+            return self.popular_recs(k, mask), False, None
         user = np.full(items.shape[0], q.user, dtype=np.int64)
         X = compute_features(self._full().features, user, items, cand.als_score[keep], cand.als_rank[keep],
                              cand.cop_score[keep], cand.pop_score[keep], cand.sources[keep])  # fmt: skip
@@ -220,7 +220,8 @@ class ServingModel:
                 out[j] = f"popular in {cat.l1_names[cat.l1[items[j]]]}"
         return [r or "" for r in out]
 
-    def _popular_recs(self, k: int, mask: np.ndarray | None) -> list[Recommendation]:
+    def popular_recs(self, k: int, mask: np.ndarray | None = None) -> list[Recommendation]:
+        """The most popular products now (in ``mask``), each "popular in <category>"."""
         items, scores = self.popular(k, mask)
         names = self.cat.l1_names
         return [
@@ -241,7 +242,7 @@ class ServingModel:
     @staticmethod
     def _trend_order(bundle: Bundle) -> tuple[np.ndarray, np.ndarray]:
         t = bundle.features
-        score = ((t.item_events_7d / 7.0 + 0.1) / (t.item_events_30d / 30.0 + 0.1)).astype(np.float32)
+        score = t.item_trend
         eligible = np.flatnonzero(t.item_events_7d >= TRENDING_MIN_EVENTS)
         order = eligible[np.lexsort((-t.item_events_7d[eligible], -score[eligible]))]
         return order.astype(np.int64), score
