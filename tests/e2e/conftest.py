@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.servers import FRONTEND, check_build, clean_env, free_port, running, wait_ok
+from tests.e2e.servers import FRONTEND, check_build, clean_env, running, wait_ok
+from tests.ports import free_port
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import time
 import urllib.error
@@ -28,12 +27,6 @@ FRONTEND_SOURCES = (
     "tsconfig.json",
 )
 BUILD_HINT = "run `make setup` (npm ci and next build in frontend/)"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def log_tail(path: Path, lines: int = 40) -> str:

@@ -12,15 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.ports import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 # Azurite's documented, public development account (not a secret).
 AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _wait_listening(proc: subprocess.Popen[bytes], port: int, name: str, timeout_s: float) -> None:
@@ -45,7 +41,7 @@ def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         found = shutil.which("azurite-blob")
         assert found, "Azurite is missing: `make setup` installs it into .tools/"
         exe = Path(found)
-    port = _free_port()
+    port = free_port()
     data = tmp_path_factory.mktemp("azurite")
     proc = subprocess.Popen(
         [str(exe), "--blobHost", "127.0.0.1", "--blobPort", str(port), "--location", str(data),
@@ -69,7 +65,7 @@ def redis_server(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]
     """A real redis-server (Debian's) on a free port, no persistence; yields its URL and process."""
     exe = shutil.which("redis-server")
     assert exe, "redis-server is missing: `make setup` installs it with apt"
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,

@@ -6,7 +6,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,13 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.ports import free_port
+
 pytestmark = pytest.mark.unit
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _get(url: str) -> tuple[int, dict[str, object]]:
@@ -40,7 +35,7 @@ def _metrics(base: str) -> str:
 
 @pytest.mark.parametrize("workers", [1, 2])
 def test_serve_answers_with_one_or_more_workers(artifacts: Path, tmp_path: Path, workers: int) -> None:
-    port = _free_port()
+    port = free_port()
     env = dict(os.environ, RECOMMNDR_EVENT_LOG_DIR=str(tmp_path / "events"),
                RECOMMNDR_ONLINE_STORE_PATH=str(tmp_path / "online.db"),
                RECOMMNDR_TRAFFIC_FILE=str(tmp_path / "traffic.json"))  # fmt: skip
