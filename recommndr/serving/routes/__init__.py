@@ -1,0 +1,1 @@
+"""One router per group of routes; ``serving/app.py`` includes them all."""

@@ -1,0 +1,78 @@
+"""``POST /events``: shoppers' events, 202 once they are durably stored, then folded into the
+online features."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+
+from recommndr.errors import InvalidRequestError, PayloadTooLargeError, ServiceUnavailableError
+from recommndr.serving.deps import State
+from recommndr.serving.events import EventIn
+from recommndr.serving.handlers import validation_message
+
+log = logging.getLogger(__name__)
+router = APIRouter(tags=["events"])
+
+MAX_EVENTS_PER_REQUEST = 1000
+_event_schema = EventIn.model_json_schema()
+
+
+@router.post(
+    "/events",
+    status_code=202,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"oneOf": [
+                _event_schema, {"type": "array", "items": _event_schema, "maxItems": MAX_EVENTS_PER_REQUEST}
+            ]}}},
+        }
+    },
+)  # fmt: skip
+async def events(request: Request, state: State) -> Any:
+    """One event or a list of at most 1000; 202 once they are durably stored."""
+    try:
+        body = await request.json()
+    except ValueError as exc:
+        raise InvalidRequestError("body: not valid JSON") from exc
+    batch = body if isinstance(body, list) else [body]
+    if not batch:
+        raise InvalidRequestError("body: the list of events is empty")
+    if len(batch) > MAX_EVENTS_PER_REQUEST:
+        raise PayloadTooLargeError(
+            f"body: at most {MAX_EVENTS_PER_REQUEST} events per request", code="too_many_events"
+        )
+    parsed: list[EventIn] = []
+    problems: list[str] = []
+    for i, raw in enumerate(batch):
+        where = f"events[{i}]" if isinstance(body, list) else "event"
+        try:
+            parsed.append(EventIn.model_validate(raw))
+        except ValidationError as exc:
+            problems.append(validation_message(list(exc.errors()), where))  # type: ignore[arg-type]
+    if problems:
+        raise InvalidRequestError("; ".join(problems[:20]), code="invalid_event")
+    try:
+        ids = await state.events.append(parsed)
+    except OSError as exc:  # nothing was acknowledged: tell the caller to retry
+        log.error("event log write failed: %s", exc)
+        raise ServiceUnavailableError(
+            f"the events were not stored ({exc.strerror}); retry", code="events_unavailable"
+        ) from exc
+    if state.online is not None:  # the events are durable already; a store error only degrades
+        now_us = time.time_ns() // 1000
+        await asyncio.to_thread(
+            state.online.record,
+            [(e.user_id, e.item_id, e.event_type,
+              int(e.ts.timestamp() * 1e6) if e.ts is not None else now_us) for e in parsed],
+        )  # fmt: skip
+    for e in parsed:
+        state.metrics.events.labels(e.event_type, e.variant or "none").inc()
+    return JSONResponse({"accepted": len(ids), "event_ids": ids}, status_code=202)

@@ -1,0 +1,78 @@
+"""Recommendations: for a user (two-stage, with the A/B variant), similar products, frequently
+bought together, popular and trending."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from recommndr.errors import NotFoundError
+from recommndr.serving.deps import Champion, K, State, items_json, json_response
+from recommndr.serving.model import Recommendation, ServingModel
+from recommndr.serving.schemas import CategoryListOut, ItemListOut, RecommendationsOut
+
+router = APIRouter(tags=["recommendations"])
+
+
+def item_index(m: ServingModel, item_id: int) -> int:
+    idx = m.catalog.index_of(item_id)
+    if idx < 0:
+        raise NotFoundError(f"unknown item_id {item_id}")
+    return idx
+
+
+@router.get("/recommendations/{user_id}", response_model=RecommendationsOut)
+async def recommendations(
+    request: Request, state: State, user_id: int, k: K = 10, category: str | None = None
+) -> Any:
+    variant, m = state.slots.pick(user_id)
+    request.state.variant = variant
+    online_features = state.online
+
+    def work() -> tuple[list[Recommendation], bool, str | None, bool]:
+        online, answered = online_features.get(user_id) if online_features is not None else (None, True)
+        return (*m.recommend(user_id, k, category, online), answered)
+
+    if state.pool is None:
+        recs, cold, fallback, answered = work()
+    else:  # off the event loop: it keeps parsing requests, and slow ones wait their turn fairly
+        recs, cold, fallback, answered = await asyncio.get_running_loop().run_in_executor(state.pool, work)
+    degraded = [fallback] if fallback else []
+    if not answered:
+        degraded.append("online_features_unavailable")
+    state.metrics.served.labels(variant, "cold_start" if cold else "two_stage").inc()
+    for reason in degraded:
+        state.metrics.degraded.labels(reason).inc()
+    return json_response({"user_id": user_id, "model_version": m.version, "variant": variant,
+                          "cold_start": cold, "degraded": degraded, "items": items_json(recs)})  # fmt: skip
+
+
+@router.get("/similar_items/{item_id}", response_model=ItemListOut)
+async def similar_items(m: Champion, item_id: int, k: K = 10) -> Any:
+    recs = m.similar(item_index(m, item_id), k)
+    return json_response({"item_id": item_id, "model_version": m.version, "items": items_json(recs)})
+
+
+@router.get("/frequently_bought_together/{item_id}", response_model=ItemListOut)
+async def frequently_bought_together(m: Champion, item_id: int, k: K = 5) -> Any:
+    recs = m.frequently_bought_together(item_index(m, item_id), k)
+    return json_response({"item_id": item_id, "model_version": m.version, "items": items_json(recs)})
+
+
+@router.get("/popular", response_model=CategoryListOut)
+async def popular(m: Champion, k: K = 10, category: str | None = None) -> Any:
+    recs = m.popular_recs(k, m.catalog.category_mask(category) if category else None)
+    return json_response({"category": category, "model_version": m.version, "items": items_json(recs)})
+
+
+@router.get("/trending", response_model=CategoryListOut)
+async def trending(m: Champion, k: K = 10, category: str | None = None) -> Any:
+    """Products rising fastest: last week's daily events against the month's (at least 3 last week)."""
+    mask = m.catalog.category_mask(category) if category else None
+    items, scores = m.trending(k, mask)
+    return json_response({"category": category, "model_version": m.version, "items": [
+        {"item_id": int(m.catalog.item_ids[i]), "score": round(float(s), 6), "reason": "trending"}
+        for i, s in zip(items, scores, strict=True)
+    ]})  # fmt: skip

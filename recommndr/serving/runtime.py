@@ -1,0 +1,118 @@
+"""What one API process holds while it serves: the model slots, the traffic split, the event
+log, the online features, metrics and the recommendation thread pool; started and stopped by the
+app's lifespan, with the background tasks that follow the model source and the shared split."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from recommndr.config import Settings
+from recommndr.errors import RecommndrError
+from recommndr.features.online import OnlineFeatures, open_online_store
+from recommndr.serving.events import EventLog
+from recommndr.serving.metrics import ApiMetrics
+from recommndr.serving.model import ServingModel
+from recommndr.serving.slots import ModelSlots
+from recommndr.serving.sources import FolderSource, ModelSource, RegistrySource, StoreSource
+from recommndr.serving.traffic import TrafficSplit
+
+log = logging.getLogger(__name__)
+
+
+def model_source(settings: Settings, artifacts: Path | None = None) -> ModelSource:
+    """Where the champion and challenger come from: an explicit folder, the MLflow registry, the
+    blob store, or the configured folder."""
+    if artifacts is not None:
+        return FolderSource(artifacts, settings.challenger_artifacts_dir)
+    if settings.registry_uri:
+        return RegistrySource(settings.registry_uri, settings.registry_model, settings.artifact_cache_dir)
+    if settings.blob_connection_string and settings.artifact_name:
+        from recommndr.registry.store import BlobStore
+
+        store = BlobStore(settings.blob_connection_string, settings.blob_container)
+        return StoreSource(store, settings.artifact_name, settings.challenger_artifact_name,
+                           settings.artifact_cache_dir)  # fmt: skip
+    return FolderSource(settings.artifacts_dir, settings.challenger_artifacts_dir)
+
+
+class ServingState:
+    def __init__(
+        self, settings: Settings, artifacts: Path | None = None, event_dir: Path | None = None
+    ) -> None:
+        self.settings = settings
+        self.metrics = ApiMetrics()
+        self.traffic = TrafficSplit(settings.traffic_file)
+        self.slots = ModelSlots(
+            lambda: model_source(settings, artifacts), self.traffic, self.metrics, settings.challenger_traffic
+        )
+        self.events = EventLog(event_dir or settings.event_log_dir, settings.event_flush_ms)
+        self.online: OnlineFeatures | None = None
+        self.pool: ThreadPoolExecutor | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def model(self) -> ServingModel | None:
+        """The champion (None until one is loaded)."""
+        return self.slots.champion
+
+    async def start(self) -> None:
+        slots, settings = self.slots, self.settings
+        try:
+            await asyncio.to_thread(slots.refresh_champion, True)
+        except RecommndrError as exc:
+            slots.not_ready = str(exc)
+            log.error("no model loaded: %s", exc)
+        except Exception as exc:  # the store unreachable, say: not ready, and why
+            slots.not_ready = f"{type(exc).__name__}: {exc}"
+            log.exception("no model loaded")
+        if slots.champion is not None:
+            try:
+                await asyncio.to_thread(slots.refresh_challenger)
+            except Exception as exc:
+                log.error("challenger not loaded (the champion serves everyone): %s", exc)
+        if settings.online_store != "off":
+            try:
+                store = open_online_store(
+                    settings.online_store,
+                    settings.online_store_path,
+                    settings.redis_url,
+                    settings.online_timeout_ms / 1000,
+                )
+                self.online = OnlineFeatures(store) if store is not None else None
+            except Exception as exc:  # e.g. an unwritable path: serve batch features only
+                log.error("online store %s not opened: %s", settings.online_store, exc)
+        self.traffic.sync(slots.challenger is not None)
+        if settings.recommend_threads > 0:
+            self.pool = ThreadPoolExecutor(settings.recommend_threads, thread_name_prefix="recommend")
+        await self.events.start()
+        if settings.reload_interval_s > 0:
+            self._tasks.append(asyncio.create_task(self._watch()))
+        self._tasks.append(asyncio.create_task(self._sync_split()))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        self._tasks.clear()
+        await self.events.stop()
+        if self.pool is not None:
+            self.pool.shutdown(wait=True)
+        if self.online is not None:
+            self.online.close()
+        self.metrics.close()
+
+    async def _sync_split(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            self.traffic.sync(self.slots.challenger is not None)
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.reload_interval_s)
+            for refresh in (self.slots.refresh_champion, self.slots.refresh_challenger):
+                try:
+                    await asyncio.to_thread(refresh)
+                except Exception:  # a half-written or bad bundle: keep serving the current one
+                    log.exception("new %s not loaded; the current one keeps serving", refresh.__name__[8:])
