@@ -1,8 +1,10 @@
 """The request path's online-store access: Feast's encodings, both directions against Feast itself,
-the fold of events into users' records, and the circuit breaker."""
+the fold of events into users' records, and the circuit breaker; the SQLite store passes the
+online-store contract (``tests/online_store_contract.py``)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +12,8 @@ import numpy as np
 import pytest
 
 from recommndr.features.online import (
+    INT64_MAX,
+    INT64_MIN,
     OnlineFeatures,
     SqliteOnlineStore,
     UserRealtime,
@@ -18,9 +22,16 @@ from recommndr.features.online import (
     encode_value,
     entity_key,
 )
-from recommndr.features.schema import FIELDS, RECENT_MAX, VIEW
+from recommndr.features.schema import FIELDS, VIEW
+from tests.online_store_contract import OnlineStoreContract, StoreSpec
 
 pytestmark = pytest.mark.unit
+
+
+class TestSqliteOnlineStore(OnlineStoreContract):
+    @pytest.fixture
+    def spec(self, tmp_path: Path) -> StoreSpec:
+        return StoreSpec("sqlite", path=tmp_path / "online.db")
 
 
 @pytest.mark.parametrize(
@@ -40,11 +51,21 @@ def test_keys_match_feast() -> None:
     from feast.protos.feast.types.EntityKey_pb2 import EntityKey
     from feast.protos.feast.types.Value_pb2 import Value
 
-    for user in (0, 7, 123_456_789, 2**40):
+    for user in (0, 7, 123_456_789, 2**40, INT64_MIN, INT64_MAX):
         key = EntityKey(join_keys=["user_id"], entity_values=[Value(int64_val=user)])
         assert entity_key(user) == serialize_entity_key(key, entity_key_serialization_version=3)
     for name in FIELDS:
         assert _mmh3(f"{VIEW}:{name}") == feast_mmh3(f"{VIEW}:{name}")
+
+
+@pytest.mark.parametrize("user", [INT64_MAX + 1, INT64_MIN - 1, 2**64])
+def test_a_key_or_value_outside_int64_is_a_clear_value_error(user: int) -> None:
+    with pytest.raises(ValueError, match=rf"user_id {user} is outside int64"):
+        entity_key(user)
+    with pytest.raises(ValueError, match="outside int64"):
+        encode_value(user)  # protobuf refuses it; a 64-bit mask would silently store another number
+    with pytest.raises(ValueError, match="outside int64"):
+        encode_value([1, user])
 
 
 def test_sqlite_store_reads_what_feast_writes_and_feast_reads_what_it_writes(tmp_path: Path) -> None:
@@ -57,26 +78,15 @@ def test_sqlite_store_reads_what_feast_writes_and_feast_reads_what_it_writes(tmp
     ours = SqliteOnlineStore(db)
     assert ours.read(5) == pushed[5] and ours.read(9) == pushed[9] and ours.read(1) is None
     ours.write({11: UserRealtime([8, 4], [4], 1_700_000_001_000_000, 2)}, 1_700_000_001_000_000)
+    ours.fold_events({5: [(4, "purchase", 1_700_000_002_000_000)], 12: [(6, "view", 1_700_000_003_000_000)]})
     got = fs.get_online_features(
         features=[f"{VIEW}:{n}" for n in FIELDS],
-        entity_rows=[{"user_id": 11}, {"user_id": 5}, {"user_id": 3}],
+        entity_rows=[{"user_id": 11}, {"user_id": 5}, {"user_id": 3}, {"user_id": 12}],
     ).to_dict()
-    assert got["recent_items"] == [[8, 4], [3, 2, 1], None]
-    assert got["purchased_items"] == [[4], [2], None]
-    assert got["events"] == [2, 7, None]
-
-
-def test_events_fold_newest_first_deduplicated_and_capped(tmp_path: Path) -> None:
-    online = OnlineFeatures(SqliteOnlineStore(tmp_path / "f.db"))
-    assert online.record([(1, 10, "view", 100), (1, 11, "view", 200), (2, 10, "add_to_cart", 150)])
-    assert online.record([(1, 10, "purchase", 300)])
-    one, ok = online.get(1)
-    assert ok and one == UserRealtime([10, 11], [10], 300, 3)
-    assert online.get(2)[0] == UserRealtime([10], [], 150, 1)
-    assert online.record([(3, i, "view", i) for i in range(50)])
-    three = online.get(3)[0]
-    assert three is not None and three.recent_items == list(range(49, 49 - RECENT_MAX, -1))
-    assert online.get(404) == (None, True)
+    assert got["recent_items"] == [[8, 4], [4, 3, 2, 1], None, [6]]
+    assert got["purchased_items"] == [[4], [4, 2], None, []]
+    assert got["events"] == [2, 8, None, 1]
+    assert got["last_event_us"] == [1_700_000_001_000_000, 1_700_000_002_000_000, None, 1_700_000_003_000_000]
 
 
 class _Broken:
@@ -89,10 +99,14 @@ class _Broken:
         self.calls += 1
         raise ConnectionError("store is down")
 
-    def read_many(self, user_ids: list[int]) -> dict[int, UserRealtime]:
+    def read_many(self, user_ids: Sequence[int]) -> dict[int, UserRealtime]:
         return {u: r for u in user_ids if (r := self.read(u)) is not None}
 
     def write(self, records: dict[int, UserRealtime], ts_us: int) -> None:
+        raise ConnectionError("store is down")
+
+    def fold_events(self, events: Mapping[int, Sequence[tuple[int, str, int]]]) -> None:
+        self.calls += 1
         raise ConnectionError("store is down")
 
     def close(self) -> None:
@@ -109,6 +123,54 @@ def test_a_failing_store_is_skipped_until_the_cooldown_ends() -> None:
     assert online.record([(1, 2, "view", 3)]) is False
     online._down_until = 0.0  # the cooldown has passed: it tries again
     assert online.get(1) == (None, False) and store.calls == 2
+    online._down_until = 0.0
+    assert online.record([(1, 2, "view", 3)]) is False and store.calls == 3 and not online.available
+
+
+class _Faulty(_Broken):
+    """A store up for everyone whose calls fail for a reason that is not an outage."""
+
+    def __init__(self, exc: Exception) -> None:
+        super().__init__()
+        self.exc = exc
+
+    def read(self, user_id: int) -> UserRealtime | None:
+        self.calls += 1
+        raise self.exc
+
+    def fold_events(self, events: Mapping[int, Sequence[tuple[int, str, int]]]) -> None:
+        self.calls += 1
+        raise self.exc
+
+
+@pytest.mark.parametrize(
+    "exc", [ValueError("bad key"), IndexError("index out of range"), KeyError("x"), TypeError("no")]
+)
+def test_an_error_that_is_not_an_outage_does_not_trip_the_breaker(exc: Exception) -> None:
+    store = _Faulty(exc)
+    online = OnlineFeatures(store, cooldown_s=60)
+    assert online.get(1) == (None, False)
+    assert online.record([(1, 2, "view", 3)]) is False
+    assert online.available and online.last_error is None
+    assert online.get(2) == (None, False) and store.calls == 3, "the next user still reaches the store"
+
+
+def test_a_locked_sqlite_database_trips_the_breaker(tmp_path: Path) -> None:
+    import sqlite3
+
+    online = OnlineFeatures(SqliteOnlineStore(tmp_path / "f.db", timeout_s=0.05), cooldown_s=60)
+    assert online.record([(1, 2, "view", 3)])
+    other = sqlite3.connect(tmp_path / "f.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another process holds the write lock past the busy timeout
+    try:
+        assert online.record([(1, 4, "view", 5)]) is False
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert not online.available and "database is locked" in (online.last_error or "")
+    assert online.get(1) == (None, False), "skipped while the breaker is open"
+    online._down_until = 0.0
+    assert online.get(1) == (UserRealtime([2], [], 3, 1), True), "the lost update was not half-applied"
 
 
 def test_features_push_from_the_api_event_log_matches_the_api_fold(tmp_path: Path) -> None:
