@@ -10,8 +10,16 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from recommndr.errors import UserInputError
+
+
+class ConfigError(UserInputError):
+    """A setting (environment variable or ``.env``) has a value that cannot be used."""
+
+    code = "invalid_settings"
 
 
 class Settings(BaseSettings):
@@ -25,13 +33,21 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     artifacts_dir: Path = Field(Path("artifacts/demo"), description="Trained artifacts the API serves.")
     event_log_dir: Path = Field(
-        Path("data/events"), description="Where POST /events appends (local backend)."
+        Path("data/events"),
+        description="Where POST /events appends (local backend). On Azure Functions this is the "
+        "instance's local disk: not durable across instances (scale-in, restarts on another host).",
     )
     event_flush_ms: float = Field(5.0, ge=0, description="Group-commit window of the event log.")
     blob_connection_string: str | None = Field(
         None, description="Azure Blob Storage (or Azurite) for artifacts; on Azure, Key Vault fills it."
     )
     blob_container: str = Field("models", description="Blob container holding published bundles.")
+    bundle_signing_key: str | None = Field(
+        None,
+        description="HMAC-SHA256 key (at least 32 bytes) that signs each bundle's manifest at training "
+        "and is checked before a bundle is loaded or fetched; on Azure, Key Vault fills it. Unset: "
+        "bundles are written unsigned and accepted unsigned.",
+    )
     artifact_name: str | None = Field(None, description="Bundle to serve from the store (e.g. 'champion').")
     artifact_cache_dir: Path = Field(Path(".cache/artifacts"), description="Local copy of fetched bundles.")
     reload_interval_s: float = Field(
@@ -77,9 +93,48 @@ class Settings(BaseSettings):
     admin_allowed_networks: list[str] = Field(
         ["127.0.0.1/32", "::1/128"], description="Admin client IPs (CIDR)."
     )
+    admin_token_max_lifetime_s: int = Field(
+        3600, ge=60, le=86400, description="Longest accepted admin token lifetime (exp - iat, seconds)."
+    )
+    trusted_proxies: list[str] = Field(
+        [],
+        description="Networks (CIDR) of reverse proxies whose X-Forwarded-For is believed (its last "
+        "hop is then the client). A request with no socket peer comes from the Azure Functions host, "
+        "whose front end always appends the caller's address: that header is believed too.",
+    )
+    max_event_body_bytes: int = Field(
+        1 << 20, ge=1024, le=64 << 20, description="Largest POST /events body (bytes); larger is a 413."
+    )
+
+    @field_validator("admin_jwt_secret")
+    @classmethod
+    def _admin_secret_long_enough(cls, v: str | None) -> str | None:
+        if v is not None and len(v.encode()) < 32:
+            raise ValueError(
+                f"admin_jwt_secret (RECOMMNDR_ADMIN_JWT_SECRET) is {len(v.encode())} bytes: an HS256 "
+                "key needs at least 32 (e.g. `python -c 'import secrets; print(secrets.token_urlsafe(48))'`)"
+            )
+        return v
+
+    @field_validator("bundle_signing_key")
+    @classmethod
+    def _signing_key_long_enough(cls, v: str | None) -> str | None:
+        if v is not None and len(v.encode()) < 32:
+            raise ValueError(
+                f"bundle_signing_key (RECOMMNDR_BUNDLE_SIGNING_KEY) is {len(v.encode())} bytes: an "
+                "HMAC-SHA256 key needs at least 32 (e.g. `python -c 'import secrets; "
+                "print(secrets.token_urlsafe(48))'`)"
+            )
+        return v
 
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     """The process-wide settings; tests call ``get_settings.cache_clear()`` after changing the env."""
-    return Settings()
+    try:
+        return Settings()
+    except ValidationError as exc:  # a wrong setting is the user's to fix: name it, no traceback
+        problems = "; ".join(
+            f"RECOMMNDR_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in exc.errors()
+        )
+        raise ConfigError(f"invalid settings: {problems}") from exc

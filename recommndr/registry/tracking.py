@@ -23,6 +23,7 @@ RETRIEVAL_MODEL = "recommndr-retrieval"
 RANKER_MODEL = "recommndr-ranker"
 GATE_METRIC = "two_stage.ndcg@10"
 PIP_REQUIREMENTS = ["onnxruntime", "numpy"]
+_ALIAS_NOT_FOUND = re.compile(r"\bRegistered model alias \S+ not found\b")  # MLflow 3's wording
 
 
 @dataclass(frozen=True)
@@ -104,12 +105,38 @@ def log_and_register(
     return Registration(run_id, versions, champion, reason, uri)
 
 
+def is_not_found(exc: BaseException) -> bool:
+    """Whether ``exc`` is MLflow saying that a registered model or alias does not exist.
+
+    MLflow 3 reports a missing model as ``RESOURCE_DOES_NOT_EXIST`` but a missing alias of an
+    existing model as ``INVALID_PARAMETER_VALUE`` "Registered model alias X not found." (the SQL
+    and file stores and, through REST, a tracking server). Anything else (a database that cannot
+    be opened, a refused login, a server error) is not "absent"."""
+    from mlflow.exceptions import MlflowException
+
+    if not isinstance(exc, MlflowException):
+        return False
+    if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+        return True
+    return exc.error_code == "INVALID_PARAMETER_VALUE" and bool(_ALIAS_NOT_FOUND.search(str(exc.message)))
+
+
+def alias_version(client: Any, model: str, alias: str) -> Any | None:
+    """The model version ``model@alias`` points to; None when the model or the alias does not
+    exist. Every other MLflow error is raised."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_model_version_by_alias(model, alias)
+    except MlflowException as exc:
+        if is_not_found(exc):
+            return None
+        raise
+
+
 def _promote(client: Any, versions: dict[str, str], new_score: float | None) -> tuple[bool, str]:
     key = GATE_METRIC.replace("@", "_at_")
-    try:
-        current = client.get_model_version_by_alias(RANKER_MODEL, "champion")
-    except Exception:  # no champion yet (MLflow raises when the alias is unset)
-        current = None
+    current = alias_version(client, RANKER_MODEL, "champion")
     if current is None:
         better, reason = True, "no champion yet"
     else:

@@ -18,8 +18,9 @@ import tempfile
 from pathlib import Path
 from typing import Any, Protocol
 
-from recommndr.registry.artifacts import MANIFEST, ArtifactError
-from recommndr.registry.store import BlobStore
+from recommndr.registry.artifacts import MANIFEST, ArtifactError, read_manifest
+from recommndr.registry.store import BlobStore, install_bundle
+from recommndr.registry.tracking import alias_version
 
 log = logging.getLogger(__name__)
 
@@ -69,12 +70,8 @@ class RegistrySource:
         self.description = f"MLflow registry {uri}, model {model}"
 
     def _run_of(self, alias: str) -> str | None:
-        try:
-            return str(self.client.get_model_version_by_alias(self.model, alias).run_id)
-        except Exception as exc:  # MLflow raises when the alias (or the model) does not exist
-            if "not found" in str(exc).lower() or "RESOURCE_DOES_NOT_EXIST" in str(exc):
-                return None
-            raise
+        version = alias_version(self.client, self.model, alias)
+        return None if version is None else str(version.run_id)
 
     def _bundle(self, run_id: str) -> Path:
         dest = self.cache / f"mlflow-{run_id}"
@@ -89,7 +86,12 @@ class RegistrySource:
                                           tracking_uri=self.uri))  # fmt: skip
             if not (got / MANIFEST).exists():
                 raise ArtifactError(f"run {run_id} holds no bundle (bundle/{MANIFEST} is missing)")
-            got.rename(dest)  # complete or absent: never a half-downloaded bundle under dest
+            try:
+                read_manifest(got)  # only a bundle that verifies enters the cache
+            except ArtifactError as exc:
+                raise ArtifactError(f"the bundle of run {run_id} is refused: {exc}") from exc
+            # complete or absent, never half-downloaded; another worker's copy there is success
+            install_bundle(got, dest)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         return dest

@@ -1,26 +1,32 @@
-"""``recommndr train`` and ``evaluate`` end to end on the tiny shop, and the MLflow registry on a
-temporary SQLite store: versions, the challenger alias, and promotion only on a better NDCG@10."""
+"""``recommndr train`` and ``evaluate`` end to end on the tiny shop (with a bundle signing key
+set, as on Azure), and the MLflow registry on a temporary SQLite store: versions, the challenger
+alias, and promotion only on a better NDCG@10."""
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from recommndr.registry.artifacts import ArtifactError, load_bundle
+from recommndr.config import get_settings
+from recommndr.registry.artifacts import BUNDLE_FILES, MANIFEST, ArtifactError, load_bundle, sha256
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 EXE = [sys.executable, "-m", "recommndr.cli"]
+KEY = "train-registry-test-key-" + "k" * 24
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory, tiny_dataset: Path) -> Path:
     out = tmp_path_factory.mktemp("art") / "artifacts"
+    env = {**os.environ, "RECOMMNDR_BUNDLE_SIGNING_KEY": KEY}
     r = subprocess.run([*EXE, "train", "--data", str(tiny_dataset), "--out", str(out), "--no-track"],
-                       capture_output=True, text=True, timeout=600, check=False)  # fmt: skip
+                       capture_output=True, text=True, timeout=600, check=False, env=env)  # fmt: skip
     assert r.returncode == 0, r.stdout + r.stderr
     return out
 
@@ -28,6 +34,9 @@ def trained(tmp_path_factory: pytest.TempPathFactory, tiny_dataset: Path) -> Pat
 def test_artifacts_are_complete_and_verified(trained: Path) -> None:
     bundle = load_bundle(trained)
     m = bundle.manifest
+    # the one list of a bundle's files is what training writes (metrics.json sits beside it)
+    assert set(m["files"]) == BUNDLE_FILES
+    assert {p.name for p in trained.iterdir()} - BUNDLE_FILES == {MANIFEST, "metrics.json"}
     for name in (
         "retrieval.onnx",
         "ranker.onnx",
@@ -89,3 +98,25 @@ def test_registry_versions_and_aliases(
     run = client.get_run(worse.run_id)
     assert run.data.metrics["two_stage.ndcg_at_10"] == pytest.approx(0.15)
     assert any(a.path == "plots" for a in client.list_artifacts(worse.run_id))
+
+
+def test_training_signs_with_the_configured_key(
+    trained: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert json.loads((trained / MANIFEST).read_text())["signature"]["alg"] == "HMAC-SHA256"
+    monkeypatch.setenv("RECOMMNDR_BUNDLE_SIGNING_KEY", KEY)
+    get_settings.cache_clear()
+    load_bundle(trained)
+    forged = tmp_path / "forged"
+    shutil.copytree(trained, forged)
+    with (forged / "ranker.onnx").open("ab") as f:
+        f.write(b"x")
+    m = json.loads((forged / MANIFEST).read_text())
+    m["files"]["ranker.onnx"] = sha256(forged / "ranker.onnx")
+    (forged / MANIFEST).write_text(json.dumps(m, indent=2))
+    with pytest.raises(ArtifactError, match="signature is wrong"):
+        load_bundle(forged)
+    monkeypatch.setenv("RECOMMNDR_BUNDLE_SIGNING_KEY", "another key of at least thirty-two bytes")
+    get_settings.cache_clear()
+    with pytest.raises(ArtifactError, match="signature is wrong"):
+        load_bundle(trained)

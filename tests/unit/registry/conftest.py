@@ -1,0 +1,37 @@
+"""A bundle folder with every file a bundle holds (arbitrary bytes: the manifest checks do not
+parse them), written by the real ``write_manifest``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from recommndr.registry.artifacts import BUNDLE_FILES, write_manifest
+
+KEY = "k" * 40  # a test key, long enough for the settings' check
+
+
+def make_bundle(out: Path, key: str | None = None, seed: str = "") -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    for name in sorted(BUNDLE_FILES):
+        (out / name).write_bytes(f"{seed}{name} content\n".encode())
+    write_manifest(out, {"config": {"seed": seed}}, key=key)
+    return out
+
+
+@pytest.fixture
+def bundle(tmp_path: Path) -> Path:
+    """An unsigned bundle (no signing key is configured in the tests)."""
+    return make_bundle(tmp_path / "bundle")
+
+
+@pytest.fixture
+def signed_bundle(tmp_path: Path) -> Path:
+    return make_bundle(tmp_path / "signed", key=KEY)
+
+
+@pytest.fixture(autouse=True)
+def _no_configured_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests that want a configured key set RECOMMNDR_BUNDLE_SIGNING_KEY themselves."""
+    monkeypatch.delenv("RECOMMNDR_BUNDLE_SIGNING_KEY", raising=False)
