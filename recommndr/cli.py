@@ -411,6 +411,9 @@ def serve_cmd(
             raise typer.BadParameter(
                 f"{art} holds no trained model; run `recommndr train` first", param_hint="--artifacts"
             )
+    from recommndr.serving.events import EventLog
+
+    EventLog(s.event_log_dir).prepare()  # a folder it cannot write: a clear error now, not at a 503
     workers = workers or default_workers()
     out.print(f"API on http://{host}:{port} (docs: http://{host}:{port}/docs), serving {source}, "
               f"{workers} worker process{'es' if workers > 1 else ''}")  # fmt: skip

@@ -72,3 +72,9 @@ class ServiceUnavailableError(RecommndrError):
 
     code = "unavailable"
     http_status = 503
+
+
+class EventLogUnwritableError(ServiceUnavailableError):
+    """The event log folder cannot be written: the API must not start, as a 202 could not be kept."""
+
+    code = "event_log_unwritable"

@@ -59,7 +59,10 @@ class ServingState:
         return self.slots.champion
 
     async def start(self) -> None:
+        """Open the event log first (a folder it cannot write fails the start at once: a 202
+        must mean stored), then load the models, the online store and the shared split."""
         slots, settings = self.slots, self.settings
+        await self.events.start()
         try:
             await asyncio.to_thread(slots.refresh_champion, True)
         except RecommndrError as exc:
@@ -87,7 +90,6 @@ class ServingState:
         self.traffic.sync(slots.challenger is not None)
         if settings.recommend_threads > 0:
             self.pool = ThreadPoolExecutor(settings.recommend_threads, thread_name_prefix="recommend")
-        await self.events.start()
         if settings.reload_interval_s > 0:
             self._tasks.append(asyncio.create_task(self._watch()))
         self._tasks.append(asyncio.create_task(self._sync_split()))
