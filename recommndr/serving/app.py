@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -44,4 +45,12 @@ def create_app(artifacts: Path | None = None, event_log_dir: Path | None = None)
     app.add_middleware(ObserveMiddleware, metrics=state.metrics)
     for room in (ops, recommend, catalogue, events, admin):
         app.include_router(room.router)
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            events.document_body(generate())  # cached by FastAPI in app.openapi_schema
+        return app.openapi_schema or generate()
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app

@@ -1,5 +1,11 @@
-"""Admin endpoints' guard: a JWT bearer token (signature, issuer, audience and expiry checked,
-HS256 with a key from the settings, which Key Vault fills on Azure) and an allowed client IP."""
+"""Admin endpoints' guard: a JWT bearer token (signature, issuer, audience, expiry and a capped
+lifetime checked, HS256 with a key of at least 32 bytes from the settings, which Key Vault fills
+on Azure) and an allowed client IP.
+
+The client IP is the socket's peer, except behind a proxy that is trusted: a configured
+``trusted_proxies`` network, or the Azure Functions host, which hands requests to the app
+in-process (no socket peer) after its front end appended the caller's address to
+``X-Forwarded-For``. Only the last hop is believed: earlier entries are whatever the caller sent."""
 
 from __future__ import annotations
 
@@ -21,6 +27,33 @@ class ForbiddenError(RecommndrError):
     http_status = 403
 
 
+def _host(entry: str) -> str:
+    """The address of one ``X-Forwarded-For`` entry: ``1.2.3.4``, ``1.2.3.4:5678``, ``[::1]:5678``
+    or ``::1``."""
+    entry = entry.strip()
+    if entry.startswith("["):
+        return entry[1 : entry.find("]")] if "]" in entry else entry
+    if entry.count(":") == 1:  # IPv4 with a port (a bare IPv6 address has several colons)
+        return entry.split(":", 1)[0]
+    return entry
+
+
+def client_address(peer: str | None, forwarded_for: str | None, trusted_proxies: list[str]) -> str | None:
+    """The caller's address: the socket peer, or the last ``X-Forwarded-For`` hop when the peer is
+    a trusted proxy or absent (the Functions host)."""
+    trusted = peer is None
+    if peer is not None and trusted_proxies:
+        try:
+            ip = ipaddress.ip_address(peer)
+            trusted = any(ip in ipaddress.ip_network(n, strict=False) for n in trusted_proxies)
+        except ValueError:
+            trusted = False
+    if not trusted:
+        return peer
+    hops = [h for h in (forwarded_for or "").split(",") if h.strip()]
+    return _host(hops[-1]) if hops else peer
+
+
 def check_admin(
     authorization: str | None,
     client_ip: str | None,
@@ -28,6 +61,7 @@ def check_admin(
     issuer: str,
     audience: str,
     allowed_networks: list[str],
+    max_lifetime_s: int = 3600,
 ) -> dict[str, Any]:
     """The token's claims, or UnauthorizedError / Forbidden naming what is wrong."""
     if not secret:
@@ -50,10 +84,16 @@ def check_admin(
             algorithms=["HS256"],
             issuer=issuer,
             audience=audience,
-            options={"require": ["exp", "iss", "aud"]},
+            options={"require": ["exp", "iat", "iss", "aud"]},
+            leeway=30,
         )
     except jwt.ExpiredSignatureError as exc:
         raise UnauthorizedError("the token has expired") from exc
     except jwt.InvalidTokenError as exc:
         raise UnauthorizedError(f"invalid token: {exc}") from exc
+    lifetime = float(claims["exp"]) - float(claims["iat"])
+    if lifetime > max_lifetime_s:
+        raise UnauthorizedError(
+            f"the token lives {lifetime:.0f} s (exp - iat); at most {max_lifetime_s} s are accepted"
+        )
     return claims

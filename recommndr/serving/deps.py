@@ -6,13 +6,17 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import orjson
-from fastapi import Depends, Query, Request, Response
+from fastapi import Depends, Path, Query, Request, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from recommndr.serving.auth import check_admin
+from recommndr.serving.auth import check_admin, client_address
 from recommndr.serving.model import Recommendation, ServingModel
 from recommndr.serving.runtime import ServingState
 
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 K = Annotated[int, Query(ge=1, le=100, description="how many items (1-100)")]
+UserId = Annotated[int, Path(ge=INT64_MIN, le=INT64_MAX, description="a shopper's id (int64)")]
+ItemId = Annotated[int, Path(ge=INT64_MIN, le=INT64_MAX, description="a product's id (int64)")]
 
 
 async def _state(request: Request) -> ServingState:
@@ -30,15 +34,27 @@ async def _champion(state: State) -> ServingModel:
 Champion = Annotated[ServingModel, Depends(_champion)]
 
 
-async def _admin(request: Request, state: State) -> dict[str, Any]:
+_BEARER = HTTPBearer(
+    auto_error=False, description="an HS256 JWT (iss, aud, iat, exp) signed with the admin key"
+)
+
+
+async def _admin(
+    request: Request,
+    state: State,
+    _documented: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)],
+) -> dict[str, Any]:
+    """The admin's verified claims (the header is read by check_admin, after the IP check)."""
     s = state.settings
+    peer = request.client.host if request.client else None
     return check_admin(
         request.headers.get("authorization"),
-        request.client.host if request.client else None,
+        client_address(peer, request.headers.get("x-forwarded-for"), s.trusted_proxies),
         s.admin_jwt_secret,
         s.admin_jwt_issuer,
         s.admin_jwt_audience,
         s.admin_allowed_networks,
+        s.admin_token_max_lifetime_s,
     )
 
 

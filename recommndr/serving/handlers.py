@@ -4,6 +4,7 @@ raise (an error of ``recommndr.errors``); none builds an error response itself."
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -15,8 +16,10 @@ from recommndr.errors import RecommndrError
 log = logging.getLogger(__name__)
 
 
-def error_response(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+def error_response(
+    status: int, code: str, message: str, headers: Mapping[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
 
 
 def validation_message(errors: list[dict[str, object]], prefix: str = "") -> str:
@@ -36,8 +39,10 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400 and "parsing the body" in str(exc.detail):  # FastAPI's own wording
+            return error_response(422, "invalid_request", "body: not valid JSON")
         code = {404: "not_found", 405: "method_not_allowed", 503: "not_ready"}.get(exc.status_code, "error")
-        return error_response(exc.status_code, code, str(exc.detail))
+        return error_response(exc.status_code, code, str(exc.detail), exc.headers)  # 405 keeps Allow
 
     @app.exception_handler(RecommndrError)
     async def _ours(request: Request, exc: RecommndrError) -> JSONResponse:

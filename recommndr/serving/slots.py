@@ -69,6 +69,12 @@ class ModelSlots:
         variant = self.traffic.assign(user_id)
         return (variant, self.challenger) if variant == CHALLENGER else (variant, champion)
 
+    def variant_of(self, user_id: int) -> str:
+        """The variant the user is assigned now ("none" before any model is loaded)."""
+        if self.champion is None:
+            return "none"
+        return CHAMPION if self.challenger is None else self.traffic.assign(user_id)
+
     def refresh_champion(self, first: bool = False) -> bool:
         """Load a changed champion beside the serving one, then replace it. At start-up a bundle
         whose models fail to load may still serve popularity (``/ready`` says why)."""

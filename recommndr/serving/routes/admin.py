@@ -9,13 +9,13 @@ from fastapi import APIRouter
 
 from recommndr.errors import ConflictError
 from recommndr.serving.deps import Admin, State
-from recommndr.serving.schemas import RollbackIn, TrafficIn
+from recommndr.serving.schemas import RollbackIn, TrafficIn, errors
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["admin"])
 
 
-@router.post("/models/traffic")
+@router.post("/models/traffic", responses=errors(401, 403, 409, 422))
 async def set_traffic(claims: Admin, state: State, body: TrafficIn) -> dict[str, Any]:
     """Admin: the challenger's share of users (the champion serves the rest)."""
     if state.slots.challenger is None and body.challenger > 0:
@@ -26,7 +26,7 @@ async def set_traffic(claims: Admin, state: State, body: TrafficIn) -> dict[str,
     return {"traffic": state.traffic.shares, "shared": saved}
 
 
-@router.post("/models/rollback")
+@router.post("/models/rollback", responses=errors(401, 403, 422))
 async def rollback(claims: Admin, state: State, body: RollbackIn | None = None) -> dict[str, Any]:
     """Admin: send every user back to the champion."""
     if state.slots.challenger is not None:

@@ -8,6 +8,7 @@ import logging
 import time
 from typing import Any
 
+import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
@@ -16,37 +17,60 @@ from recommndr.errors import InvalidRequestError, PayloadTooLargeError, ServiceU
 from recommndr.serving.deps import State
 from recommndr.serving.events import EventIn
 from recommndr.serving.handlers import validation_message
+from recommndr.serving.schemas import EventsAccepted, errors
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["events"])
 
 MAX_EVENTS_PER_REQUEST = 1000
-_event_schema = EventIn.model_json_schema()
+
+
+async def read_capped(request: Request, limit: int) -> bytes:
+    """The body, refused (413) past ``limit`` bytes: by its Content-Length before reading, and
+    by counting as it streams in (a chunked body has no length to trust)."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise InvalidRequestError("Content-Length: not a number of bytes")
+        if int(declared) > limit:
+            raise PayloadTooLargeError(f"body: {int(declared)} bytes; at most {limit} are accepted")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLargeError(f"body: over {limit} bytes; at most {limit} are accepted")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def document_body(openapi: dict[str, Any]) -> None:
+    """The body's schema in the OpenAPI document: one event or a list of 1-1000. Set on the
+    finished document (FastAPI's own models would turn int64 bounds into floats, 2^63)."""
+    event = EventIn.model_json_schema()
+    body = openapi["paths"]["/events"]["post"]["requestBody"]
+    body["content"] = {"application/json": {"schema": {"oneOf": [
+        event, {"type": "array", "items": event, "minItems": 1, "maxItems": MAX_EVENTS_PER_REQUEST},
+    ]}}}  # fmt: skip
 
 
 @router.post(
     "/events",
     status_code=202,
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": {"oneOf": [
-                _event_schema, {"type": "array", "items": _event_schema, "maxItems": MAX_EVENTS_PER_REQUEST}
-            ]}}},
-        }
-    },
-)  # fmt: skip
+    responses={202: {"description": "stored durably", "model": EventsAccepted}, **errors(413, 422, 503)},
+    openapi_extra={"requestBody": {"required": True}},  # its schema: document_body()
+)
 async def events(request: Request, state: State) -> Any:
     """One event or a list of at most 1000; 202 once they are durably stored."""
+    raw_body = await read_capped(request, state.settings.max_event_body_bytes)
     try:
-        body = await request.json()
-    except ValueError as exc:
+        body = orjson.loads(raw_body)
+    except orjson.JSONDecodeError as exc:
         raise InvalidRequestError("body: not valid JSON") from exc
     batch = body if isinstance(body, list) else [body]
     if not batch:
         raise InvalidRequestError("body: the list of events is empty")
     if len(batch) > MAX_EVENTS_PER_REQUEST:
-        raise PayloadTooLargeError(
+        raise InvalidRequestError(
             f"body: at most {MAX_EVENTS_PER_REQUEST} events per request", code="too_many_events"
         )
     parsed: list[EventIn] = []
@@ -73,6 +97,8 @@ async def events(request: Request, state: State) -> Any:
             [(e.user_id, e.item_id, e.event_type,
               int(e.ts.timestamp() * 1e6) if e.ts is not None else now_us) for e in parsed],
         )  # fmt: skip
-    for e in parsed:
-        state.metrics.events.labels(e.event_type, e.variant or "none").inc()
+    for e in parsed:  # from a list (variant sent): counted under the variant the API assigns the user,
+        # so a caller can neither invent a label nor credit the other variant; else "none"
+        variant = state.slots.variant_of(e.user_id) if e.variant is not None else "none"
+        state.metrics.events.labels(e.event_type, variant).inc()
     return JSONResponse({"accepted": len(ids), "event_ids": ids}, status_code=202)

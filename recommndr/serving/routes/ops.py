@@ -9,6 +9,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from recommndr.errors import ServiceUnavailableError
 from recommndr.serving.deps import State
+from recommndr.serving.schemas import errors
 from recommndr.serving.traffic import CHALLENGER, CHAMPION
 
 router = APIRouter(tags=["ops"])
@@ -19,7 +20,7 @@ async def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/ready", responses={503: {"description": "models not loaded"}})
+@router.get("/ready", responses=errors(503))
 async def ready(state: State) -> Any:
     m = state.slots.champion
     if m is None or m.fallback is not None:
@@ -39,6 +40,11 @@ async def models(state: State) -> dict[str, Any]:
     return {"models": loaded, "traffic": state.traffic.shares if loaded else {}}
 
 
-@router.get("/metrics")
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={200: {"description": "Prometheus text format",
+                     "content": {CONTENT_TYPE_LATEST.split(";")[0]: {"schema": {"type": "string"}}}}},
+)  # fmt: skip
 async def metrics(state: State) -> Response:
     return Response(state.metrics.render(), media_type=CONTENT_TYPE_LATEST)

@@ -9,9 +9,9 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from recommndr.errors import NotFoundError
-from recommndr.serving.deps import Champion, K, State, items_json, json_response
+from recommndr.serving.deps import Champion, ItemId, K, State, UserId, items_json, json_response
 from recommndr.serving.model import Recommendation, ServingModel
-from recommndr.serving.schemas import CategoryListOut, ItemListOut, RecommendationsOut
+from recommndr.serving.schemas import CategoryListOut, ItemListOut, RecommendationsOut, errors
 
 router = APIRouter(tags=["recommendations"])
 
@@ -23,9 +23,9 @@ def item_index(m: ServingModel, item_id: int) -> int:
     return idx
 
 
-@router.get("/recommendations/{user_id}", response_model=RecommendationsOut)
+@router.get("/recommendations/{user_id}", response_model=RecommendationsOut, responses=errors(422, 503))
 async def recommendations(
-    request: Request, state: State, user_id: int, k: K = 10, category: str | None = None
+    request: Request, state: State, user_id: UserId, k: K = 10, category: str | None = None
 ) -> Any:
     variant, m = state.slots.pick(user_id)
     request.state.variant = variant
@@ -49,25 +49,27 @@ async def recommendations(
                           "cold_start": cold, "degraded": degraded, "items": items_json(recs)})  # fmt: skip
 
 
-@router.get("/similar_items/{item_id}", response_model=ItemListOut)
-async def similar_items(m: Champion, item_id: int, k: K = 10) -> Any:
+@router.get("/similar_items/{item_id}", response_model=ItemListOut, responses=errors(404, 422, 503))
+async def similar_items(m: Champion, item_id: ItemId, k: K = 10) -> Any:
     recs = m.similar(item_index(m, item_id), k)
     return json_response({"item_id": item_id, "model_version": m.version, "items": items_json(recs)})
 
 
-@router.get("/frequently_bought_together/{item_id}", response_model=ItemListOut)
-async def frequently_bought_together(m: Champion, item_id: int, k: K = 5) -> Any:
+@router.get(
+    "/frequently_bought_together/{item_id}", response_model=ItemListOut, responses=errors(404, 422, 503)
+)
+async def frequently_bought_together(m: Champion, item_id: ItemId, k: K = 5) -> Any:
     recs = m.frequently_bought_together(item_index(m, item_id), k)
     return json_response({"item_id": item_id, "model_version": m.version, "items": items_json(recs)})
 
 
-@router.get("/popular", response_model=CategoryListOut)
+@router.get("/popular", response_model=CategoryListOut, responses=errors(422, 503))
 async def popular(m: Champion, k: K = 10, category: str | None = None) -> Any:
     recs = m.popular_recs(k, m.catalog.category_mask(category) if category else None)
     return json_response({"category": category, "model_version": m.version, "items": items_json(recs)})
 
 
-@router.get("/trending", response_model=CategoryListOut)
+@router.get("/trending", response_model=CategoryListOut, responses=errors(422, 503))
 async def trending(m: Champion, k: K = 10, category: str | None = None) -> Any:
     """Products rising fastest: last week's daily events against the month's (at least 3 last week)."""
     mask = m.catalog.category_mask(category) if category else None

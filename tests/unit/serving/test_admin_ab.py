@@ -18,10 +18,21 @@ SECRET = "test-admin-key-0123456789abcdef0123"
 
 
 def token(
-    secret: str = SECRET, exp: float | None = None, aud: str = "recommndr-admin", iss: str = "recommndr"
+    secret: str = SECRET,
+    exp: float | None = None,
+    aud: str = "recommndr-admin",
+    iss: str = "recommndr",
+    iat: float | None = None,
 ) -> str:
-    claims = {"sub": "ops@example.invalid", "iss": iss, "aud": aud, "exp": int(exp or time.time() + 300)}
+    now = time.time()
+    claims = {"sub": "ops@example.invalid", "iss": iss, "aud": aud, "exp": int(exp or now + 300),
+              "iat": int(iat if iat is not None else now)}  # fmt: skip
     return jwt.encode(claims, secret, algorithm="HS256")
+
+
+def token_without_iat() -> str:
+    claims = {"sub": "ops", "iss": "recommndr", "aud": "recommndr-admin", "exp": int(time.time() + 300)}
+    return jwt.encode(claims, SECRET, algorithm="HS256")
 
 
 @pytest.fixture
@@ -65,7 +76,7 @@ def test_split_is_stable_per_user_and_rollback_returns_everyone(app_env: Path, a
     [
         ({}, 401, "bearer token is required"),
         ({"Authorization": "Basic abc"}, 401, "bearer token is required"),
-        ({"Authorization": f"Bearer {token(exp=time.time() - 10)}"}, 401, "expired"),
+        ({"Authorization": f"Bearer {token(exp=time.time() - 120, iat=time.time() - 600)}"}, 401, "expired"),
         (
             {"Authorization": f"Bearer {token(secret='another-key-0123456789abcdef012345')}"},
             401,
@@ -74,6 +85,13 @@ def test_split_is_stable_per_user_and_rollback_returns_everyone(app_env: Path, a
         ({"Authorization": f"Bearer {token(aud='someone-else')}"}, 401, "Audience"),
         ({"Authorization": f"Bearer {token(iss='evil')}"}, 401, "issuer"),
         ({"Authorization": "Bearer not.a.jwt"}, 401, "invalid token"),
+        ({"Authorization": f"Bearer {token_without_iat()}"}, 401, '"iat"'),
+        (  # a long-lived token is refused even though it is valid and signed
+            {"Authorization": f"Bearer {token(exp=time.time() + 7 * 86400)}"},
+            401,
+            "at most 3600 s",
+        ),
+        ({"Authorization": f"Bearer {token(iat=time.time() + 600, exp=time.time() + 900)}"}, 401, "iat"),
     ],
 )
 def test_admin_refuses_bad_tokens(
@@ -117,3 +135,41 @@ def test_the_split_is_shared_by_worker_processes_and_survives_a_restart(
         assert c.post("/models/rollback", json={"reason": "test"}, headers=auth).json()["shared"] is True
     with _client(artifacts, app_env) as c:
         assert c.get("/models").json()["traffic"]["challenger"] == 0.0
+
+
+def test_a_forwarded_for_header_from_an_untrusted_peer_is_ignored(app_env: Path, artifacts: Path) -> None:
+    with _client(artifacts, app_env, ip="10.20.30.40") as c:  # claims to be localhost: still refused
+        r = c.post(
+            "/models/traffic",
+            json={"challenger": 0.3},
+            headers={"Authorization": f"Bearer {token()}", "X-Forwarded-For": "127.0.0.1"},
+        )
+        assert r.status_code == 403 and "10.20.30.40 is not allowed" in r.json()["error"]["message"]
+
+
+def test_a_trusted_proxy_forwards_the_client_address(
+    app_env: Path, artifacts: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RECOMMNDR_TRUSTED_PROXIES", '["10.0.0.0/8"]')
+    get_settings.cache_clear()
+    auth = {"Authorization": f"Bearer {token()}"}
+    with _client(artifacts, app_env, ip="10.20.30.40") as c:
+        # only the last hop (appended by the proxy) counts; the caller wrote the first one
+        ok = c.post(
+            "/models/rollback", json={}, headers={**auth, "X-Forwarded-For": "6.6.6.6, 127.0.0.1:4711"}
+        )
+        assert ok.status_code == 200, ok.json()
+        bad = c.post("/models/rollback", json={}, headers={**auth, "X-Forwarded-For": "127.0.0.1, 6.6.6.6"})
+        assert bad.status_code == 403 and "6.6.6.6 is not allowed" in bad.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("secret", ["short", "x" * 31])
+def test_an_admin_secret_under_32_bytes_is_refused_at_start_up(
+    secret: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from recommndr.config import ConfigError
+
+    monkeypatch.setenv("RECOMMNDR_ADMIN_JWT_SECRET", secret)
+    get_settings.cache_clear()
+    with pytest.raises(ConfigError, match=r"RECOMMNDR_ADMIN_JWT_SECRET.*at least 32"):
+        get_settings()

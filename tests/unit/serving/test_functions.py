@@ -6,18 +6,31 @@ from __future__ import annotations
 import asyncio
 import importlib
 import json
+import time
 from pathlib import Path
 
 import azure.functions as func
+import jwt
 import pytest
 
 from recommndr.config import get_settings
 
 pytestmark = pytest.mark.unit
+ADMIN_SECRET = "functions-admin-key-0123456789abcdef"
 
 
-def _request(method: str, url: str, body: bytes = b"") -> func.HttpRequest:
-    return func.HttpRequest(method=method, url=url, headers={"content-type": "application/json"}, body=body)
+def _request(
+    method: str, url: str, body: bytes = b"", headers: dict[str, str] | None = None
+) -> func.HttpRequest:
+    return func.HttpRequest(
+        method=method, url=url, headers={"content-type": "application/json", **(headers or {})}, body=body
+    )
+
+
+def _admin_token() -> str:
+    now = int(time.time())
+    claims = {"sub": "ops", "iss": "recommndr", "aud": "recommndr-admin", "iat": now, "exp": now + 300}
+    return jwt.encode(claims, ADMIN_SECRET, algorithm="HS256")
 
 
 def test_endpoints_through_asgi_function_app(
@@ -25,10 +38,13 @@ def test_endpoints_through_asgi_function_app(
 ) -> None:
     monkeypatch.setenv("RECOMMNDR_ARTIFACTS_DIR", str(artifacts))
     monkeypatch.setenv("RECOMMNDR_EVENT_LOG_DIR", str(tmp_path / "events"))
+    monkeypatch.setenv("RECOMMNDR_ADMIN_JWT_SECRET", ADMIN_SECRET)
     get_settings.cache_clear()
     import function_app
 
     fa = importlib.reload(function_app).app
+
+    token = _admin_token()
 
     async def scenario() -> dict[str, func.HttpResponse]:
         await fa.middleware.notify_startup()
@@ -58,7 +74,18 @@ def test_endpoints_through_asgi_function_app(
             "openapi": _request("GET", f"{base}/openapi.json"),
             "traffic": _request("POST", f"{base}/models/traffic", b'{"challenger": 0.1}'),
             "rollback": _request("POST", f"{base}/models/rollback", b"{}"),
-        }
+            # the platform's front end appends the caller's address (with its port) to X-Forwarded-For
+            "admin_ok": _request("POST", f"{base}/models/rollback", b'{"reason": "drill"}', {
+                "authorization": f"Bearer {token}", "x-forwarded-for": "127.0.0.1:51234"}),
+            "admin_traffic_ok": _request("POST", f"{base}/models/traffic", b'{"challenger": 0.0}', {
+                "authorization": f"Bearer {token}", "x-forwarded-for": "203.0.113.9, 127.0.0.1:51234"}),
+            "admin_foreign": _request("POST", f"{base}/models/rollback", b"{}", {
+                "authorization": f"Bearer {token}", "x-forwarded-for": "127.0.0.1, 203.0.113.9:443"}),
+            "admin_no_address": _request("POST", f"{base}/models/rollback", b"{}", {
+                "authorization": f"Bearer {token}"}),
+            "admin_no_token": _request("POST", f"{base}/models/rollback", b"{}", {
+                "x-forwarded-for": "127.0.0.1:51234"}),
+        }  # fmt: skip
         out = {name: await fa.middleware.handle_async(req, None) for name, req in calls.items()}
         await fa.middleware.notify_shutdown()
         return out
@@ -93,5 +120,16 @@ def test_endpoints_through_asgi_function_app(
     assert len(json.loads(r["products"].get_body())["items"]) == 2
     assert json.loads(r["product"].get_body())["item_id"] == 10
     assert "/recommendations/{user_id}" in json.loads(r["openapi"].get_body())["paths"]
-    for name in ("traffic", "rollback"):  # admin endpoints refuse an anonymous caller
-        assert r[name].status_code in (401, 403), (name, r[name].get_body())
+
+    def error(name: str) -> tuple[int, str]:
+        return r[name].status_code, json.loads(r[name].get_body())["error"]["message"]
+
+    assert error("traffic")[0] == 403 and error("rollback")[0] == 403  # no address, no token
+    assert r["admin_ok"].status_code == 200, r["admin_ok"].get_body()
+    assert json.loads(r["admin_ok"].get_body())["reason"] == "drill"
+    assert r["admin_traffic_ok"].status_code == 200, r["admin_traffic_ok"].get_body()
+    status, message = error("admin_foreign")
+    assert status == 403 and "203.0.113.9 is not allowed" in message
+    status, message = error("admin_no_address")
+    assert status == 403 and "client address is unknown" in message
+    assert error("admin_no_token") == (401, "a bearer token is required (Authorization: Bearer <JWT>)")
