@@ -12,6 +12,11 @@ def user_metrics(ranked: I64, targets: dict[int, int], ks: tuple[int, ...]) -> d
     """recall@k, ndcg@k (graded, exponential gain), map@k and hit_rate@k of one user."""
     out: dict[str, float] = {}
     rel = np.array([targets.get(int(i), 0) for i in ranked], dtype=np.float64)
+    # an item repeated in the list counts only where it first appears (else recall, ndcg and map
+    # of a list that repeats its good items exceed the perfect list's)
+    first = np.zeros(rel.shape[0], dtype=bool)
+    first[np.unique(ranked, return_index=True)[1]] = True
+    rel[~first] = 0.0
     hits = rel > 0
     n_t = len(targets)
     ideal = np.sort(np.array(list(targets.values()), dtype=np.float64))[::-1]

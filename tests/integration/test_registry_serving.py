@@ -3,7 +3,6 @@ bundles it serves, and moving an alias hot-swaps models without a restart or a f
 
 from __future__ import annotations
 
-import threading
 import time
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from recommndr.config import get_settings
 from recommndr.serving.app import create_app
 from recommndr.training.config import TrainConfig
 from recommndr.training.pipeline import train
+from tests.unit.serving.test_hot_swap import Hammer
 
 pytestmark = pytest.mark.integration
 
@@ -53,26 +53,26 @@ def test_aliases_choose_the_served_bundles_and_moving_one_hot_swaps(
         assert [m["variant"] for m in models] == ["champion", "challenger"]
         first_champion, first_challenger = models[0]["version"], models[1]["version"]
         assert first_champion != first_challenger
-        errors: list[str] = []
-        stop = threading.Event()
 
-        def hammer() -> None:
-            while not stop.is_set():
-                r = c.get("/recommendations/1", params={"k": 5})
-                if r.status_code != 200:
-                    errors.append(f"{r.status_code} {r.text}")
+        def recommend(thread: int, n: int) -> str:
+            r = c.get(f"/recommendations/{(thread + 7 * n) % 300}", params={"k": 5})
+            assert r.status_code == 200, f"{r.status_code} {r.text}"
+            return str(r.json()["model_version"])
 
-        threads = [threading.Thread(target=hammer) for _ in range(3)]
-        for t in threads:
-            t.start()
-        client = MlflowClient(tracking_uri=uri)
-        for name in (RETRIEVAL_MODEL, RANKER_MODEL):  # promote the challenger by hand
-            client.set_registered_model_alias(name, "champion", bundles[1].versions[name])
-        _wait(lambda: c.get("/ready").json().get("model_version") == first_challenger)
-        # champion and challenger now name the same bundle: no challenger, everyone on the champion
-        _wait(lambda: [m["variant"] for m in c.get("/models").json()["models"]] == ["champion"])
-        stop.set()
-        for t in threads:
-            t.join()
-        assert errors == []
+        hammer = Hammer(recommend, 3)
+        hammer.start()
+        try:
+            hammer.wait_calls(3)  # every thread is under way on the first champion
+            published_at = time.monotonic()
+            client = MlflowClient(tracking_uri=uri)
+            for name in (RETRIEVAL_MODEL, RANKER_MODEL):  # promote the challenger by hand
+                client.set_registered_model_alias(name, "champion", bundles[1].versions[name])
+            _wait(lambda: c.get("/ready").json().get("model_version") == first_challenger)
+            seen_at = time.monotonic()
+            # champion and challenger now name the same bundle: no challenger, everyone on the champion
+            _wait(lambda: [m["variant"] for m in c.get("/models").json()["models"]] == ["champion"])
+            hammer.wait_calls(3, started_after=seen_at)
+        finally:
+            hammer.stop()
+        hammer.check_swap(first_champion, first_challenger, published_at, seen_at)
         assert c.get("/models").json()["traffic"] == {"champion": 1.0}
