@@ -6,6 +6,9 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# the installers themselves are pinned too (a new uv can resolve or install differently)
+PIP_VERSION := 26.3
+UV_VERSION := 0.13.9
 # Debian packages the tests need (installed with apt when missing and running as root).
 APT_PACKAGES := git redis-server chromium
 # npm tools the integration tests start (Azurite: the Azure Storage emulator), installed into .tools/
@@ -46,7 +49,7 @@ help:
 $(STAMP): pyproject.toml requirements/lock.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "Python 3.11 is required (set PYTHON=...)")'
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip uv
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check pip==$(PIP_VERSION) uv==$(UV_VERSION)
 	$(BIN)/uv pip install --quiet --python $(BIN)/python -r requirements/lock.txt
 	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
 	@touch $@
@@ -115,8 +118,12 @@ frontend-check: frontend
 	cd $(FRONTEND) && node_modules/.bin/tsc --noEmit
 	cd $(FRONTEND) && node_modules/.bin/eslint --max-warnings 0 .
 
+# Branch coverage of the package (servers and CLI runs the tests start included, through coverage's
+# subprocess patch), the per-module table printed; under 80 % the run fails.
+COVERAGE_MIN ?= 80
 test: lint typecheck frontend-check
-	$(BIN)/pytest -n 2 $(PYTEST_ARGS)
+	@rm -f .coverage .coverage.*
+	$(BIN)/pytest -n 2 --cov --cov-report=term --cov-fail-under=$(COVERAGE_MIN) $(PYTEST_ARGS)
 
 unit: setup
 	$(BIN)/pytest -m unit $(PYTEST_ARGS)
