@@ -53,8 +53,8 @@ def bench_als(data: Path, repeats: int) -> None:
     from implicit.als import AlternatingLeastSquares
 
     from recommndr.data.interactions import US_PER_DAY, build_interactions, load_catalog, load_events
+    from recommndr.params import TrainConfig
     from recommndr.retrieval.als import confidence_matrix, fit_als_matrix
-    from recommndr.training.config import TrainConfig
 
     cfg = TrainConfig()
     catalog, events = load_catalog(data), load_events(data)

@@ -63,7 +63,7 @@ def data_generate(
 ) -> None:
     """Generate a realistic synthetic shop: catalogue, users, events (and hidden ground truth)."""
     from recommndr.data.synthetic import generate
-    from recommndr.data.synthetic.config import SCALES
+    from recommndr.data.synthetic.params import SCALES
 
     if scale not in SCALES:
         raise typer.BadParameter(
@@ -229,7 +229,7 @@ def train_cmd(
 ) -> None:
     """Fit retrieval, ranking and similarity models; export ONNX; write every artifact the API needs;
     evaluate on the hold-out; log to MLflow and register (challenger, champion if better)."""
-    from recommndr.training.config import load_train_config
+    from recommndr.params import load_train_config
     from recommndr.training.pipeline import train
 
     cfg = load_train_config(params)

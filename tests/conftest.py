@@ -32,7 +32,7 @@ def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def artifacts(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Models trained on the tiny shop, shared by the serving and browser tests (read-only)."""
-    from recommndr.training.config import TrainConfig
+    from recommndr.params import TrainConfig
     from recommndr.training.pipeline import train
 
     out = tmp_path_factory.mktemp("serving") / "art"

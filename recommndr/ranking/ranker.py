@@ -11,8 +11,8 @@ import numpy.typing as npt
 
 from recommndr.errors import RecommndrError
 from recommndr.onnx_session import cpu_session
+from recommndr.params import RankerConfig
 from recommndr.ranking.features import FEATURES
-from recommndr.training.config import RankerConfig
 
 log = logging.getLogger(__name__)
 F32 = npt.NDArray[np.float32]

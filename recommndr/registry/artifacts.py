@@ -23,6 +23,7 @@ import numpy.typing as npt
 
 from recommndr.data.interactions import Catalog, positions
 from recommndr.errors import RecommndrError
+from recommndr.params import TrainConfig
 from recommndr.ranking.features import FeatureTables
 from recommndr.ranking.ranker import OnnxRanker
 from recommndr.retrieval.als import ALSRetriever
@@ -30,7 +31,6 @@ from recommndr.retrieval.candidates import CandidateGenerator, Exclusions
 from recommndr.retrieval.popularity import PopularityRetriever
 from recommndr.similarity.copurchase import CoPurchase, CoPurchaseRetriever
 from recommndr.similarity.similar import SimilarItems
-from recommndr.training.config import TrainConfig
 
 MANIFEST = "manifest.json"
 # The one list of what a bundle holds (written by training/pipeline.py, read by load_bundle, the

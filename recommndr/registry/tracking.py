@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from recommndr.training.config import TrainConfig
+from recommndr.params import TrainConfig
 
 log = logging.getLogger(__name__)
 EXPERIMENT = "recommndr"

@@ -16,10 +16,10 @@ import scipy.sparse as sp
 
 from recommndr.data.interactions import Interactions
 from recommndr.errors import RecommndrError
+from recommndr.params import ALSConfig, EventWeights
 from recommndr.retrieval.base import F32, I64, Query, Retriever
 from recommndr.retrieval.index import NormBoundIndex
 from recommndr.retrieval.weights import event_weights
-from recommndr.training.config import ALSConfig, EventWeights
 
 log = logging.getLogger(__name__)
 

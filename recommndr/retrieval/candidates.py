@@ -18,11 +18,11 @@ import numpy.typing as npt
 import polars as pl
 
 from recommndr.data.interactions import Interactions
+from recommndr.params import CandidateConfig
 from recommndr.retrieval.als import ALSRetriever
 from recommndr.retrieval.base import F32, I64, Query
 from recommndr.retrieval.popularity import PopularityRetriever
 from recommndr.similarity.copurchase import CoPurchaseRetriever
-from recommndr.training.config import CandidateConfig
 
 SOURCE_ALS, SOURCE_COPURCHASE, SOURCE_POPULARITY = 1, 2, 4
 REPEATABLE_SHARE = 0.05

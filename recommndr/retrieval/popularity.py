@@ -15,9 +15,9 @@ import numpy as np
 import numpy.typing as npt
 
 from recommndr.data.interactions import Catalog, Interactions
+from recommndr.params import EventWeights, PopularityConfig
 from recommndr.retrieval.base import F32, I64, Query, Retriever
 from recommndr.retrieval.weights import event_weights
-from recommndr.training.config import EventWeights, PopularityConfig
 
 US_PER_DAY = 86_400_000_000
 

@@ -6,7 +6,7 @@ import numpy as np
 import numpy.typing as npt
 
 from recommndr.data.interactions import Interactions
-from recommndr.training.config import EventWeights
+from recommndr.params import EventWeights
 
 
 def event_weights(

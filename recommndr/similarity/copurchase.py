@@ -17,8 +17,8 @@ import numpy.typing as npt
 import polars as pl
 
 from recommndr.data.interactions import Interactions
+from recommndr.params import CopurchaseConfig
 from recommndr.retrieval.base import F32, I64, Query, Retriever
-from recommndr.training.config import CopurchaseConfig
 
 
 @dataclass

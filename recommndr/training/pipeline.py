@@ -32,6 +32,7 @@ from recommndr.data.interactions import (
 )
 from recommndr.data.schema import conform, read_table, write_table
 from recommndr.errors import UserInputError
+from recommndr.params import TrainConfig
 from recommndr.ranking.features import FEATURES, build_feature_tables
 from recommndr.ranking.ranker import TrainingSet, check_parity, to_onnx, train_ranker
 from recommndr.ranking.two_stage import candidate_features
@@ -42,7 +43,6 @@ from recommndr.retrieval.index import OnnxIndex, build_index
 from recommndr.retrieval.popularity import PopularityRetriever
 from recommndr.similarity.copurchase import CoPurchaseRetriever, fit_copurchase
 from recommndr.similarity.similar import similar_table
-from recommndr.training.config import TrainConfig
 
 log = logging.getLogger(__name__)
 

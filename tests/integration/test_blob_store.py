@@ -16,10 +16,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from recommndr.config import get_settings
+from recommndr.params import TrainConfig
 from recommndr.registry.artifacts import MANIFEST, ArtifactError, load_bundle, write_manifest
 from recommndr.registry.store import BlobStore, LocalStore
 from recommndr.serving.app import create_app
-from recommndr.training.config import TrainConfig
 from recommndr.training.pipeline import train
 
 pytestmark = pytest.mark.integration

@@ -10,8 +10,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from recommndr.config import get_settings
+from recommndr.params import TrainConfig
 from recommndr.serving.app import create_app
-from recommndr.training.config import TrainConfig
 from recommndr.training.pipeline import train
 from tests.unit.serving.test_hot_swap import Hammer
 

@@ -73,8 +73,8 @@ def test_registry_versions_and_aliases(
 ) -> None:
     from mlflow import MlflowClient
 
+    from recommndr.params import TrainConfig
     from recommndr.registry.tracking import RANKER_MODEL, RETRIEVAL_MODEL, log_and_register
-    from recommndr.training.config import TrainConfig
 
     monkeypatch.chdir(tmp_path)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"

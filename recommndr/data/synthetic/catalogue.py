@@ -11,7 +11,7 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from recommndr.data.synthetic import config as cfg
+from recommndr.data.synthetic import params as cfg
 from recommndr.data.synthetic.seasonality import category_season
 
 I64 = npt.NDArray[np.int64]

@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from recommndr.data.schema import GROUND_TRUTH_DIR, TS, write_dataset, write_table
-from recommndr.data.synthetic import config as cfg
+from recommndr.data.synthetic import params as cfg
 from recommndr.data.synthetic.catalogue import Catalogue, build_catalogue
 from recommndr.data.synthetic.population import Population, build_population
 from recommndr.data.synthetic.sessions import (

@@ -9,7 +9,7 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
-from recommndr.data.synthetic import config as cfg
+from recommndr.data.synthetic import params as cfg
 from recommndr.data.synthetic.catalogue import Catalogue
 from recommndr.data.synthetic.sampling import sample_segments
 from recommndr.data.synthetic.seasonality import daily_intensity

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from recommndr.data.synthetic.config import N_DAYS, N_WEEKS, PERIOD_START
+from recommndr.data.synthetic.params import N_DAYS, N_WEEKS, PERIOD_START
 
 F64 = npt.NDArray[np.float64]
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 import numpy.typing as npt
 
-from recommndr.data.synthetic import config as cfg
+from recommndr.data.synthetic import params as cfg
 from recommndr.data.synthetic.catalogue import Catalogue
 from recommndr.data.synthetic.population import Population
 from recommndr.data.synthetic.sampling import sample_rows, sample_segments

@@ -11,7 +11,7 @@ import pytest
 
 from recommndr.data.schema import EVENTS_SCHEMA, GROUND_TRUTH_DIR, PRODUCTS_SCHEMA, USERS_SCHEMA, read_table
 from recommndr.data.synthetic import generate
-from recommndr.data.synthetic.config import SCALES
+from recommndr.data.synthetic.params import SCALES
 
 pytestmark = pytest.mark.unit
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from recommndr.data.interactions import Interactions
+from recommndr.params import RankerConfig, TrainConfig
 from recommndr.ranking.features import FEATURES, FeatureTables, build_feature_tables, compute_features
 from recommndr.ranking.ranker import (
     ExportError,
@@ -17,7 +18,6 @@ from recommndr.ranking.ranker import (
 )
 from recommndr.retrieval.als import ModelFitError, fit_als
 from recommndr.retrieval.popularity import PopularityRetriever
-from recommndr.training.config import RankerConfig, TrainConfig
 
 pytestmark = pytest.mark.unit
 

@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from recommndr.params import TrainConfig
 from recommndr.ranking.two_stage import TwoStageRecommender
 from recommndr.registry.artifacts import Bundle, load_bundle
 from recommndr.retrieval.base import Query
-from recommndr.training.config import TrainConfig
 from recommndr.training.pipeline import train
 
 pytestmark = pytest.mark.unit
@@ -65,7 +65,7 @@ def test_similar_items_never_the_item_itself_and_same_category(bundle: Bundle) -
 
 def test_config_typos_fail_loudly(tmp_path: Path) -> None:
     from recommndr.errors import UserInputError
-    from recommndr.training.config import load_train_config
+    from recommndr.params import load_train_config
 
     p = tmp_path / "params.yaml"
     p.write_text("train:\n  als:\n    factor: 32\n")

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from recommndr.training.config import TrainConfig
+from recommndr.params import TrainConfig
 from recommndr.training.pipeline import train
 
 

@@ -15,9 +15,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from recommndr.config import get_settings
+from recommndr.params import TrainConfig
 from recommndr.registry.store import LocalStore
 from recommndr.serving.app import create_app
-from recommndr.training.config import TrainConfig
 from recommndr.training.pipeline import train
 
 pytestmark = pytest.mark.unit

@@ -1,4 +1,9 @@
-"""Training parameters: the ``train`` section of ``params.yaml``, parsed strictly (a typo fails)."""
+"""Parameter models: the ``train`` section of ``params.yaml``, parsed strictly (a typo fails).
+
+A leaf module (pydantic, yaml and ``errors`` only): every model (retrieval, similarity, ranking),
+the bundle, the registry's tracking and training take their parameters from here without
+importing each other. ``recommndr/config.py`` is the other kind of configuration: the process's
+``Settings`` (environment variables), not a model's parameters."""
 
 from __future__ import annotations
 
