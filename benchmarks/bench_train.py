@@ -86,10 +86,10 @@ def bench_als(data: Path, repeats: int) -> None:
 def bench_ranker(artifacts: Path, n_iter: int) -> None:
     import lightgbm as lgb
 
+    from recommndr.ranking.candidates import queries_for
     from recommndr.ranking.ranker import OnnxRanker
     from recommndr.ranking.two_stage import candidate_features
     from recommndr.registry.artifacts import load_bundle
-    from recommndr.retrieval.candidates import queries_for
 
     b = load_bundle(artifacts)
     rng = np.random.default_rng(0)

@@ -14,10 +14,10 @@ import polars as pl
 from recommndr.data.interactions import load_events
 from recommndr.errors import UserInputError
 from recommndr.evaluation.metrics import mean_metrics, user_metrics
+from recommndr.ranking.candidates import queries_for
 from recommndr.ranking.ranker import OnnxRanker
 from recommndr.ranking.two_stage import TwoStageRecommender
 from recommndr.registry.artifacts import Bundle, load_bundle
-from recommndr.retrieval.candidates import queries_for
 
 log = logging.getLogger(__name__)
 KS = (10, 20, 50)

@@ -1,1 +1,2 @@
-"""Second stage: ranking features (shared with serving), LightGBM lambdarank, ONNX export."""
+"""Second stage: the candidate set (the retrievers merged), ranking features (shared with
+serving), LightGBM lambdarank, ONNX export."""

@@ -6,10 +6,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from recommndr.ranking.candidates import CandidateGenerator, Candidates
 from recommndr.ranking.features import F32, I64, FeatureTables, compute_features
 from recommndr.ranking.ranker import OnnxRanker
 from recommndr.retrieval.base import Query
-from recommndr.retrieval.candidates import CandidateGenerator, Candidates
 
 
 def candidate_features(tables: FeatureTables, queries: Sequence[Query], cands: Sequence[Candidates]) -> F32:

@@ -24,10 +24,10 @@ import numpy.typing as npt
 from recommndr.data.interactions import Catalog, positions
 from recommndr.errors import RecommndrError
 from recommndr.params import TrainConfig
+from recommndr.ranking.candidates import CandidateGenerator, Exclusions
 from recommndr.ranking.features import FeatureTables
 from recommndr.ranking.ranker import OnnxRanker
 from recommndr.retrieval.als import ALSRetriever
-from recommndr.retrieval.candidates import CandidateGenerator, Exclusions
 from recommndr.retrieval.popularity import PopularityRetriever
 from recommndr.similarity.copurchase import CoPurchase, CoPurchaseRetriever
 from recommndr.similarity.similar import SimilarItems

@@ -15,6 +15,7 @@ import numpy as np
 from recommndr.data.interactions import Catalog
 from recommndr.errors import RecommndrError
 from recommndr.features.online import UserRealtime
+from recommndr.ranking.candidates import RECENT, SOURCE_COPURCHASE
 from recommndr.ranking.features import FEATURES, compute_features
 from recommndr.registry.artifacts import (
     ArtifactError,
@@ -25,7 +26,6 @@ from recommndr.registry.artifacts import (
     read_manifest,
 )
 from recommndr.retrieval.base import Query
-from recommndr.retrieval.candidates import RECENT, SOURCE_COPURCHASE
 from recommndr.retrieval.popularity import PopularityRetriever
 from recommndr.serving.catalog import ProductCatalog
 

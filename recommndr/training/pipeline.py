@@ -33,12 +33,12 @@ from recommndr.data.interactions import (
 from recommndr.data.schema import conform, read_table, write_table
 from recommndr.errors import UserInputError
 from recommndr.params import TrainConfig
+from recommndr.ranking.candidates import CandidateGenerator, Exclusions, queries_for, recent_items
 from recommndr.ranking.features import FEATURES, build_feature_tables
 from recommndr.ranking.ranker import TrainingSet, check_parity, to_onnx, train_ranker
 from recommndr.ranking.two_stage import candidate_features
 from recommndr.registry.artifacts import dataset_hash, write_manifest
 from recommndr.retrieval.als import ALSRetriever
-from recommndr.retrieval.candidates import CandidateGenerator, Exclusions, queries_for, recent_items
 from recommndr.retrieval.index import OnnxIndex, build_index
 from recommndr.retrieval.popularity import PopularityRetriever
 from recommndr.similarity.copurchase import CoPurchaseRetriever, fit_copurchase

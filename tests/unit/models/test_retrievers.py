@@ -7,9 +7,9 @@ import pytest
 
 from recommndr.data.interactions import Interactions
 from recommndr.params import TrainConfig
+from recommndr.ranking.candidates import recent_items
 from recommndr.retrieval.als import ALSRetriever
 from recommndr.retrieval.base import Query, Retriever
-from recommndr.retrieval.candidates import recent_items
 from recommndr.retrieval.popularity import PopularityRetriever
 from recommndr.similarity.copurchase import CoPurchaseRetriever, fit_copurchase
 
