@@ -28,10 +28,10 @@ def main() -> None:
     import lightgbm as lgb
 
     from recommndr.evaluation.evaluate import evaluate
+    from recommndr.loading import load_bundle
     from recommndr.ranking.candidates import queries_for
     from recommndr.ranking.ranker import OnnxRanker, float32_exact, to_onnx
     from recommndr.ranking.two_stage import candidate_features
-    from recommndr.registry.artifacts import load_bundle
 
     full = lgb.Booster(model_file=str(a.artifacts / "ranker.txt"))
     bundle = load_bundle(a.artifacts)

@@ -86,10 +86,10 @@ def bench_als(data: Path, repeats: int) -> None:
 def bench_ranker(artifacts: Path, n_iter: int) -> None:
     import lightgbm as lgb
 
+    from recommndr.loading import load_bundle
     from recommndr.ranking.candidates import queries_for
     from recommndr.ranking.ranker import OnnxRanker
     from recommndr.ranking.two_stage import candidate_features
-    from recommndr.registry.artifacts import load_bundle
 
     b = load_bundle(artifacts)
     rng = np.random.default_rng(0)
@@ -150,7 +150,7 @@ def int8_index(item_factors: np.ndarray, mask: np.ndarray) -> bytes:
 
 
 def bench_index(artifacts: Path, n_iter: int) -> None:
-    from recommndr.registry.artifacts import load_bundle
+    from recommndr.loading import load_bundle
     from recommndr.retrieval.index import NormBoundIndex, OnnxIndex
 
     b = load_bundle(artifacts)

@@ -346,7 +346,7 @@ def artifacts_publish(
     ] = Path("artifacts/store"),
 ) -> None:
     """Upload a bundle to Blob Storage (RECOMMNDR_BLOB_CONNECTION_STRING) or a local store folder."""
-    from recommndr.registry.artifacts import load_bundle
+    from recommndr.loading import load_bundle
     from recommndr.registry.store import open_store
 
     load_bundle(artifacts)  # never publish a bundle that does not verify

@@ -40,6 +40,13 @@ class DataNotFoundError(UserInputError):
     http_status = 404
 
 
+class ArtifactError(RecommndrError):
+    """Artifacts are missing, incomplete or do not match their manifest."""
+
+    code = "artifact_error"
+    exit_code = 2
+
+
 class NotFoundError(RecommndrError):
     """The caller asked for something that does not exist (an unknown product, say)."""
 

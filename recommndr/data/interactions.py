@@ -50,6 +50,25 @@ class Catalog:
         """Dense indices of ``item_ids``; -1 for unknown products."""
         return positions(self.item_ids, item_ids)
 
+    def category_names(self) -> dict[str, list[str]]:
+        """The names of the category codes, level by level (kept in a bundle's manifest)."""
+        return {"l1": self.l1_names, "l2": self.l2_names, "l3": self.l3_names}
+
+    def save(self, path: Path) -> None:
+        """The arrays to ``path`` (.npz); the names go to the manifest (:meth:`category_names`)."""
+        np.savez(path, item_ids=self.item_ids, l1=self.l1, l2=self.l2, l3=self.l3, price=self.price,
+                 created_us=self.created_us)  # fmt: skip
+
+    @classmethod
+    def load(cls, path: Path, names: dict[str, list[str]]) -> Catalog:
+        """What :meth:`save` wrote, with the category names of :meth:`category_names`."""
+        with np.load(path) as z:
+            return cls(
+                item_ids=z["item_ids"], l1=z["l1"], l2=z["l2"], l3=z["l3"],
+                l1_names=names["l1"], l2_names=names["l2"], l3_names=names["l3"],
+                price=z["price"], created_us=z["created_us"],
+            )  # fmt: skip
+
 
 @dataclass
 class Interactions:

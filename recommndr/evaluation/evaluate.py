@@ -11,13 +11,14 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from recommndr.bundle import Bundle
 from recommndr.data.interactions import load_events
 from recommndr.errors import UserInputError
 from recommndr.evaluation.metrics import mean_metrics, user_metrics
+from recommndr.loading import load_bundle
 from recommndr.ranking.candidates import queries_for
 from recommndr.ranking.ranker import OnnxRanker
 from recommndr.ranking.two_stage import TwoStageRecommender
-from recommndr.registry.artifacts import Bundle, load_bundle
 
 log = logging.getLogger(__name__)
 KS = (10, 20, 50)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -61,6 +62,14 @@ class Exclusions:
         repeatable = share >= REPEATABLE_SHARE
         durable = ~repeatable[cat.l3[uniq % cat.n_items]]
         return cls(uniq[durable], cat.n_items, repeatable)
+
+    def save(self, path: Path) -> None:
+        np.savez(path, keys=self.keys, repeatable_l3=self.repeatable_l3)
+
+    @classmethod
+    def load(cls, path: Path, n_items: int) -> Exclusions:
+        with np.load(path) as z:
+            return cls(z["keys"], n_items, z["repeatable_l3"])
 
     def allowed(self, user: int, items: I64) -> npt.NDArray[np.bool_]:
         if user < 0 or self.keys.size == 0:

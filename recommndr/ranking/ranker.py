@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -94,9 +95,17 @@ class OnnxRanker:
     """Scores feature rows with ONNX Runtime (one thread by default: the request path)."""
 
     def __init__(self, model: bytes, threads: int = 1) -> None:
+        self.model = model  # the ONNX bytes, for save()
         self.session = cpu_session(model, threads)
         self.input = self.session.get_inputs()[0].name
         self.output = self.session.get_outputs()[0].name
+
+    def save(self, path: Path) -> None:
+        Path(path).write_bytes(self.model)
+
+    @classmethod
+    def load(cls, path: Path, threads: int = 1) -> OnnxRanker:
+        return cls(Path(path).read_bytes(), threads=threads)
 
     def score(self, X: F32) -> F32:
         if X.shape[0] == 0:

@@ -1,10 +1,13 @@
-"""The trained model bundle: what ``recommndr train`` writes and every consumer loads, with a
-manifest that records versions, cut-offs, the data's hash and each file's SHA-256.
+"""A bundle's manifest: what ``recommndr train`` records beside the bundle's files (versions,
+cut-offs, the data's hash and each file's SHA-256) and what every consumer checks before loading.
 
 The manifest lists exactly :data:`BUNDLE_FILES` (plus the optional ones). With a signing key
 configured (``RECOMMNDR_BUNDLE_SIGNING_KEY``) it carries an HMAC-SHA256 over its canonical JSON,
 and a manifest whose signature is missing or wrong is refused; with no key, bundles are written
-unsigned and any manifest is accepted (the hashes then catch corruption, not forgery)."""
+unsigned and any manifest is accepted (the hashes then catch corruption, not forgery).
+
+No model code here: the files' content belongs to ``recommndr/bundle.py``, and
+``recommndr.loading.load_bundle`` is the one loader (this module's checks, then the bundle's)."""
 
 from __future__ import annotations
 
@@ -14,28 +17,16 @@ import json
 import logging
 import platform
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import numpy.typing as npt
-
-from recommndr.data.interactions import Catalog, positions
-from recommndr.errors import RecommndrError
-from recommndr.params import TrainConfig
-from recommndr.ranking.candidates import CandidateGenerator, Exclusions
-from recommndr.ranking.features import FeatureTables
-from recommndr.ranking.ranker import OnnxRanker
-from recommndr.retrieval.als import ALSRetriever
-from recommndr.retrieval.popularity import PopularityRetriever
-from recommndr.similarity.copurchase import CoPurchase, CoPurchaseRetriever
-from recommndr.similarity.similar import SimilarItems
+from recommndr.errors import ArtifactError
 
 MANIFEST = "manifest.json"
-# The one list of what a bundle holds (written by training/pipeline.py, read by load_bundle, the
-# serving catalogue and the registry): a manifest naming any other file, or lacking one of these,
-# is refused, so a manifest can never make a reader write or read outside the bundle's folder.
+# The one list of what a bundle holds (recommndr/bundle.py writes and reads the components,
+# training adds its exports beside them; tests/unit/test_bundle.py keeps the two in step): a
+# manifest naming any other file, or lacking one of these, is refused, so a manifest can never make
+# a reader write or read outside the bundle's folder.
 BUNDLE_FILES = frozenset(
     {
         "als.npz",
@@ -58,16 +49,8 @@ BUNDLE_FILES = frozenset(
 OPTIONAL_BUNDLE_FILES = frozenset({"retrieval_int8.onnx"})
 SIGNATURE = "signature"
 SIGNATURE_ALG = "HMAC-SHA256"
-I64 = npt.NDArray[np.int64]
 log = logging.getLogger(__name__)
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
-
-
-class ArtifactError(RecommndrError):
-    """Artifacts are missing, incomplete or do not match their manifest."""
-
-    code = "artifact_error"
-    exit_code = 2
 
 
 def sha256(path: Path) -> str:
@@ -99,38 +82,6 @@ def library_versions() -> dict[str, str]:
         except md.PackageNotFoundError:
             out[lib] = "absent"
     return out
-
-
-@dataclass
-class Bundle:
-    """Everything the recommender needs, in memory."""
-
-    manifest: dict[str, Any]
-    config: TrainConfig
-    catalog: Catalog
-    user_ids: I64
-    recent_indptr: I64
-    recent_items: I64
-    als: ALSRetriever
-    popularity: PopularityRetriever
-    copurchase: CoPurchase
-    exclusions: Exclusions
-    features: FeatureTables
-    ranker: OnnxRanker
-    similar: SimilarItems
-
-    def candidate_generator(self) -> CandidateGenerator:
-        return CandidateGenerator(
-            self.als,
-            self.popularity,
-            CoPurchaseRetriever(self.copurchase, self.config.copurchase.recent_items),
-            self.exclusions,
-            self.config.candidates,
-        )
-
-    def user_index(self, user_ids: I64) -> I64:
-        """Dense indices of ``user_ids`` in the served model; -1 for users it has not seen."""
-        return positions(self.user_ids, user_ids)
 
 
 def configured_signing_key() -> str | None:
@@ -256,59 +207,3 @@ def read_manifest(
         if verify and sha256(p) != digest:
             raise ArtifactError(f"{p} does not match its hash in {mpath}")
     return manifest
-
-
-def load_catalog(root: Path, manifest: dict[str, Any]) -> Catalog:
-    names = manifest["categories"]
-    with np.load(Path(root) / "catalog.npz") as z:
-        return Catalog(
-            item_ids=z["item_ids"], l1=z["l1"], l2=z["l2"], l3=z["l3"],
-            l1_names=names["l1"], l2_names=names["l2"], l3_names=names["l3"],
-            price=z["price"], created_us=z["created_us"],
-        )  # fmt: skip
-
-
-def load_popularity(root: Path, catalog: Catalog) -> PopularityRetriever:
-    with np.load(Path(root) / "popularity.npz") as z:
-        return PopularityRetriever(catalog, z["pop"], z["new_arrival"], int(z["per_category"]))
-
-
-def load_bundle(root: Path, verify: bool = True, ranker_threads: int = 1) -> Bundle:
-    """Load and (by default) verify every file against the manifest's SHA-256."""
-    root = Path(root)
-    manifest = read_manifest(root, verify)
-    try:
-        cfg = TrainConfig.model_validate(manifest["config"])
-        catalog = load_catalog(root, manifest)
-        with np.load(root / "als.npz") as z:
-            als = ALSRetriever(z["user_factors"], z["item_factors"], z["item_known"], float(z["reg"]))
-            user_ids = z["user_ids"]
-        pop = load_popularity(root, catalog)
-        with np.load(root / "copurchase.npz") as z:
-            cop = CoPurchase(z["indptr"], z["nbr"], z["score"], z["support"], int(z["n_baskets"]))
-        with np.load(root / "exclusions.npz") as z:
-            excl = Exclusions(z["keys"], catalog.n_items, z["repeatable_l3"])
-        with np.load(root / "recent.npz") as z:
-            rec_ptr, rec_items = z["indptr"], z["items"]
-        with np.load(root / "similar.npz") as z:
-            similar = SimilarItems(catalog, z["nbr"], z["sim"], als.item_known, pop.pop)
-        return Bundle(
-            manifest=manifest,
-            config=cfg,
-            catalog=catalog,
-            user_ids=user_ids,
-            recent_indptr=rec_ptr,
-            recent_items=rec_items,
-            als=als,
-            popularity=pop,
-            copurchase=cop,
-            exclusions=excl,
-            features=FeatureTables.load(root / "features.npz"),
-            ranker=OnnxRanker((root / "ranker.onnx").read_bytes(), threads=ranker_threads),
-            similar=similar,
-        )
-    except (KeyError, ValueError, IndexError) as exc:  # a bundle from another format version
-        raise ArtifactError(
-            f"{root}: the bundle cannot be read ({type(exc).__name__}: {exc}); it may come from an "
-            "older recommndr: train it again"
-        ) from exc

@@ -24,13 +24,8 @@ import tempfile
 from abc import ABC, abstractmethod
 from pathlib import Path
 
-from recommndr.registry.artifacts import (
-    MANIFEST,
-    ArtifactError,
-    configured_signing_key,
-    parse_manifest,
-    read_manifest,
-)
+from recommndr.errors import ArtifactError
+from recommndr.registry.artifacts import MANIFEST, configured_signing_key, parse_manifest, read_manifest
 
 log = logging.getLogger(__name__)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
@@ -69,6 +70,15 @@ class PopularityRetriever(Retriever):
         age_days = (inter.cutoff_us - inter.catalog.created_us) / US_PER_DAY
         new = (age_days >= 0) & (age_days <= cfg.new_arrival_days)
         return cls(inter.catalog, pop, new, cfg.per_category)
+
+    def save(self, path: Path) -> None:
+        """The fitted scores to ``path`` (.npz); the lists above are recomputed on load."""
+        np.savez(path, pop=self.pop, new_arrival=self.new_arrival, per_category=self.per_category)
+
+    @classmethod
+    def load(cls, path: Path, catalog: Catalog) -> PopularityRetriever:
+        with np.load(path) as z:
+            return cls(catalog, z["pop"], z["new_arrival"], int(z["per_category"]))
 
     def _seen(self) -> npt.NDArray[np.bool_]:
         seen: npt.NDArray[np.bool_] | None = getattr(self._local, "seen", None)

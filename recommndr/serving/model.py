@@ -12,19 +12,14 @@ from typing import Any
 
 import numpy as np
 
+from recommndr.bundle import Bundle
 from recommndr.data.interactions import Catalog
-from recommndr.errors import RecommndrError
+from recommndr.errors import ArtifactError, RecommndrError
 from recommndr.features.online import UserRealtime
+from recommndr.loading import load_bundle
 from recommndr.ranking.candidates import RECENT, SOURCE_COPURCHASE
 from recommndr.ranking.features import FEATURES, compute_features
-from recommndr.registry.artifacts import (
-    ArtifactError,
-    Bundle,
-    load_bundle,
-    load_catalog,
-    load_popularity,
-    read_manifest,
-)
+from recommndr.registry.artifacts import read_manifest
 from recommndr.retrieval.base import Query
 from recommndr.retrieval.popularity import PopularityRetriever
 from recommndr.serving.catalog import ProductCatalog
@@ -108,10 +103,9 @@ class ServingModel:
 
     @classmethod
     def _load_popularity(cls, artifacts: Path, why: str) -> ServingModel:
-        manifest = read_manifest(artifacts, only=("catalog.npz", "popularity.npz", "products.parquet"))
+        manifest = read_manifest(artifacts, only=(*Bundle.POPULARITY_FILES, "products.parquet"))
         try:
-            cat = load_catalog(artifacts, manifest)
-            pop = load_popularity(artifacts, cat)
+            cat, pop = Bundle.load_popularity(artifacts, manifest)
         except (KeyError, ValueError, OSError) as exc:
             raise ArtifactError(f"{why}; the popularity fallback cannot load either: {exc}") from exc
         catalog = ProductCatalog.load(artifacts)

@@ -18,7 +18,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Protocol
 
-from recommndr.registry.artifacts import MANIFEST, ArtifactError, read_manifest
+from recommndr.errors import ArtifactError
+from recommndr.registry.artifacts import MANIFEST, read_manifest
 from recommndr.registry.store import BlobStore, install_bundle
 from recommndr.registry.tracking import alias_version
 

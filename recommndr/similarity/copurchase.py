@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
@@ -30,6 +31,15 @@ class CoPurchase:
     score: F32  # NPMI
     support: npt.NDArray[np.int32]  # baskets with both
     n_baskets: int
+
+    def save(self, path: Path) -> None:
+        np.savez(path, indptr=self.indptr, nbr=self.nbr, score=self.score, support=self.support,
+                 n_baskets=self.n_baskets)  # fmt: skip
+
+    @classmethod
+    def load(cls, path: Path) -> CoPurchase:
+        with np.load(path) as z:
+            return cls(z["indptr"], z["nbr"], z["score"], z["support"], int(z["n_baskets"]))
 
     def neighbours(self, item: int, k: int) -> tuple[I64, F32]:
         s, e = self.indptr[item], min(self.indptr[item + 1], self.indptr[item] + k)

@@ -3,6 +3,8 @@ fallback (by current popularity) for products ALS has not seen."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import numpy.typing as npt
 
@@ -50,6 +52,17 @@ class SimilarItems:
         self.known = known
         self.pop = pop
         self.l3_ptr, self.l3_top = grouped_top(catalog.l3, pop, len(catalog.l3_names), 100)
+
+    def save(self, path: Path) -> None:
+        """The neighbour table to ``path`` (.npz); the fallback's inputs belong to other components."""
+        np.savez(path, nbr=self.nbr, sim=self.sim)
+
+    @classmethod
+    def load(cls, path: Path, catalog: Catalog, known: npt.NDArray[np.bool_], pop: F32) -> SimilarItems:
+        """The table :meth:`save` wrote; ``known`` (ALS's products) and ``pop`` (current popularity)
+        come from the retrievers of the same bundle."""
+        with np.load(path) as z:
+            return cls(catalog, z["nbr"], z["sim"], known, pop)
 
     def similar(self, item: int, k: int) -> tuple[I64, F32, str]:
         """``k`` products like ``item`` and where they came from ('als' or 'category')."""

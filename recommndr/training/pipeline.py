@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from recommndr.bundle import Bundle
 from recommndr.data.interactions import (
     US_PER_DAY,
     Catalog,
@@ -35,14 +36,14 @@ from recommndr.errors import UserInputError
 from recommndr.params import TrainConfig
 from recommndr.ranking.candidates import CandidateGenerator, Exclusions, queries_for, recent_items
 from recommndr.ranking.features import FEATURES, build_feature_tables
-from recommndr.ranking.ranker import TrainingSet, check_parity, to_onnx, train_ranker
+from recommndr.ranking.ranker import OnnxRanker, TrainingSet, check_parity, to_onnx, train_ranker
 from recommndr.ranking.two_stage import candidate_features
 from recommndr.registry.artifacts import dataset_hash, write_manifest
 from recommndr.retrieval.als import ALSRetriever
 from recommndr.retrieval.index import OnnxIndex, build_index
 from recommndr.retrieval.popularity import PopularityRetriever
 from recommndr.similarity.copurchase import CoPurchaseRetriever, fit_copurchase
-from recommndr.similarity.similar import similar_table
+from recommndr.similarity.similar import SimilarItems, similar_table
 
 log = logging.getLogger(__name__)
 
@@ -199,28 +200,29 @@ def train(
         nbr, sim = similar_table(stage_b.als.item_factors, stage_b.als.item_known, cfg.similar_items)
     with _timed(timings, "write artifacts"):
         out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
         als = stage_b.als
         index = build_index(als.item_factors, als.mask)
-        _check_index(index, als)
+        _check_index(index, als)  # before anything is written
+        pop = stage_b.popularity
+        bundle = Bundle(
+            config=cfg,
+            catalog=catalog,
+            user_ids=stage_b.inter.user_ids,
+            recent_indptr=stage_b.recent[0],
+            recent_items=stage_b.recent[1],
+            als=als,
+            popularity=pop,
+            copurchase=cop,
+            exclusions=excl,
+            features=tables_b,
+            ranker=OnnxRanker(ranker_onnx),
+            similar=SimilarItems(catalog, nbr, sim, als.item_known, pop.pop),
+        )
+        entries = bundle.save(out)
+        # beside the components: exports and reports that no Bundle holds (see recommndr/bundle.py)
         (out / "retrieval.onnx").write_bytes(index)
         (out / "retrieval_int8.onnx").unlink(missing_ok=True)  # written by earlier versions
-        (out / "ranker.onnx").write_bytes(ranker_onnx)
         model.save_model(str(out / "ranker.txt"))
-        np.savez(out / "catalog.npz", item_ids=catalog.item_ids, l1=catalog.l1, l2=catalog.l2, l3=catalog.l3,
-                 price=catalog.price, created_us=catalog.created_us)  # fmt: skip
-        np.savez(out / "als.npz", user_factors=als.user_factors, item_factors=als.item_factors,
-                 item_known=als.item_known, user_ids=stage_b.inter.user_ids, reg=np.float64(als.reg))  # fmt: skip
-        pop = stage_b.popularity
-        np.savez(
-            out / "popularity.npz", pop=pop.pop, new_arrival=pop.new_arrival, per_category=pop.per_category
-        )
-        np.savez(out / "copurchase.npz", indptr=cop.indptr, nbr=cop.nbr, score=cop.score, support=cop.support,
-                 n_baskets=cop.n_baskets)  # fmt: skip
-        np.savez(out / "exclusions.npz", keys=excl.keys, repeatable_l3=excl.repeatable_l3)
-        np.savez(out / "recent.npz", indptr=stage_b.recent[0], items=stage_b.recent[1])
-        np.savez(out / "similar.npz", nbr=nbr, sim=sim)
-        tables_b.save(out / "features.npz")
         write_table(
             conform(read_table(data, "products"), "products"), out, "products"
         )  # the storefront's catalogue
@@ -232,9 +234,7 @@ def train(
         manifest = write_manifest(
             out,
             {
-                "config": cfg.model_dump(),
-                "categories": {"l1": catalog.l1_names, "l2": catalog.l2_names, "l3": catalog.l3_names},
-                "features": list(FEATURES),
+                **entries,
                 "data": {"path": str(data), "sha256": dataset_hash(data), "events": events.height},
                 "cutoff_us": holdout_cut,
                 "label_cutoff_us": label_cut,
@@ -245,8 +245,6 @@ def train(
                     "onnx_parity": parity,
                 },
                 "index": {"float32": "retrieval.onnx"},
-                "users": stage_b.inter.n_users,
-                "items": catalog.n_items,
             },
         )
     timings["total"] = time.perf_counter() - t_start

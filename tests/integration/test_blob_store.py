@@ -16,8 +16,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from recommndr.config import get_settings
+from recommndr.errors import ArtifactError
+from recommndr.loading import load_bundle
 from recommndr.params import TrainConfig
-from recommndr.registry.artifacts import MANIFEST, ArtifactError, load_bundle, write_manifest
+from recommndr.registry.artifacts import MANIFEST, write_manifest
 from recommndr.registry.store import BlobStore, LocalStore
 from recommndr.serving.app import create_app
 from recommndr.training.pipeline import train

@@ -14,7 +14,9 @@ from pathlib import Path
 import pytest
 
 from recommndr.config import get_settings
-from recommndr.registry.artifacts import BUNDLE_FILES, MANIFEST, ArtifactError, load_bundle, sha256
+from recommndr.errors import ArtifactError
+from recommndr.loading import load_bundle
+from recommndr.registry.artifacts import BUNDLE_FILES, MANIFEST, sha256
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 EXE = [sys.executable, "-m", "recommndr.cli"]

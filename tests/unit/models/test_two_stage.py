@@ -7,9 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from recommndr.bundle import Bundle
+from recommndr.loading import load_bundle
 from recommndr.params import TrainConfig
 from recommndr.ranking.two_stage import TwoStageRecommender
-from recommndr.registry.artifacts import Bundle, load_bundle
 from recommndr.retrieval.base import Query
 from recommndr.training.pipeline import train
 

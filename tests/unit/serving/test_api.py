@@ -235,7 +235,7 @@ def test_price_range_categories_and_demo_shoppers(client: TestClient, artifacts:
 
 
 def test_trending_and_products_by_ids(client: TestClient, artifacts: Path) -> None:
-    from recommndr.registry.artifacts import load_bundle
+    from recommndr.loading import load_bundle
 
     t = load_bundle(artifacts).features
     r = client.get("/trending", params={"k": 5})

@@ -52,7 +52,7 @@ def test_a_new_shoppers_views_personalise_the_next_list(client: TestClient, arti
 def test_a_durable_bought_since_training_is_not_recommended_again(
     client: TestClient, artifacts: Path
 ) -> None:
-    from recommndr.registry.artifacts import load_bundle
+    from recommndr.loading import load_bundle
 
     bundle = load_bundle(artifacts)
     user = int(bundle.user_ids[0])

@@ -1,0 +1,154 @@
+"""The trained model bundle: everything the recommender serves, in memory, and the one owner of
+its files. Each component saves and loads its own file (as implicit's models do); this module names
+the files, puts the components together and gives the manifest the entries it reads back.
+
+A bundle folder holds (the file names and array keys are the format: bundles written by earlier
+versions load unchanged):
+
+- the components, written by :meth:`Bundle.save`: ``catalog.npz`` (``Catalog.save``; the category
+  names are in the manifest's ``categories``), ``als.npz`` (``ALSRetriever.save``: the factors and
+  the user id of each row), ``popularity.npz``, ``copurchase.npz``, ``exclusions.npz``,
+  ``similar.npz``, ``features.npz`` and ``ranker.onnx`` (each by its class's ``save``), and
+  ``recent.npz`` (each known user's recent products, CSR; here);
+- beside them, written by training and held by no :class:`Bundle`: ``retrieval.onnx`` (the ALS
+  index as ONNX, registered in MLflow), ``ranker.txt`` (LightGBM's own model file),
+  ``products.parquet`` (the storefront's products, read by ``serving/catalog.py``),
+  ``feature_importance.json`` and ``timings.json``.
+
+The manifest (``manifest.json``: the files with their SHA-256, the signature) belongs to
+``registry/artifacts.py``, whose ``BUNDLE_FILES`` lists the same names (a unit test keeps the two in
+step); this module imports nothing of the registry. ``recommndr.loading.load_bundle`` checks a
+bundle's manifest and then calls :meth:`Bundle.load`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import numpy.typing as npt
+
+from recommndr.data.interactions import Catalog, positions
+from recommndr.errors import ArtifactError
+from recommndr.params import TrainConfig
+from recommndr.ranking.candidates import CandidateGenerator, Exclusions
+from recommndr.ranking.features import FEATURES, FeatureTables
+from recommndr.ranking.ranker import OnnxRanker
+from recommndr.retrieval.als import ALSRetriever
+from recommndr.retrieval.popularity import PopularityRetriever
+from recommndr.similarity.copurchase import CoPurchase, CoPurchaseRetriever
+from recommndr.similarity.similar import SimilarItems
+
+I64 = npt.NDArray[np.int64]
+CATALOG = "catalog.npz"
+ALS = "als.npz"
+POPULARITY = "popularity.npz"
+COPURCHASE = "copurchase.npz"
+EXCLUSIONS = "exclusions.npz"
+RECENT = "recent.npz"
+SIMILAR = "similar.npz"
+FEATURES_FILE = "features.npz"
+RANKER = "ranker.onnx"
+
+
+@dataclass
+class Bundle:
+    """Everything the recommender needs, in memory. ``manifest`` is the one it was loaded with
+    (empty for a bundle that training has not written yet)."""
+
+    # the files :meth:`save` writes (training adds the others of ``BUNDLE_FILES``)
+    FILES: ClassVar[frozenset[str]] = frozenset(
+        {CATALOG, ALS, POPULARITY, COPURCHASE, EXCLUSIONS, RECENT, SIMILAR, FEATURES_FILE, RANKER}
+    )
+    # what the popularity fallback reads (:meth:`load_popularity`)
+    POPULARITY_FILES: ClassVar[tuple[str, ...]] = (CATALOG, POPULARITY)
+
+    config: TrainConfig
+    catalog: Catalog
+    user_ids: I64
+    recent_indptr: I64
+    recent_items: I64
+    als: ALSRetriever
+    popularity: PopularityRetriever
+    copurchase: CoPurchase
+    exclusions: Exclusions
+    features: FeatureTables
+    ranker: OnnxRanker
+    similar: SimilarItems
+    manifest: dict[str, Any] = field(default_factory=dict)
+
+    def candidate_generator(self) -> CandidateGenerator:
+        return CandidateGenerator(
+            self.als,
+            self.popularity,
+            CoPurchaseRetriever(self.copurchase, self.config.copurchase.recent_items),
+            self.exclusions,
+            self.config.candidates,
+        )
+
+    def user_index(self, user_ids: I64) -> I64:
+        """Dense indices of ``user_ids`` in the served model; -1 for users it has not seen."""
+        return positions(self.user_ids, user_ids)
+
+    def save(self, folder: Path) -> dict[str, Any]:
+        """Write the components to ``folder`` (:attr:`FILES`); returns the manifest entries that
+        :meth:`load` reads back (parameters, category names) and the ranker's inputs and sizes."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.catalog.save(folder / CATALOG)
+        self.als.save(folder / ALS, self.user_ids)
+        self.popularity.save(folder / POPULARITY)
+        self.copurchase.save(folder / COPURCHASE)
+        self.exclusions.save(folder / EXCLUSIONS)
+        np.savez(folder / RECENT, indptr=self.recent_indptr, items=self.recent_items)
+        self.similar.save(folder / SIMILAR)
+        self.features.save(folder / FEATURES_FILE)
+        self.ranker.save(folder / RANKER)
+        return {
+            "config": self.config.model_dump(),
+            "categories": self.catalog.category_names(),
+            "features": list(FEATURES),
+            "users": int(self.user_ids.shape[0]),
+            "items": self.catalog.n_items,
+        }
+
+    @classmethod
+    def load(cls, folder: Path, manifest: dict[str, Any], ranker_threads: int = 1) -> Bundle:
+        """The bundle in ``folder`` whose (already checked) manifest is ``manifest``."""
+        folder = Path(folder)
+        try:
+            cfg = TrainConfig.model_validate(manifest["config"])
+            catalog = Catalog.load(folder / CATALOG, manifest["categories"])
+            als, user_ids = ALSRetriever.load(folder / ALS)
+            pop = PopularityRetriever.load(folder / POPULARITY, catalog)
+            with np.load(folder / RECENT) as z:
+                rec_ptr, rec_items = z["indptr"], z["items"]
+            return cls(
+                config=cfg,
+                catalog=catalog,
+                user_ids=user_ids,
+                recent_indptr=rec_ptr,
+                recent_items=rec_items,
+                als=als,
+                popularity=pop,
+                copurchase=CoPurchase.load(folder / COPURCHASE),
+                exclusions=Exclusions.load(folder / EXCLUSIONS, catalog.n_items),
+                features=FeatureTables.load(folder / FEATURES_FILE),
+                ranker=OnnxRanker.load(folder / RANKER, threads=ranker_threads),
+                similar=SimilarItems.load(folder / SIMILAR, catalog, als.item_known, pop.pop),
+                manifest=manifest,
+            )
+        except (KeyError, ValueError, IndexError) as exc:  # a bundle from another format version
+            raise ArtifactError(
+                f"{folder}: the bundle cannot be read ({type(exc).__name__}: {exc}); it may come from an "
+                "older recommndr: train it again"
+            ) from exc
+
+    @staticmethod
+    def load_popularity(folder: Path, manifest: dict[str, Any]) -> tuple[Catalog, PopularityRetriever]:
+        """Only the catalogue and popularity (:attr:`POPULARITY_FILES`): the fallback that serves
+        when the other components cannot be loaded."""
+        catalog = Catalog.load(Path(folder) / CATALOG, manifest["categories"])
+        return catalog, PopularityRetriever.load(Path(folder) / POPULARITY, catalog)
