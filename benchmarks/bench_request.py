@@ -49,10 +49,10 @@ def main() -> None:
     rng = np.random.default_rng(0)
     users = rng.choice(b.user_ids, size=args.n)
     online = OnlineFeatures(SqliteOnlineStore(Path(tempfile.mkdtemp()) / "f.db"))
-    online.record([(int(u), int(m.catalog.item_ids[i]), "view", 1) for u, i in zip(
-        users[: args.n // 2], rng.integers(0, m.catalog.item_ids.shape[0], args.n // 2), strict=True)])  # fmt: skip
+    online.record([(int(u), int(m.catalogue.item_ids[i]), "view", 1) for u, i in zip(
+        users[: args.n // 2], rng.integers(0, m.catalogue.item_ids.shape[0], args.n // 2), strict=True)])  # fmt: skip
     it = iter(np.tile(users, 20))
-    print(f"{args.artifacts}: {b.catalog.n_items:,} products, {b.user_ids.shape[0]:,} users, "
+    print(f"{args.artifacts}: {b.catalogue.n_items:,} products, {b.user_ids.shape[0]:,} users, "
           f"{b.config.candidates.total} candidates, ranker {b.config.ranker.n_estimators} trees x "
           f"{b.config.ranker.num_leaves} leaves")  # fmt: skip
     stats("online store read (SQLite)", timed(lambda: online.get(int(next(it))), args.n))

@@ -52,14 +52,14 @@ def run_train(data: Path, out: Path) -> None:
 def bench_als(data: Path, repeats: int) -> None:
     from implicit.als import AlternatingLeastSquares
 
-    from recommndr.data.interactions import US_PER_DAY, build_interactions, load_catalog, load_events
+    from recommndr.data.interactions import US_PER_DAY, build_interactions, load_catalogue, load_events
     from recommndr.params import TrainConfig
     from recommndr.retrieval.als import confidence_matrix, fit_als_matrix
 
     cfg = TrainConfig()
-    catalog, events = load_catalog(data), load_events(data)
+    catalogue, events = load_catalogue(data), load_events(data)
     cut = int(events["ts_us"].max()) + 1 - cfg.holdout_days * US_PER_DAY
-    inter = build_interactions(catalog, events, cut)
+    inter = build_interactions(catalogue, events, cut)
     t0 = time.perf_counter()
     conf = confidence_matrix(inter, cfg.weights, cfg.als)
     build = time.perf_counter() - t0
@@ -76,7 +76,7 @@ def bench_als(data: Path, repeats: int) -> None:
                 m.fit(conf, show_progress=False)
                 bare.append(time.perf_counter() - t0)
     mo, mb = statistics.median(ours), statistics.median(bare)
-    print(f"\n## ALS fit ({inter.n_users:,} users x {catalog.n_items:,} items, {conf.nnz:,} non-zeros, "
+    print(f"\n## ALS fit ({inter.n_users:,} users x {catalogue.n_items:,} items, {conf.nnz:,} non-zeros, "
           f"{cfg.als.factors} factors, {cfg.als.iterations} iterations; median of {repeats}, order alternated)")  # fmt: skip
     print(f"confidence matrix (event weights, decay, log1p) built once in {build:.1f} s")
     print(f"recommndr fit_als_matrix {mo:6.1f} s; bare implicit fit on the same matrix {mb:6.1f} s; "

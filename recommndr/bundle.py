@@ -5,14 +5,16 @@ the files, puts the components together and gives the manifest the entries it re
 A bundle folder holds (the file names and array keys are the format: bundles written by earlier
 versions load unchanged):
 
-- the components, written by :meth:`Bundle.save`: ``catalog.npz`` (``Catalog.save``; the category
+- the components, written by :meth:`Bundle.save`: ``catalog.npz`` (``Catalogue.save``; the category
   names are in the manifest's ``categories``), ``als.npz`` (``ALSRetriever.save``: the factors and
   the user id of each row), ``popularity.npz``, ``copurchase.npz``, ``exclusions.npz``,
   ``similar.npz``, ``features.npz`` and ``ranker.onnx`` (each by its class's ``save``), and
-  ``recent.npz`` (each known user's recent products, CSR; here);
+  ``recent.npz`` (each known user's recent products, CSR; here). ``catalog.npz`` keeps the name
+  it had before the code spelled it "catalogue": a new name would need a new manifest ``format``
+  and a reader of both, for nothing a reader can see;
 - beside them, written by training and held by no :class:`Bundle`: ``retrieval.onnx`` (the ALS
   index as ONNX, registered in MLflow), ``ranker.txt`` (LightGBM's own model file),
-  ``products.parquet`` (the storefront's products, read by ``serving/catalog.py``),
+  ``products.parquet`` (the storefront's products, read by ``serving/catalogue.py``),
   ``feature_importance.json`` and ``timings.json``.
 
 The manifest (``manifest.json``: the files with their SHA-256, the signature) belongs to
@@ -30,7 +32,7 @@ from typing import Any, ClassVar
 import numpy as np
 import numpy.typing as npt
 
-from recommndr.data.interactions import Catalog, positions
+from recommndr.data.interactions import Catalogue, positions
 from recommndr.errors import ArtifactError
 from recommndr.params import TrainConfig
 from recommndr.ranking.candidates import CandidateGenerator, Exclusions
@@ -42,7 +44,7 @@ from recommndr.similarity.copurchase import CoPurchase, CoPurchaseRetriever
 from recommndr.similarity.similar import SimilarItems
 
 I64 = npt.NDArray[np.int64]
-CATALOG = "catalog.npz"
+CATALOGUE = "catalog.npz"  # the name of the format's first version, kept (see above)
 ALS = "als.npz"
 POPULARITY = "popularity.npz"
 COPURCHASE = "copurchase.npz"
@@ -60,13 +62,13 @@ class Bundle:
 
     # the files :meth:`save` writes (training adds the others of ``BUNDLE_FILES``)
     FILES: ClassVar[frozenset[str]] = frozenset(
-        {CATALOG, ALS, POPULARITY, COPURCHASE, EXCLUSIONS, RECENT, SIMILAR, FEATURES_FILE, RANKER}
+        {CATALOGUE, ALS, POPULARITY, COPURCHASE, EXCLUSIONS, RECENT, SIMILAR, FEATURES_FILE, RANKER}
     )
     # what the popularity fallback reads (:meth:`load_popularity`)
-    POPULARITY_FILES: ClassVar[tuple[str, ...]] = (CATALOG, POPULARITY)
+    POPULARITY_FILES: ClassVar[tuple[str, ...]] = (CATALOGUE, POPULARITY)
 
     config: TrainConfig
-    catalog: Catalog
+    catalogue: Catalogue
     user_ids: I64
     recent_indptr: I64
     recent_items: I64
@@ -97,7 +99,7 @@ class Bundle:
         :meth:`load` reads back (parameters, category names) and the ranker's inputs and sizes."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        self.catalog.save(folder / CATALOG)
+        self.catalogue.save(folder / CATALOGUE)
         self.als.save(folder / ALS, self.user_ids)
         self.popularity.save(folder / POPULARITY)
         self.copurchase.save(folder / COPURCHASE)
@@ -108,10 +110,10 @@ class Bundle:
         self.ranker.save(folder / RANKER)
         return {
             "config": self.config.model_dump(),
-            "categories": self.catalog.category_names(),
+            "categories": self.catalogue.category_names(),
             "features": list(FEATURES),
             "users": int(self.user_ids.shape[0]),
-            "items": self.catalog.n_items,
+            "items": self.catalogue.n_items,
         }
 
     @classmethod
@@ -120,24 +122,24 @@ class Bundle:
         folder = Path(folder)
         try:
             cfg = TrainConfig.model_validate(manifest["config"])
-            catalog = Catalog.load(folder / CATALOG, manifest["categories"])
+            catalogue = Catalogue.load(folder / CATALOGUE, manifest["categories"])
             als, user_ids = ALSRetriever.load(folder / ALS)
-            pop = PopularityRetriever.load(folder / POPULARITY, catalog)
+            pop = PopularityRetriever.load(folder / POPULARITY, catalogue)
             with np.load(folder / RECENT) as z:
                 rec_ptr, rec_items = z["indptr"], z["items"]
             return cls(
                 config=cfg,
-                catalog=catalog,
+                catalogue=catalogue,
                 user_ids=user_ids,
                 recent_indptr=rec_ptr,
                 recent_items=rec_items,
                 als=als,
                 popularity=pop,
                 copurchase=CoPurchase.load(folder / COPURCHASE),
-                exclusions=Exclusions.load(folder / EXCLUSIONS, catalog.n_items),
+                exclusions=Exclusions.load(folder / EXCLUSIONS, catalogue.n_items),
                 features=FeatureTables.load(folder / FEATURES_FILE),
                 ranker=OnnxRanker.load(folder / RANKER, threads=ranker_threads),
-                similar=SimilarItems.load(folder / SIMILAR, catalog, als.item_known, pop.pop),
+                similar=SimilarItems.load(folder / SIMILAR, catalogue, als.item_known, pop.pop),
                 manifest=manifest,
             )
         except (KeyError, ValueError, IndexError) as exc:  # a bundle from another format version
@@ -147,8 +149,8 @@ class Bundle:
             ) from exc
 
     @staticmethod
-    def load_popularity(folder: Path, manifest: dict[str, Any]) -> tuple[Catalog, PopularityRetriever]:
+    def load_popularity(folder: Path, manifest: dict[str, Any]) -> tuple[Catalogue, PopularityRetriever]:
         """Only the catalogue and popularity (:attr:`POPULARITY_FILES`): the fallback that serves
         when the other components cannot be loaded."""
-        catalog = Catalog.load(Path(folder) / CATALOG, manifest["categories"])
-        return catalog, PopularityRetriever.load(Path(folder) / POPULARITY, catalog)
+        catalogue = Catalogue.load(Path(folder) / CATALOGUE, manifest["categories"])
+        return catalogue, PopularityRetriever.load(Path(folder) / POPULARITY, catalogue)

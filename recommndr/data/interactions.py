@@ -31,7 +31,7 @@ def positions(sorted_ids: I64, ids: I64) -> I64:
 
 
 @dataclass
-class Catalog:
+class Catalogue:
     item_ids: I64  # sorted
     l1: I32
     l2: I32
@@ -60,7 +60,7 @@ class Catalog:
                  created_us=self.created_us)  # fmt: skip
 
     @classmethod
-    def load(cls, path: Path, names: dict[str, list[str]]) -> Catalog:
+    def load(cls, path: Path, names: dict[str, list[str]]) -> Catalogue:
         """What :meth:`save` wrote, with the category names of :meth:`category_names`."""
         with np.load(path) as z:
             return cls(
@@ -74,7 +74,7 @@ class Catalog:
 class Interactions:
     """Events up to ``cutoff_us`` (exclusive), sorted by time."""
 
-    catalog: Catalog
+    catalogue: Catalogue
     cutoff_us: int
     user_ids: I64  # sorted; dense user index = position
     user: I32
@@ -101,14 +101,14 @@ def _codes(col: pl.Series) -> tuple[I32, list[str]]:
     return np.array([lookup[v] for v in col.fill_null("").to_list()], dtype=np.int32), names
 
 
-def load_catalog(root: Path) -> Catalog:
+def load_catalogue(root: Path) -> Catalogue:
     df = pl.from_arrow(read_table(root, "products"))
     assert isinstance(df, pl.DataFrame)
     df = df.sort("item_id")
     l1, l1n = _codes(df["category_l1"])
     l2, l2n = _codes(df["category_l1"] + " > " + df["category_l2"])
     l3, l3n = _codes(df["category_l1"] + " > " + df["category_l2"] + " > " + df["category_l3"])
-    return Catalog(
+    return Catalogue(
         item_ids=df["item_id"].to_numpy().astype(np.int64),
         l1=l1,
         l2=l2,
@@ -137,18 +137,18 @@ def load_events(root: Path) -> pl.DataFrame:
 
 
 def build_interactions(
-    catalog: Catalog, events: pl.DataFrame, cutoff_us: int, start_us: int | None = None
+    catalogue: Catalogue, events: pl.DataFrame, cutoff_us: int, start_us: int | None = None
 ) -> Interactions:
     """The events in ``[start_us, cutoff_us)`` about known products, in dense form."""
     ev = events.filter(pl.col("ts_us") < cutoff_us)
     if start_us is not None:
         ev = ev.filter(pl.col("ts_us") >= start_us)
-    item = catalog.index_of(ev["item_id"].to_numpy())
+    item = catalogue.index_of(ev["item_id"].to_numpy())
     keep = item >= 0
     users = ev["user_id"].to_numpy()[keep]
     user_ids, user = np.unique(users, return_inverse=True)
     return Interactions(
-        catalog=catalog,
+        catalogue=catalogue,
         cutoff_us=int(cutoff_us),
         user_ids=user_ids.astype(np.int64),
         user=user.astype(np.int32),

@@ -32,7 +32,7 @@ def targets_after(
     ev = events.filter(pl.col("ts_us") >= cutoff_us)
     if end_us is not None:
         ev = ev.filter(pl.col("ts_us") < end_us)
-    item = bundle.catalog.index_of(ev["item_id"].to_numpy())
+    item = bundle.catalogue.index_of(ev["item_id"].to_numpy())
     ev = ev.with_columns(pl.Series("item", item)).filter(pl.col("item") >= 0)
     return ev.group_by("user_id", "item").agg((pl.col("etype").max() + 1).alias("gain"))
 
@@ -100,7 +100,7 @@ def evaluate(
                 cold_item_rows.append(user_metrics(ranked, cold_t, KS))
             recommended.update(int(i) for i in ranked[:10])
         overall = mean_metrics(rows)
-        overall["coverage@10"] = len(recommended) / bundle.catalog.n_items
+        overall["coverage@10"] = len(recommended) / bundle.catalogue.n_items
         result[name] = overall | {
             "cold_users": mean_metrics(cold_rows) | {"n_users": len(cold_rows)},
             "cold_items": {

@@ -50,7 +50,7 @@ class Exclusions:
 
     @classmethod
     def fit(cls, inter: Interactions) -> Exclusions:
-        cat = inter.catalog
+        cat = inter.catalogue
         buy = inter.etype == 2
         u, i = inter.user[buy].astype(np.int64), inter.item[buy].astype(np.int64)
         key = u * cat.n_items + i

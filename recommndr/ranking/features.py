@@ -144,7 +144,7 @@ def _lookup(keys: I64, values: npt.NDArray[np.generic], q: I64, default: float) 
 def build_feature_tables(
     inter: Interactions, popularity_now: F32, repeatable_l3: npt.NDArray[np.bool_]
 ) -> FeatureTables:
-    cat = inter.catalog
+    cat = inter.catalogue
     n_items, n_users = cat.n_items, inter.n_users
     age = inter.age_days()
     items = inter.item.astype(np.int64)

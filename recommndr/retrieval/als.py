@@ -35,7 +35,7 @@ def confidence_matrix(inter: Interactions, weights: EventWeights, cfg: ALSConfig
     """users x items confidence: alpha * log1p(sum of type- and age-weighted events)."""
     w = event_weights(inter, weights, cfg.half_life_days)
     m = sp.csr_matrix(
-        (w, (inter.user, inter.item)), shape=(inter.n_users, inter.catalog.n_items), dtype=np.float32
+        (w, (inter.user, inter.item)), shape=(inter.n_users, inter.catalogue.n_items), dtype=np.float32
     )
     m.sum_duplicates()
     m.data = (cfg.alpha * np.log1p(m.data)).astype(np.float32)
@@ -106,7 +106,7 @@ class ALSRetriever(Retriever):
     @classmethod
     def fit(cls, inter: Interactions, weights: EventWeights, cfg: ALSConfig, seed: int) -> ALSRetriever:
         users, items = fit_als(inter, weights, cfg, seed)
-        known = np.zeros(inter.catalog.n_items, dtype=bool)
+        known = np.zeros(inter.catalogue.n_items, dtype=bool)
         known[np.unique(inter.item)] = True
         return cls(users, items, known, cfg.regularization)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from recommndr.data.interactions import Catalog, Interactions
+from recommndr.data.interactions import Catalogue, Interactions
 from recommndr.params import EventWeights, PopularityConfig
 from recommndr.retrieval.base import F32, I64, Query, Retriever
 from recommndr.retrieval.weights import event_weights
@@ -43,42 +43,42 @@ class PopularityRetriever(Retriever):
     name = "popularity"
 
     def __init__(
-        self, catalog: Catalog, pop: F32, new_arrival: npt.NDArray[np.bool_], per_category: int
+        self, catalogue: Catalogue, pop: F32, new_arrival: npt.NDArray[np.bool_], per_category: int
     ) -> None:
-        self.catalog = catalog
+        self.catalogue = catalogue
         self.pop = pop
         self.new_arrival = new_arrival
         self.per_category = per_category
         self._pop_max = float(pop.max()) if pop.size else 1.0
         self._pop_max = self._pop_max or 1.0
         self._local = threading.local()  # per-thread scratch (candidates())
-        n_l1, n_l2 = len(catalog.l1_names), len(catalog.l2_names)
+        n_l1, n_l2 = len(catalogue.l1_names), len(catalogue.l2_names)
         self.global_top = self.top_k(pop, max(per_category * 5, 500))[0]
-        self.l1_ptr, self.l1_top = grouped_top(catalog.l1, pop, n_l1, per_category)
-        self.l2_ptr, self.l2_top = grouped_top(catalog.l2, pop, n_l2, per_category)
+        self.l1_ptr, self.l1_top = grouped_top(catalogue.l1, pop, n_l1, per_category)
+        self.l2_ptr, self.l2_top = grouped_top(catalogue.l2, pop, n_l2, per_category)
         fresh_score = np.where(
-            new_arrival, pop + 1e-6 * (catalog.created_us - catalog.created_us.min()) / US_PER_DAY, -1
+            new_arrival, pop + 1e-6 * (catalogue.created_us - catalogue.created_us.min()) / US_PER_DAY, -1
         )
-        self.new_ptr, self.new_top = grouped_top(catalog.l2, fresh_score.astype(np.float32), n_l2, 20)
+        self.new_ptr, self.new_top = grouped_top(catalogue.l2, fresh_score.astype(np.float32), n_l2, 20)
         nz = self.new_top[new_arrival[self.new_top]]
         self.new_top_mask = np.isin(self.new_top, nz)
 
     @classmethod
     def fit(cls, inter: Interactions, weights: EventWeights, cfg: PopularityConfig) -> PopularityRetriever:
         w = event_weights(inter, weights, cfg.half_life_days)
-        pop = np.bincount(inter.item, weights=w, minlength=inter.catalog.n_items).astype(np.float32)
-        age_days = (inter.cutoff_us - inter.catalog.created_us) / US_PER_DAY
+        pop = np.bincount(inter.item, weights=w, minlength=inter.catalogue.n_items).astype(np.float32)
+        age_days = (inter.cutoff_us - inter.catalogue.created_us) / US_PER_DAY
         new = (age_days >= 0) & (age_days <= cfg.new_arrival_days)
-        return cls(inter.catalog, pop, new, cfg.per_category)
+        return cls(inter.catalogue, pop, new, cfg.per_category)
 
     def save(self, path: Path) -> None:
         """The fitted scores to ``path`` (.npz); the lists above are recomputed on load."""
         np.savez(path, pop=self.pop, new_arrival=self.new_arrival, per_category=self.per_category)
 
     @classmethod
-    def load(cls, path: Path, catalog: Catalog) -> PopularityRetriever:
+    def load(cls, path: Path, catalogue: Catalogue) -> PopularityRetriever:
         with np.load(path) as z:
-            return cls(catalog, z["pop"], z["new_arrival"], int(z["per_category"]))
+            return cls(catalogue, z["pop"], z["new_arrival"], int(z["per_category"]))
 
     def _seen(self) -> npt.NDArray[np.bool_]:
         seen: npt.NDArray[np.bool_] | None = getattr(self._local, "seen", None)
@@ -90,20 +90,20 @@ class PopularityRetriever(Retriever):
     def affinity(self, recent: I64) -> tuple[F32, F32]:
         """Shares of the user's recent products (most recent weigh most) per top-level and
         second-level category, as dense vectors (all zero for no history)."""
-        n1, n2 = len(self.catalog.l1_names), len(self.catalog.l2_names)
+        n1, n2 = len(self.catalogue.l1_names), len(self.catalogue.l2_names)
         if recent.size == 0:
             return np.zeros(n1, np.float32), np.zeros(n2, np.float32)
         w = 0.85 ** np.arange(recent.size)
         w = w / w.sum()
-        a1 = np.bincount(self.catalog.l1[recent], weights=w, minlength=n1).astype(np.float32)
-        a2 = np.bincount(self.catalog.l2[recent], weights=w, minlength=n2).astype(np.float32)
+        a1 = np.bincount(self.catalogue.l1[recent], weights=w, minlength=n1).astype(np.float32)
+        a2 = np.bincount(self.catalogue.l2[recent], weights=w, minlength=n2).astype(np.float32)
         return a1, a2
 
     def score_items(self, items: I64, a1: F32, a2: F32) -> F32:
         base = self.pop[items] / self._pop_max
         if not a1.any():
             return base.astype(np.float32)
-        return (base * (0.05 + a2[self.catalog.l2[items]] + 0.3 * a1[self.catalog.l1[items]])).astype(
+        return (base * (0.05 + a2[self.catalogue.l2[items]] + 0.3 * a1[self.catalogue.l1[items]])).astype(
             np.float32
         )
 

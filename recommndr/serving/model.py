@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from recommndr.bundle import Bundle
-from recommndr.data.interactions import Catalog
+from recommndr.data.interactions import Catalogue
 from recommndr.errors import ArtifactError, RecommndrError
 from recommndr.features.online import UserRealtime
 from recommndr.loading import load_bundle
@@ -22,7 +22,7 @@ from recommndr.ranking.features import FEATURES, compute_features
 from recommndr.registry.artifacts import read_manifest
 from recommndr.retrieval.base import Query
 from recommndr.retrieval.popularity import PopularityRetriever
-from recommndr.serving.catalog import ProductCatalog
+from recommndr.serving.catalogue import ProductCatalogue
 
 log = logging.getLogger(__name__)
 TREND_COL = FEATURES.index("item_trend")
@@ -52,16 +52,16 @@ class ServingModel:
     def __init__(
         self,
         bundle: Bundle | None,
-        catalog: ProductCatalog,
+        catalogue: ProductCatalogue,
         version: str,
-        cat: Catalog,
+        cat: Catalogue,
         pop: PopularityRetriever,
         manifest: dict[str, Any],
         fallback: str | None = None,
     ) -> None:
         self.bundle = bundle
         self.manifest = manifest
-        self.catalog = catalog
+        self.catalogue = catalogue
         self.version = version
         self.cat = cat
         self.pop = pop
@@ -94,12 +94,12 @@ class ServingModel:
     @classmethod
     def _load_full(cls, artifacts: Path) -> ServingModel:
         bundle = load_bundle(artifacts)
-        catalog = ProductCatalog.load(artifacts)
-        if not np.array_equal(catalog.item_ids, bundle.catalog.item_ids):
+        catalogue = ProductCatalogue.load(artifacts)
+        if not np.array_equal(catalogue.item_ids, bundle.catalogue.item_ids):
             raise ArtifactError(f"{artifacts}: products.parquet does not match the model's catalogue")
         bundle.als.use_index()
         version = cls._version(bundle.manifest)
-        return cls(bundle, catalog, version, bundle.catalog, bundle.popularity, bundle.manifest)
+        return cls(bundle, catalogue, version, bundle.catalogue, bundle.popularity, bundle.manifest)
 
     @classmethod
     def _load_popularity(cls, artifacts: Path, why: str) -> ServingModel:
@@ -108,9 +108,9 @@ class ServingModel:
             cat, pop = Bundle.load_popularity(artifacts, manifest)
         except (KeyError, ValueError, OSError) as exc:
             raise ArtifactError(f"{why}; the popularity fallback cannot load either: {exc}") from exc
-        catalog = ProductCatalog.load(artifacts)
+        catalogue = ProductCatalogue.load(artifacts)
         log.error("serving popularity only: %s", why)
-        return cls(None, catalog, cls._version(manifest), cat, pop, manifest, fallback=why)
+        return cls(None, catalogue, cls._version(manifest), cat, pop, manifest, fallback=why)
 
     def _full(self) -> Bundle:
         if self.bundle is None:
@@ -123,7 +123,7 @@ class ServingModel:
         if self.bundle is None:
             return
         self.recommend(int(self.bundle.user_ids[0]) if self.bundle.user_ids.size else -1, 10)
-        self.recommend(-1, 10, online=UserRealtime([int(self.catalog.item_ids[0])], [], 0, 1))
+        self.recommend(-1, 10, online=UserRealtime([int(self.catalogue.item_ids[0])], [], 0, 1))
         self.similar(0, 5)
         self.bundle.copurchase.pair_scores(np.zeros(1, np.int64), np.zeros(1, np.int64))
 
@@ -136,12 +136,12 @@ class ServingModel:
         exclude = np.zeros(0, np.int64)
         if online is not None and (online.recent_items or online.purchased_items):
             # what the shopper did since the cut-off comes first; unknown product ids are ignored
-            live = self.catalog.positions(online.recent_items)
+            live = self.catalogue.positions(online.recent_items)
             recent = np.concatenate([live, recent])
             _, first = np.unique(recent, return_index=True)
             recent = recent[np.sort(first)][:RECENT]
-            bought = self.catalog.positions(online.purchased_items)
-            exclude = bought[~b.exclusions.repeatable_l3[b.catalog.l3[bought]]]  # durables only
+            bought = self.catalogue.positions(online.purchased_items)
+            exclude = bought[~b.exclusions.repeatable_l3[b.catalogue.l3[bought]]]  # durables only
         return Query(u, recent, exclude)
 
     def recommend(
@@ -149,7 +149,7 @@ class ServingModel:
     ) -> tuple[list[Recommendation], bool, str | None]:
         """Top ``k`` for a user (with the online features, if any), whether it was the cold-start
         path, and what degraded (None when nothing did)."""
-        mask = self.catalog.category_mask(category) if category else None
+        mask = self.catalogue.category_mask(category) if category else None
         if self.bundle is None or self.generator is None:
             return self.popular_recs(k, mask), True, "model_unavailable"
         q = self._query(self.bundle, user_id, online)
@@ -173,14 +173,14 @@ class ServingModel:
         order = np.argsort(-scores, kind="stable")[:k]
         top = items[order]
         reasons = self._reasons(q, top, cand.sources[keep][order], X[order, TREND_COL])
-        ids = self.catalog.item_ids[top].tolist()
+        ids = self.catalogue.item_ids[top].tolist()
         recs = [Recommendation(i, s, r) for i, s, r in zip(ids, scores[order].tolist(), reasons, strict=True)]
         return recs, False, degraded
 
     def _reasons(self, q: Query, items: np.ndarray, sources: np.ndarray, trend: np.ndarray) -> list[str]:
         """Why each item is shown, for all of them at once: a co-purchase with a recent product,
         trending, the same leaf category as a recent product, the same top-level one, or popular."""
-        cat = self._full().catalog
+        cat = self._full().catalogue
         recent = q.recent_items
         n = items.shape[0]
         out: list[str | None] = [None] * n
@@ -196,7 +196,7 @@ class ServingModel:
                     cop.tolist(), best.tolist(), pair[np.arange(cop.size), best], strict=True
                 ):
                     if score > 0:
-                        out[c] = f"bought together with {self.catalog.product(int(recent[bi]))['title']}"
+                        out[c] = f"bought together with {self.catalogue.product(int(recent[bi]))['title']}"
             same3 = cat.l3[items][:, None] == cat.l3[recent][None, :]
             first3, has3 = same3.argmax(axis=1), same3.any(axis=1)
             has1 = (cat.l1[items][:, None] == cat.l1[recent][None, :]).any(axis=1)
@@ -207,7 +207,7 @@ class ServingModel:
             if trending[j]:
                 out[j] = "trending"
             elif recent.size and has3[j]:
-                out[j] = f"because you viewed {self.catalog.product(int(recent[first3[j]]))['title']}"
+                out[j] = f"because you viewed {self.catalogue.product(int(recent[first3[j]]))['title']}"
             elif recent.size and has1[j]:
                 out[j] = f"more in {cat.l1_names[cat.l1[items[j]]]}"
             else:
@@ -219,7 +219,7 @@ class ServingModel:
         items, scores = self.popular(k, mask)
         names = self.cat.l1_names
         return [
-            Recommendation(int(self.catalog.item_ids[i]), float(s), f"popular in {names[self.cat.l1[i]]}")
+            Recommendation(int(self.catalogue.item_ids[i]), float(s), f"popular in {names[self.cat.l1[i]]}")
             for i, s in zip(items, scores, strict=True)
         ]
 
@@ -264,12 +264,12 @@ class ServingModel:
         seen: set[int] = set()
         for u in order:
             recent = b.recent_items[b.recent_indptr[u] : b.recent_indptr[u + 1]]
-            fav = int(np.bincount(b.catalog.l1[recent]).argmax())
+            fav = int(np.bincount(b.catalogue.l1[recent]).argmax())
             if fav in seen:
                 continue
             seen.add(fav)
             picked.append({"user_id": int(b.user_ids[u]), "events": int(events[u]),
-                           "favourite_category": str(b.catalog.l1_names[fav])})  # fmt: skip
+                           "favourite_category": str(b.catalogue.l1_names[fav])})  # fmt: skip
             if len(picked) == n:
                 break
         return picked
@@ -279,14 +279,14 @@ class ServingModel:
         items, scores, source = self._full().similar.similar(idx, k)
         reason = "similar shoppers liked it" if source == "als" else "same category"
         return [
-            Recommendation(int(self.catalog.item_ids[i]), float(s), reason)
+            Recommendation(int(self.catalogue.item_ids[i]), float(s), reason)
             for i, s in zip(items, scores, strict=True)
         ]
 
     def frequently_bought_together(self, idx: int, k: int) -> list[Recommendation]:
         items, scores = self._full().copurchase.neighbours(idx, k)
         return [
-            Recommendation(int(self.catalog.item_ids[i]), float(s), "frequently bought together")
+            Recommendation(int(self.catalogue.item_ids[i]), float(s), "frequently bought together")
             for i, s in zip(items, scores, strict=True)
         ]
 

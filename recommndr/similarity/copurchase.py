@@ -66,7 +66,7 @@ class CoPurchase:
 
 
 def fit_copurchase(inter: Interactions, cfg: CopurchaseConfig) -> CoPurchase:
-    n_items = inter.catalog.n_items
+    n_items = inter.catalogue.n_items
     has_carts = bool((inter.etype >= 1).any())
     mask = inter.etype >= 1 if has_carts else np.ones(inter.etype.shape[0], dtype=bool)
     baskets = (

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from recommndr.data.interactions import Catalog
+from recommndr.data.interactions import Catalogue
 from recommndr.retrieval.base import F32, I64, Retriever
 from recommndr.retrieval.popularity import grouped_top
 
@@ -45,24 +45,26 @@ def similar_table(
 
 
 class SimilarItems:
-    def __init__(self, catalog: Catalog, nbr: I64, sim: F32, known: npt.NDArray[np.bool_], pop: F32) -> None:
-        self.catalog = catalog
+    def __init__(
+        self, catalogue: Catalogue, nbr: I64, sim: F32, known: npt.NDArray[np.bool_], pop: F32
+    ) -> None:
+        self.catalogue = catalogue
         self.nbr = nbr
         self.sim = sim
         self.known = known
         self.pop = pop
-        self.l3_ptr, self.l3_top = grouped_top(catalog.l3, pop, len(catalog.l3_names), 100)
+        self.l3_ptr, self.l3_top = grouped_top(catalogue.l3, pop, len(catalogue.l3_names), 100)
 
     def save(self, path: Path) -> None:
         """The neighbour table to ``path`` (.npz); the fallback's inputs belong to other components."""
         np.savez(path, nbr=self.nbr, sim=self.sim)
 
     @classmethod
-    def load(cls, path: Path, catalog: Catalog, known: npt.NDArray[np.bool_], pop: F32) -> SimilarItems:
+    def load(cls, path: Path, catalogue: Catalogue, known: npt.NDArray[np.bool_], pop: F32) -> SimilarItems:
         """The table :meth:`save` wrote; ``known`` (ALS's products) and ``pop`` (current popularity)
         come from the retrievers of the same bundle."""
         with np.load(path) as z:
-            return cls(catalog, z["nbr"], z["sim"], known, pop)
+            return cls(catalogue, z["nbr"], z["sim"], known, pop)
 
     def similar(self, item: int, k: int) -> tuple[I64, F32, str]:
         """``k`` products like ``item`` and where they came from ('als' or 'category')."""
@@ -71,7 +73,7 @@ class SimilarItems:
             ok = (row >= 0) & np.isfinite(self.sim[item])
             if ok.sum() >= k:
                 return row[ok][:k], self.sim[item][ok][:k], "als"
-        c = int(self.catalog.l3[item])
+        c = int(self.catalogue.l3[item])
         items = self.l3_top[self.l3_ptr[c] : self.l3_ptr[c + 1]]
         items = items[items != item]
         top, scores = Retriever.top_k(self.pop[items], k, items)

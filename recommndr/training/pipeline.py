@@ -25,10 +25,10 @@ import polars as pl
 from recommndr.bundle import Bundle
 from recommndr.data.interactions import (
     US_PER_DAY,
-    Catalog,
+    Catalogue,
     Interactions,
     build_interactions,
-    load_catalog,
+    load_catalogue,
     load_events,
 )
 from recommndr.data.schema import conform, read_table, write_table
@@ -86,10 +86,15 @@ class Stage:
 
 
 def fit_stage(
-    catalog: Catalog, events: pl.DataFrame, cutoff: int, cfg: TrainConfig, timings: dict[str, float], tag: str
+    catalogue: Catalogue,
+    events: pl.DataFrame,
+    cutoff: int,
+    cfg: TrainConfig,
+    timings: dict[str, float],
+    tag: str,
 ) -> tuple[Stage, Any]:
     with _timed(timings, f"{tag}: interactions"):
-        inter = build_interactions(catalog, events, cutoff)
+        inter = build_interactions(catalogue, events, cutoff)
         if inter.n_users == 0:
             raise UserInputError("no events before the training cut-off: the dataset is too short")
     with _timed(timings, f"{tag}: ALS"):
@@ -114,7 +119,7 @@ def ranker_training_set(stage: Stage, tables: Any, labels: pl.DataFrame, cfg: Tr
         users = np.sort(rng.choice(users, cfg.ranker.max_train_users, replace=False))
     uidx = stage.inter.user_index(users)
     queries = queries_for(uidx, *stage.recent)
-    n_items = stage.inter.catalog.n_items
+    n_items = stage.inter.catalogue.n_items
     lab = labels.filter(pl.col("user_id").is_in(users.tolist()))
     row_of = {int(u): j for j, u in enumerate(users)}
     lab_keys = (
@@ -163,7 +168,7 @@ def train(
     timings: dict[str, float] = {}
     t_start = time.perf_counter()
     with _timed(timings, "load data"):
-        catalog = load_catalog(data)
+        catalogue = load_catalogue(data)
         events = load_events(data)
         if events.height == 0:
             raise UserInputError(f"{data} has no events")
@@ -177,9 +182,9 @@ def train(
             f"{cfg.label_days} label days and {cfg.holdout_days} hold-out days"
         )
 
-    stage_a, (_, _, tables_a) = fit_stage(catalog, events, label_cut, cfg, timings, "A (ranker data)")
+    stage_a, (_, _, tables_a) = fit_stage(catalogue, events, label_cut, cfg, timings, "A (ranker data)")
     window = events.filter((pl.col("ts_us") >= label_cut) & (pl.col("ts_us") < holdout_cut))
-    window = window.with_columns(pl.Series("item", catalog.index_of(window["item_id"].to_numpy()))).filter(
+    window = window.with_columns(pl.Series("item", catalogue.index_of(window["item_id"].to_numpy()))).filter(
         pl.col("item") >= 0
     )
     labels = window.group_by("user_id", "item").agg((pl.col("etype").max() + 1).alias("gain"))
@@ -195,7 +200,7 @@ def train(
         parity = check_parity(model, ranker_onnx, sample)
     del stage_a, tables_a
 
-    stage_b, (cop, excl, tables_b) = fit_stage(catalog, events, holdout_cut, cfg, timings, "B (served)")
+    stage_b, (cop, excl, tables_b) = fit_stage(catalogue, events, holdout_cut, cfg, timings, "B (served)")
     with _timed(timings, "similar items"):
         nbr, sim = similar_table(stage_b.als.item_factors, stage_b.als.item_known, cfg.similar_items)
     with _timed(timings, "write artifacts"):
@@ -206,7 +211,7 @@ def train(
         pop = stage_b.popularity
         bundle = Bundle(
             config=cfg,
-            catalog=catalog,
+            catalogue=catalogue,
             user_ids=stage_b.inter.user_ids,
             recent_indptr=stage_b.recent[0],
             recent_items=stage_b.recent[1],
@@ -216,7 +221,7 @@ def train(
             exclusions=excl,
             features=tables_b,
             ranker=OnnxRanker(ranker_onnx),
-            similar=SimilarItems(catalog, nbr, sim, als.item_known, pop.pop),
+            similar=SimilarItems(catalogue, nbr, sim, als.item_known, pop.pop),
         )
         entries = bundle.save(out)
         # beside the components: exports and reports that no Bundle holds (see recommndr/bundle.py)

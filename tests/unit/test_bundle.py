@@ -48,9 +48,9 @@ def test_save_writes_the_same_format_that_load_reads(artifacts: Path, tmp_path: 
     assert entries == {k: original.manifest[k] for k in entries}
     again = Bundle.load(tmp_path, {**original.manifest, **entries})
     assert again.config == original.config
-    assert again.catalog.category_names() == original.catalog.category_names()
+    assert again.catalogue.category_names() == original.catalogue.category_names()
     for f in ("item_ids", "l1", "l2", "l3", "price", "created_us"):
-        np.testing.assert_array_equal(getattr(again.catalog, f), getattr(original.catalog, f))
+        np.testing.assert_array_equal(getattr(again.catalogue, f), getattr(original.catalogue, f))
     for a, b in [
         (again.user_ids, original.user_ids),
         (again.recent_indptr, original.recent_indptr),
@@ -68,7 +68,7 @@ def test_save_writes_the_same_format_that_load_reads(artifacts: Path, tmp_path: 
     X = np.random.default_rng(0).random((5, len(original.manifest["features"])), dtype=np.float32)
     np.testing.assert_array_equal(again.ranker.score(X), original.ranker.score(X))
     cat, pop = Bundle.load_popularity(tmp_path, original.manifest)
-    np.testing.assert_array_equal(cat.l3, original.catalog.l3)
+    np.testing.assert_array_equal(cat.l3, original.catalogue.l3)
     np.testing.assert_array_equal(pop.popular(10)[0], original.popularity.popular(10)[0])
 
 

@@ -36,20 +36,20 @@ async def products(
 ) -> Any:
     if ids is not None:
         wanted = [int(x) for x in ids.split(",")]  # the pattern admits 1-100 decimal ids only
-        found = [(i, m.catalog.index_of(i) if i <= INT64_MAX else -1) for i in wanted]
-        rows = [m.catalog.product(j) for _, j in found if j >= 0]
+        found = [(i, m.catalogue.index_of(i) if i <= INT64_MAX else -1) for i in wanted]
+        rows = [m.catalogue.product(j) for _, j in found if j >= 0]
         missing = [i for i, j in found if j < 0]
         return {"total": len(rows), "page": 1, "page_size": len(rows), "items": rows, "missing": missing}
     if min_price is not None and max_price is not None and min_price > max_price:
         return {"total": 0, "page": page, "page_size": page_size, "items": []}  # an empty range
-    total, rows = m.catalog.query(category, q, page, page_size, min_price, max_price)
+    total, rows = m.catalogue.query(category, q, page, page_size, min_price, max_price)
     return {"total": total, "page": page, "page_size": page_size, "items": rows}
 
 
 @router.get("/categories", responses=errors(503))
 async def categories(m: Champion) -> dict[str, Any]:
     """The category tree (levels 1 and 2) with product counts."""
-    return {"categories": m.catalog.categories()}
+    return {"categories": m.catalogue.categories()}
 
 
 @router.get("/shoppers", responses=errors(422, 503))
@@ -60,4 +60,4 @@ async def shoppers(m: Champion, n: Annotated[int, Query(ge=1, le=20)] = 6) -> di
 
 @router.get("/products/{item_id}", responses=errors(404, 422, 503))
 async def product(m: Champion, item_id: ItemId) -> dict[str, Any]:
-    return m.catalog.product(item_index(m, item_id))
+    return m.catalogue.product(item_index(m, item_id))

@@ -17,7 +17,7 @@ router = APIRouter(tags=["recommendations"])
 
 
 def item_index(m: ServingModel, item_id: int) -> int:
-    idx = m.catalog.index_of(item_id)
+    idx = m.catalogue.index_of(item_id)
     if idx < 0:
         raise NotFoundError(f"unknown item_id {item_id}")
     return idx
@@ -65,16 +65,16 @@ async def frequently_bought_together(m: Champion, item_id: ItemId, k: K = 5) -> 
 
 @router.get("/popular", response_model=CategoryListOut, responses=errors(422, 503))
 async def popular(m: Champion, k: K = 10, category: str | None = None) -> Any:
-    recs = m.popular_recs(k, m.catalog.category_mask(category) if category else None)
+    recs = m.popular_recs(k, m.catalogue.category_mask(category) if category else None)
     return json_response({"category": category, "model_version": m.version, "items": items_json(recs)})
 
 
 @router.get("/trending", response_model=CategoryListOut, responses=errors(422, 503))
 async def trending(m: Champion, k: K = 10, category: str | None = None) -> Any:
     """Products rising fastest: last week's daily events against the month's (at least 3 last week)."""
-    mask = m.catalog.category_mask(category) if category else None
+    mask = m.catalogue.category_mask(category) if category else None
     items, scores = m.trending(k, mask)
     return json_response({"category": category, "model_version": m.version, "items": [
-        {"item_id": int(m.catalog.item_ids[i]), "score": round(float(s), 6), "reason": "trending"}
+        {"item_id": int(m.catalogue.item_ids[i]), "score": round(float(s), 6), "reason": "trending"}
         for i, s in zip(items, scores, strict=True)
     ]})  # fmt: skip

@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from recommndr.data.interactions import Interactions, build_interactions, load_catalog, load_events
+from recommndr.data.interactions import Interactions, build_interactions, load_catalogue, load_events
 from recommndr.data.schema import write_dataset
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
@@ -113,10 +113,10 @@ def world_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def world_inter(world_dir: Path) -> Interactions:
-    catalog = load_catalog(world_dir)
+    catalogue = load_catalogue(world_dir)
     events = load_events(world_dir)
     end = int(events["ts_us"].max()) + 1
-    return build_interactions(catalog, events, end)
+    return build_interactions(catalogue, events, end)
 
 
 @pytest.fixture(scope="session")
@@ -129,6 +129,6 @@ def plain_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def plain_inter(plain_dir: Path) -> Interactions:
     root = plain_dir
-    catalog = load_catalog(root)
+    catalogue = load_catalogue(root)
     events = load_events(root)
-    return build_interactions(catalog, events, int(events["ts_us"].max()) + 1)
+    return build_interactions(catalogue, events, int(events["ts_us"].max()) + 1)

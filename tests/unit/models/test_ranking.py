@@ -80,11 +80,11 @@ def test_nan_factors_fail_before_anything_is_published(
 def test_features_are_the_same_in_batch_and_one_by_one(world_inter: Interactions, tmp_path) -> None:  # type: ignore[no-untyped-def]
     cfg = TrainConfig()
     pop = PopularityRetriever.fit(world_inter, cfg.weights, cfg.popularity)
-    tables = build_feature_tables(world_inter, pop.pop, np.zeros(len(world_inter.catalog.l3_names), bool))
+    tables = build_feature_tables(world_inter, pop.pop, np.zeros(len(world_inter.catalogue.l3_names), bool))
     rng = np.random.default_rng(0)
     n = 400
     user = rng.integers(-1, world_inter.n_users, n)
-    item = rng.integers(0, world_inter.catalog.n_items, n)
+    item = rng.integers(0, world_inter.catalogue.n_items, n)
     sig = [rng.random(n).astype(np.float32) for _ in range(4)]
     src = rng.integers(0, 8, n).astype(np.uint8)
     batch = compute_features(tables, user, item, *sig, src)

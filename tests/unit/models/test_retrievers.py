@@ -39,7 +39,7 @@ class RetrieverContract:
             assert items.shape == scores.shape
             assert items.shape[0] <= k
             assert np.unique(items).shape[0] == items.shape[0]
-            assert ((items >= 0) & (items < world_inter.catalog.n_items)).all()
+            assert ((items >= 0) & (items < world_inter.catalogue.n_items)).all()
             assert (np.diff(scores) <= 1e-6).all()
         again = retriever.retrieve(qs, k)
         assert all(np.array_equal(a[0], b[0]) for a, b in zip(out, again, strict=True))
@@ -55,7 +55,7 @@ class TestALS(RetrieverContract):
 
     def test_loyal_user_gets_their_category(self, plain_inter: Interactions) -> None:
         als = ALSRetriever.fit(plain_inter, CFG.weights, CFG.als.model_copy(update={"factors": 16}), seed=1)
-        cat = plain_inter.catalog
+        cat = plain_inter.catalogue
         for user_id, want in ((5, 0), (6, 1), (7, 2), (8, 3)):  # user u only touches category (u - 1) % 4
             u = int(plain_inter.user_index(np.array([user_id]))[0])
             items, _ = als.retrieve([Query(u)], 10)[0]
@@ -64,7 +64,7 @@ class TestALS(RetrieverContract):
     def test_new_user_is_folded_in_from_recent_products(
         self, retriever: ALSRetriever, world_inter: Interactions
     ) -> None:
-        cat = world_inter.catalog
+        cat = world_inter.catalogue
         garden = cat.index_of(np.array([101, 102, 103]))
         items, _ = retriever.retrieve([Query(-1, garden)], 10)[0]
         assert (cat.l1[items[:5]] == cat.l1[garden[0]]).all()
@@ -78,7 +78,7 @@ class TestPopularity(RetrieverContract):
     def test_new_user_gets_popular_items_of_the_category_viewed(
         self, retriever: PopularityRetriever, world_inter: Interactions
     ) -> None:
-        cat = world_inter.catalog
+        cat = world_inter.catalogue
         viewed = cat.index_of(np.array([205]))  # one Toys product
         items, _ = retriever.retrieve([Query(-1, viewed)], 10)[0]
         assert (cat.l1[items[:8]] == cat.l1[viewed[0]]).all()
@@ -93,7 +93,7 @@ class TestPopularity(RetrieverContract):
     def test_new_product_surfaces_through_recent_popularity(
         self, retriever: PopularityRetriever, world_inter: Interactions
     ) -> None:
-        cat = world_inter.catalog
+        cat = world_inter.catalogue
         new = int(cat.index_of(np.array([999]))[0])
         assert retriever.new_arrival[new]
         books = cat.index_of(np.array([10]))
@@ -110,7 +110,7 @@ class TestCoPurchase(RetrieverContract):
         self, world_inter: Interactions
     ) -> None:
         table = fit_copurchase(world_inter, CFG.copurchase)
-        cat = world_inter.catalog
+        cat = world_inter.catalogue
         a, b, popular = cat.index_of(np.array([1, 2, 3]))
         nbr, score = table.neighbours(int(a), 5)
         assert nbr[0] == b

@@ -37,7 +37,7 @@ def _rec(b: Bundle) -> TwoStageRecommender:
 
 
 def test_user_who_only_buys_in_one_category_gets_it_first(bundle: Bundle) -> None:
-    cat = bundle.catalog
+    cat = bundle.catalogue
     for user_id in (5, 6, 7, 8):
         u = int(bundle.user_index(np.array([user_id]))[0])
         recent = bundle.recent_items[bundle.recent_indptr[u] : bundle.recent_indptr[u + 1]]
@@ -51,17 +51,17 @@ def test_new_user_takes_the_cold_start_path(bundle: Bundle) -> None:
     rec = _rec(bundle)
     items, _ = rec.recommend([Query(-1)], 10)[0]
     assert np.array_equal(items, bundle.popularity.retrieve([Query(-1)], 10)[0][0])
-    toys = bundle.catalog.index_of(np.array([305, 306]))  # a new visitor who looked at coffee products
+    toys = bundle.catalogue.index_of(np.array([305, 306]))  # a new visitor who looked at coffee products
     items, _ = rec.recommend([Query(-1, toys)], 10)[0]
-    assert (bundle.catalog.l1[items[:5]] == bundle.catalog.l1[toys[0]]).all()
+    assert (bundle.catalogue.l1[items[:5]] == bundle.catalogue.l1[toys[0]]).all()
 
 
 def test_similar_items_never_the_item_itself_and_same_category(bundle: Bundle) -> None:
-    for item in range(0, bundle.catalog.n_items, 9):
+    for item in range(0, bundle.catalogue.n_items, 9):
         nbr, _, source = bundle.similar.similar(item, 5)
         assert item not in nbr
         if source == "als":
-            assert (bundle.catalog.l1[nbr[:3]] == bundle.catalog.l1[item]).all()
+            assert (bundle.catalogue.l1[nbr[:3]] == bundle.catalogue.l1[item]).all()
 
 
 def test_config_typos_fail_loudly(tmp_path: Path) -> None:

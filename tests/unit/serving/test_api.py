@@ -244,7 +244,7 @@ def test_trending_and_products_by_ids(client: TestClient, artifacts: Path) -> No
     assert 1 <= len(items) <= 5 and all(i["reason"] == "trending" for i in items)
     scores = [i["score"] for i in items]
     assert scores == sorted(scores, reverse=True)
-    ids = load_bundle(artifacts).catalog.item_ids
+    ids = load_bundle(artifacts).catalogue.item_ids
     for i in items:  # every trending product had enough events last week, and rose
         j = int(np.searchsorted(ids, i["item_id"]))
         assert t.item_events_7d[j] >= 3

@@ -57,7 +57,7 @@ def test_a_durable_bought_since_training_is_not_recommended_again(
     bundle = load_bundle(artifacts)
     user = int(bundle.user_ids[0])
     items = [i["item_id"] for i in client.get(f"/recommendations/{user}", params={"k": 50}).json()["items"]]
-    l3 = bundle.catalog.l3[bundle.catalog.item_ids.searchsorted(items)]
+    l3 = bundle.catalogue.l3[bundle.catalogue.item_ids.searchsorted(items)]
     durable = [i for i, c in zip(items, l3, strict=True) if not bundle.exclusions.repeatable_l3[c]]
     assert durable, "the tiny shop should have durables in a top 50"
     bought = durable[0]

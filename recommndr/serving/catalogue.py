@@ -18,7 +18,7 @@ I64 = npt.NDArray[np.int64]
 
 
 @dataclass
-class ProductCatalog:
+class ProductCatalogue:
     item_ids: I64  # sorted, same order as the model's dense indices
     table: pa.Table
     _search: (
@@ -30,7 +30,7 @@ class ProductCatalog:
     _categories: list[dict[str, Any]]
 
     @classmethod
-    def load(cls, artifacts: Path) -> ProductCatalog:
+    def load(cls, artifacts: Path) -> ProductCatalogue:
         t = read_table(artifacts, "products").sort_by("item_id")
         text = pl.from_arrow(t.select(["title", "brand", "category_l1", "category_l2", "category_l3"]))
         assert isinstance(text, pl.DataFrame)
