@@ -1,9 +1,11 @@
-"""Small seeded worlds with known answers, built directly in the schema."""
+"""Small seeded worlds with known answers, built directly in the schema, shared by the retrieval,
+similarity and ranking tests (and the model trained on one of them)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
@@ -11,6 +13,9 @@ import pytest
 
 from recommndr.data.interactions import Interactions, build_interactions, load_catalogue, load_events
 from recommndr.data.schema import write_dataset
+
+if TYPE_CHECKING:
+    from recommndr.bundle import Bundle
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 TS = pa.timestamp("us", tz="UTC")
@@ -132,3 +137,23 @@ def plain_inter(plain_dir: Path) -> Interactions:
     catalogue = load_catalogue(root)
     events = load_events(root)
     return build_interactions(catalogue, events, int(events["ts_us"].max()) + 1)
+
+
+@pytest.fixture(scope="session")
+def world_bundle(plain_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Bundle:
+    """The two-stage model trained on the loyal-shopper world (read-only)."""
+    from recommndr.loading import load_bundle
+    from recommndr.params import TrainConfig
+    from recommndr.training.pipeline import train
+
+    cfg = TrainConfig.model_validate(
+        {
+            "holdout_days": 7,
+            "label_days": 14,
+            "als": {"factors": 16},
+            "ranker": {"n_estimators": 40, "min_child_samples": 5},
+        }
+    )
+    out = tmp_path_factory.mktemp("two_stage") / "art"
+    train(plain_dir, out, cfg)
+    return load_bundle(out)

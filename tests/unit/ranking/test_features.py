@@ -1,0 +1,52 @@
+"""The shared ranking features: the same in a batch and one by one, and after a save and load."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from recommndr.data.interactions import Interactions
+from recommndr.params import TrainConfig
+from recommndr.ranking.features import FEATURES, FeatureTables, build_feature_tables, compute_features
+from recommndr.retrieval.popularity import PopularityRetriever
+
+pytestmark = pytest.mark.unit
+
+
+def test_features_are_the_same_in_batch_and_one_by_one(world_inter: Interactions, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    cfg = TrainConfig()
+    pop = PopularityRetriever.fit(world_inter, cfg.weights, cfg.popularity)
+    tables = build_feature_tables(world_inter, pop.pop, np.zeros(len(world_inter.catalogue.l3_names), bool))
+    rng = np.random.default_rng(0)
+    n = 400
+    user = rng.integers(-1, world_inter.n_users, n)
+    item = rng.integers(0, world_inter.catalogue.n_items, n)
+    sig = [rng.random(n).astype(np.float32) for _ in range(4)]
+    src = rng.integers(0, 8, n).astype(np.uint8)
+    batch = compute_features(tables, user, item, *sig, src)
+    assert batch.shape == (n, len(FEATURES)) and batch.dtype == np.float32
+    assert np.isfinite(batch).all()
+    one = np.vstack(
+        [
+            compute_features(
+                tables, user[i : i + 1], item[i : i + 1], *(s[i : i + 1] for s in sig), src[i : i + 1]
+            )
+            for i in range(0, n, 37)
+        ]
+    )
+    assert np.array_equal(one, batch[::37])
+    tables.save(tmp_path / "t.npz")
+    again = compute_features(FeatureTables.load(tmp_path / "t.npz"), user, item, *sig, src)
+    assert np.array_equal(again, batch)
+    # a user's own history shows in the user x product features
+    u = int(world_inter.user[0])
+    it = int(world_inter.item[0])
+    f = compute_features(
+        tables,
+        np.array([u]),
+        np.array([it]),
+        *(np.zeros(1, np.float32) for _ in range(4)),
+        np.zeros(1, np.uint8),
+    )
+    assert f[0, FEATURES.index("user_item_views_log")] > 0
+    assert f[0, FEATURES.index("user_affinity_l1")] > 0
