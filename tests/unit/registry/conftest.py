@@ -7,17 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from recommndr.registry.artifacts import BUNDLE_FILES, write_manifest
+from tests.artifact_store_contract import make_bundle
 
 KEY = "k" * 40  # a test key, long enough for the settings' check
-
-
-def make_bundle(out: Path, key: str | None = None, seed: str = "") -> Path:
-    out.mkdir(parents=True, exist_ok=True)
-    for name in sorted(BUNDLE_FILES):
-        (out / name).write_bytes(f"{seed}{name} content\n".encode())
-    write_manifest(out, {"config": {"seed": seed}}, key=key)
-    return out
 
 
 @pytest.fixture

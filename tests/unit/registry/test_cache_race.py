@@ -17,7 +17,7 @@ import pytest
 
 from recommndr.registry.artifacts import MANIFEST, ArtifactError, read_manifest
 from recommndr.registry.store import install_bundle
-from tests.unit.registry.conftest import make_bundle
+from tests.artifact_store_contract import make_bundle
 
 pytestmark = pytest.mark.unit
 
