@@ -110,6 +110,7 @@ demo: setup
 lint: setup
 	$(BIN)/ruff check recommndr tests benchmarks function_app.py
 	$(BIN)/ruff format --check recommndr tests benchmarks function_app.py
+	$(BIN)/lint-imports --no-cache --no-logo
 
 typecheck: setup
 	$(BIN)/mypy recommndr function_app.py
