@@ -229,20 +229,13 @@ def train_cmd(
 ) -> None:
     """Fit retrieval, ranking and similarity models; export ONNX; write every artifact the API needs;
     evaluate on the hold-out; log to MLflow and register (challenger, champion if better)."""
+    from recommndr.lifecycle.train import train_and_register
     from recommndr.params import load_train_config
-    from recommndr.training.pipeline import train
 
     cfg = load_train_config(params)
-    result = train(data, out_dir, cfg)
-    metrics = None
-    if cfg.holdout_days > 0:
-        from recommndr.evaluation.evaluate import evaluate
-
-        t0 = time.perf_counter()
-        with err.status("evaluating on the hold-out ..."):
-            metrics = evaluate(data, out_dir, max_users=eval_users)
-        result.timings["evaluate"] = time.perf_counter() - t0
-        (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    done = train_and_register(data, out_dir, cfg, track=track, eval_users=eval_users,
+                              step=lambda what: err.print(f"{what} ..."))  # fmt: skip
+    result, metrics, reg = done.result, done.metrics, done.registration
     rows = {f"{k} (s)": f"{v:.1f}" for k, v in result.timings.items()}
     rows |= {"ranker rows": f"{result.ranker_rows:,}", "ONNX parity (max abs diff)": f"{result.parity:.2e}",
              "users / products": f"{result.manifest['users']:,} / {result.manifest['items']:,}",
@@ -250,11 +243,7 @@ def train_cmd(
     if metrics:
         for m in ("popularity", "als", "two_stage"):
             rows[f"{m} ndcg@10 / recall@50"] = f"{metrics[m]['ndcg@10']:.4f} / {metrics[m]['recall@50']:.4f}"
-    if track:
-        from recommndr.registry.tracking import log_and_register
-
-        with err.status("logging to MLflow ..."):
-            reg = log_and_register(out_dir, cfg, result.timings, metrics)
+    if reg is not None:
         rows["MLflow run"] = f"{reg.run_id} ({reg.tracking_uri})"
         rows["registered versions"] = ", ".join(f"{k} v{v}" for k, v in reg.versions.items())
         rows["champion"] = ("yes: " if reg.champion else "no: ") + reg.reason

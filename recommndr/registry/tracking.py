@@ -1,6 +1,7 @@
 """MLflow tracking and Model Registry: every training run is logged; the retrieval index and the
-ranker are registered as versions; a new version gets the alias ``challenger`` and becomes
-``champion`` when there is none or when it beats the champion's held-out NDCG@10.
+ranker are registered as versions; a new version gets the alias ``challenger``. The primitives the
+promotion gate (``recommndr.lifecycle.gate``) needs are here: the champion's metric and moving an
+alias; the decision is not.
 
 SQLite tracking and registry in the working directory by default (``sqlite:///mlflow.db``, run
 artifacts under ``mlruns/``); any ``MLFLOW_TRACKING_URI`` is honoured. Nothing is set at import.
@@ -21,18 +22,23 @@ log = logging.getLogger(__name__)
 EXPERIMENT = "recommndr"
 RETRIEVAL_MODEL = "recommndr-retrieval"
 RANKER_MODEL = "recommndr-ranker"
-GATE_METRIC = "two_stage.ndcg@10"
 PIP_REQUIREMENTS = ["onnxruntime", "numpy"]
 _ALIAS_NOT_FOUND = re.compile(r"\bRegistered model alias \S+ not found\b")  # MLflow 3's wording
 
 
 @dataclass(frozen=True)
-class Registration:
+class RegisteredRun:
+    """A training run logged to MLflow, its models registered and aliased ``challenger``."""
+
     run_id: str
-    versions: dict[str, str]
-    champion: bool
-    reason: str
+    versions: dict[str, str]  # registered model -> version
+    metrics: dict[str, float]  # the run's metrics as logged (``@`` written ``_at_``)
     tracking_uri: str
+
+
+def metric_key(name: str) -> str:
+    """How a metric such as ``two_stage.ndcg@10`` is named in MLflow."""
+    return name.replace("@", "_at_")
 
 
 def tracking_uri() -> str:
@@ -60,7 +66,10 @@ def log_and_register(
     timings: dict[str, float],
     metrics: dict[str, Any] | None,
     uri: str | None = None,
-) -> Registration:
+) -> RegisteredRun:
+    """Log a training run (parameters, timings, metrics, plots, the whole bundle) and register
+    its retrieval index and ranker, aliased ``challenger``. Whether it becomes ``champion`` is the
+    promotion gate's decision (``recommndr.lifecycle``), not this function's."""
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     import mlflow
     import onnx
@@ -75,9 +84,7 @@ def log_and_register(
     else:
         exp_id = exp.experiment_id
     flat_metrics = _flat("", {k: v for k, v in (metrics or {}).items() if not k.startswith("_")}, {})
-    flat_metrics = {
-        k.replace("@", "_at_"): float(v) for k, v in flat_metrics.items() if isinstance(v, (int, float))
-    }
+    flat_metrics = {metric_key(k): float(v) for k, v in flat_metrics.items() if isinstance(v, (int, float))}
     with mlflow.start_run(experiment_id=exp_id) as run:
         mlflow.log_params({k: str(v)[:500] for k, v in _flat("", cfg.model_dump(), {}).items()})
         mlflow.log_metrics({f"time.{_metric_name(k)}_s": v for k, v in timings.items()})
@@ -99,10 +106,8 @@ def log_and_register(
     client = MlflowClient(tracking_uri=uri)
     for name, v in versions.items():
         client.set_registered_model_alias(name, "challenger", v)
-    new_score = flat_metrics.get(GATE_METRIC.replace("@", "_at_"))
-    champion, reason = _promote(client, versions, new_score)
-    log.info("registered %s (run %s): %s", versions, run_id, reason)
-    return Registration(run_id, versions, champion, reason, uri)
+    log.info("registered %s (run %s) as challenger", versions, run_id)
+    return RegisteredRun(run_id, versions, flat_metrics, uri)
 
 
 def is_not_found(exc: BaseException) -> bool:
@@ -134,26 +139,27 @@ def alias_version(client: Any, model: str, alias: str) -> Any | None:
         raise
 
 
-def _promote(client: Any, versions: dict[str, str], new_score: float | None) -> tuple[bool, str]:
-    key = GATE_METRIC.replace("@", "_at_")
+def champion_metric(uri: str, metric: str) -> tuple[bool, float | None]:
+    """Whether the ranker has a champion, and ``metric`` of the run it came from (None when that
+    run did not log it). Only MLflow's "does not exist" means no champion; any other error (a
+    locked database, a refused login) is raised: it must never read as "promote"."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
     current = alias_version(client, RANKER_MODEL, "champion")
     if current is None:
-        better, reason = True, "no champion yet"
-    else:
-        old = client.get_run(current.run_id).data.metrics.get(key)
-        if new_score is None:
-            better, reason = False, "no held-out metric to compare (hold-out disabled); stays challenger"
-        elif old is None or new_score > old:
-            better, reason = (
-                True,
-                f"{GATE_METRIC} {new_score:.4f} beats the champion's {old if old is not None else 'none'}",
-            )
-        else:
-            better, reason = False, f"{GATE_METRIC} {new_score:.4f} does not beat the champion's {old:.4f}"
-    if better:
-        for name, v in versions.items():
-            client.set_registered_model_alias(name, "champion", v)
-    return better, reason
+        return False, None
+    value = client.get_run(current.run_id).data.metrics.get(metric_key(metric))
+    return True, None if value is None else float(value)
+
+
+def set_alias(uri: str, versions: dict[str, str], alias: str) -> None:
+    """Point ``alias`` of each registered model at its version."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    for name, v in versions.items():
+        client.set_registered_model_alias(name, alias, v)
 
 
 def _log_plots(mlflow: Any, artifacts: Path, metrics: dict[str, Any] | None) -> None:

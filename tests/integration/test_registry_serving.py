@@ -32,7 +32,8 @@ def test_aliases_choose_the_served_bundles_and_moving_one_hot_swaps(
 ) -> None:
     from mlflow import MlflowClient
 
-    from recommndr.registry.tracking import RANKER_MODEL, RETRIEVAL_MODEL, log_and_register
+    from recommndr.lifecycle.train import register
+    from recommndr.registry.tracking import RANKER_MODEL, RETRIEVAL_MODEL
 
     monkeypatch.chdir(tmp_path)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
@@ -41,7 +42,7 @@ def test_aliases_choose_the_served_bundles_and_moving_one_hot_swaps(
         out = tmp_path / f"art{n}"
         cfg = TrainConfig.model_validate({"ranker": {"n_estimators": n}})
         res = train(tiny_dataset, out, cfg)
-        reg = log_and_register(out, cfg, res.timings, {"two_stage": {"ndcg@10": ndcg}}, uri)
+        reg = register(out, cfg, res.timings, {"two_stage": {"ndcg@10": ndcg}}, uri)
         bundles.append(reg)
     assert bundles[0].champion and not bundles[1].champion
     monkeypatch.setenv("RECOMMNDR_REGISTRY_URI", uri)

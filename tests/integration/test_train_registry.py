@@ -75,8 +75,9 @@ def test_registry_versions_and_aliases(
 ) -> None:
     from mlflow import MlflowClient
 
+    from recommndr.lifecycle.train import register
     from recommndr.params import TrainConfig
-    from recommndr.registry.tracking import RANKER_MODEL, RETRIEVAL_MODEL, log_and_register
+    from recommndr.registry.tracking import RANKER_MODEL, RETRIEVAL_MODEL
 
     monkeypatch.chdir(tmp_path)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
@@ -85,11 +86,11 @@ def test_registry_versions_and_aliases(
     def metrics(ndcg: float) -> dict[str, object]:
         return {"two_stage": {"ndcg@10": ndcg}, "als": {"ndcg@10": 0.1}}
 
-    first = log_and_register(trained, cfg, {"total": 1.0}, metrics(0.20), uri)
+    first = register(trained, cfg, {"total": 1.0}, metrics(0.20), uri)
     assert first.champion and first.reason == "no champion yet"
-    worse = log_and_register(trained, cfg, {"total": 1.0}, metrics(0.15), uri)
+    worse = register(trained, cfg, {"total": 1.0}, metrics(0.15), uri)
     assert not worse.champion
-    better = log_and_register(trained, cfg, {"total": 1.0}, metrics(0.25), uri)
+    better = register(trained, cfg, {"total": 1.0}, metrics(0.25), uri)
     assert better.champion
     client = MlflowClient(tracking_uri=uri)
     for name in (RETRIEVAL_MODEL, RANKER_MODEL):

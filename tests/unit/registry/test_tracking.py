@@ -1,5 +1,6 @@
-"""The promotion gate and the registry source read only "does not exist" as "no such alias":
-any other MLflow error (a locked database, a refused login) refuses promotion loudly."""
+"""The champion lookup the promotion gate reads and the registry source read only "does not
+exist" as "no such alias": any other MLflow error (a locked database, a refused login) is raised,
+never taken for "no champion, promote"."""
 
 from __future__ import annotations
 
@@ -49,12 +50,20 @@ class Registry:
         self.moves.append((name, alias, version))
 
 
+@pytest.fixture
+def fake_registry(monkeypatch: pytest.MonkeyPatch) -> Registry:
+    import mlflow
+
+    reg = Registry(None)
+    monkeypatch.setattr(mlflow, "MlflowClient", lambda tracking_uri: reg)
+    return reg
+
+
 @pytest.mark.parametrize("exc", [ALIAS_MISSING, MODEL_MISSING], ids=["alias", "model"])
-def test_missing_champion_promotes(exc: MlflowException) -> None:
+def test_a_missing_champion_is_no_champion(exc: MlflowException, fake_registry: Registry) -> None:
     assert is_not_found(exc)
-    reg = Registry(exc)
-    assert tracking._promote(reg, {RANKER_MODEL: "1"}, 0.2) == (True, "no champion yet")
-    assert reg.moves == [(RANKER_MODEL, "champion", "1")]
+    fake_registry.error = exc
+    assert tracking.champion_metric("sqlite:///unused.db", "two_stage.ndcg@10") == (False, None)
 
 
 @pytest.mark.parametrize(
@@ -62,13 +71,23 @@ def test_missing_champion_promotes(exc: MlflowException) -> None:
     [LOCKED, DENIED, BAD_ALIAS, OSError("tracking store not found")],
     ids=["locked", "denied", "bad", "os"],
 )
-def test_other_registry_errors_refuse_promotion(exc: Exception) -> None:
+def test_other_registry_errors_are_raised_never_read_as_no_champion(
+    exc: Exception, fake_registry: Registry, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     assert not is_not_found(exc)
-    reg = Registry(exc)
+    fake_registry.error = exc
     with pytest.raises(type(exc)) as got:
-        tracking._promote(reg, {RANKER_MODEL: "2"}, 0.9)
+        tracking.champion_metric("sqlite:///unused.db", "two_stage.ndcg@10")
     assert got.value is exc
-    assert reg.moves == []  # the champion alias was not moved
+    # and through the whole registration: the champion alias is never moved
+    from recommndr.lifecycle import train as lifecycle
+    from recommndr.params import TrainConfig
+
+    run = tracking.RegisteredRun("r1", {RANKER_MODEL: "2"}, {"two_stage.ndcg_at_10": 0.9}, "sqlite:///u.db")
+    monkeypatch.setattr(tracking, "log_and_register", lambda *a, **k: run)
+    with pytest.raises(type(exc)):
+        lifecycle.register(tmp_path, TrainConfig(), {}, None)
+    assert fake_registry.moves == []
 
 
 def test_registry_source_uses_the_same_check(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -1,0 +1,31 @@
+"""The promotion gate: does a newly trained model replace the champion? One rule, one place.
+
+A model becomes ``champion`` when there is none yet, or when its held-out ``two_stage.ndcg@10``
+beats the champion's (a champion whose run logged no such figure is beaten by any figure). Without
+a held-out figure (a hold-out of 0 days) it stays ``challenger``: nothing shows it is better.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+GATE_METRIC = "two_stage.ndcg@10"
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    promote: bool
+    reason: str
+
+
+def promotion_gate(new: float | None, has_champion: bool, champion: float | None) -> GateDecision:
+    """The decision for a challenger scoring ``new`` against the champion's ``champion``."""
+    if not has_champion:
+        return GateDecision(True, "no champion yet")
+    if new is None:
+        return GateDecision(False, "no held-out metric to compare (hold-out disabled); stays challenger")
+    if champion is None:
+        return GateDecision(True, f"{GATE_METRIC} {new:.4f} beats the champion's none")
+    if new > champion:
+        return GateDecision(True, f"{GATE_METRIC} {new:.4f} beats the champion's {champion:.4f}")
+    return GateDecision(False, f"{GATE_METRIC} {new:.4f} does not beat the champion's {champion:.4f}")
