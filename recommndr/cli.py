@@ -410,7 +410,8 @@ def serve_cmd(
     if workers == 1:
         from recommndr.serving.app import create_app
 
-        uvicorn.run(create_app(art), host=host, port=port, log_level="warning", access_log=False)
+        uvicorn.run(create_app(art), host=host, port=port, log_level="warning", access_log=False,
+                    proxy_headers=False)  # fmt: skip
         return
     if art is not None:  # the workers build the app from the environment: pin them to this folder
         os.environ["RECOMMNDR_ARTIFACTS_DIR"] = str(art.resolve())
@@ -420,6 +421,7 @@ def serve_cmd(
     os.environ[MULTIPROC_ENV] = tempfile.mkdtemp(prefix="recommndr-metrics-")
     try:
         uvicorn.run("recommndr.serving.run:create_worker_app", factory=True, workers=workers, host=host,
+                    proxy_headers=False,
                     port=port, log_level="warning", access_log=False)  # fmt: skip
     finally:
         shutil.rmtree(os.environ.pop(MULTIPROC_ENV), ignore_errors=True)

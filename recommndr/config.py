@@ -6,6 +6,8 @@ Every value can be set with an environment variable prefixed ``RECOMMNDR_`` (for
 
 from __future__ import annotations
 
+import ipaddress
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -102,9 +104,25 @@ class Settings(BaseSettings):
         "hop is then the client). A request with no socket peer comes from the Azure Functions host, "
         "whose front end always appends the caller's address: that header is believed too.",
     )
+    functions_host: bool = Field(
+        default_factory=lambda: bool(os.environ.get("FUNCTIONS_WORKER_RUNTIME")),
+        description="Running inside the Azure Functions host (default: FUNCTIONS_WORKER_RUNTIME is "
+        "set, as the host sets it): a request without a socket peer is the host's, and the last "
+        "X-Forwarded-For hop, appended by its front end, is the client.",
+    )
     max_event_body_bytes: int = Field(
         1 << 20, ge=1024, le=64 << 20, description="Largest POST /events body (bytes); larger is a 413."
     )
+
+    @field_validator("admin_allowed_networks", "trusted_proxies")
+    @classmethod
+    def _networks(cls, v: list[str]) -> list[str]:
+        for net in v:
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"{net!r} is not a network (CIDR such as 10.0.0.0/8 or ::1/128)") from exc
+        return v
 
     @field_validator("admin_jwt_secret")
     @classmethod

@@ -119,7 +119,8 @@ def verify_signature(manifest: dict[str, Any], where: str, key: str | None = Non
         )
     if sig.get("alg") != SIGNATURE_ALG:
         raise ArtifactError(f"{where} is signed with {sig.get('alg')!r}; only {SIGNATURE_ALG} is accepted")
-    if not hmac.compare_digest(sig["mac"], manifest_signature(manifest, key)["mac"]):
+    mac = sig["mac"]
+    if not (mac.isascii() and hmac.compare_digest(mac, manifest_signature(manifest, key)["mac"])):
         raise ArtifactError(
             f"{where}: the manifest's signature is wrong (the manifest was changed after signing, or "
             "signed with another key than RECOMMNDR_BUNDLE_SIGNING_KEY)"

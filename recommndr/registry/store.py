@@ -97,9 +97,13 @@ class LocalStore(ArtifactStore):
         tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
         for fname in [*manifest["files"], MANIFEST]:
             shutil.copy2(Path(artifacts) / fname, tmp / fname)
-        if dest.exists():
-            shutil.rmtree(dest)
+        old = None
+        if dest.exists():  # set the old bundle aside, never delete it first: a reader always finds one
+            old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old.", dir=dest.parent))
+            dest.replace(old / "bundle")
         tmp.replace(dest)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
 
     def fetch(self, name: str, cache: Path) -> Path:
         path = self.root / check_bundle_name(name)

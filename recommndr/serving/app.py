@@ -19,7 +19,7 @@ from fastapi import FastAPI
 from recommndr import __version__
 from recommndr.config import get_settings
 from recommndr.serving import handlers
-from recommndr.serving.middleware import ObserveMiddleware
+from recommndr.serving.middleware import BodyLimitMiddleware, ObserveMiddleware
 from recommndr.serving.routes import admin, catalogue, events, ops, recommend
 from recommndr.serving.runtime import ServingState
 
@@ -42,7 +42,8 @@ def create_app(artifacts: Path | None = None, event_log_dir: Path | None = None)
     )
     app.state.recommndr = state
     handlers.install(app)
-    app.add_middleware(ObserveMiddleware, metrics=state.metrics)
+    app.add_middleware(BodyLimitMiddleware, limit=state.settings.max_event_body_bytes)
+    app.add_middleware(ObserveMiddleware, metrics=state.metrics)  # outermost: it sees every answer
     for room in (ops, recommend, catalogue, events, admin):
         app.include_router(room.router)
     generate = app.openapi

@@ -38,9 +38,14 @@ def _host(entry: str) -> str:
     return entry
 
 
-def client_address(peer: str | None, forwarded_for: str | None, trusted_proxies: list[str]) -> str | None:
+def client_address(
+    peer: str | None, forwarded_for: str | None, trusted_proxies: list[str], functions_host: bool = False
+) -> str | None:
     """The caller's address: the socket peer, or the last ``X-Forwarded-For`` hop when the peer is
-    a trusted proxy or absent (the Functions host)."""
+    a trusted proxy, or absent inside the Functions host (``functions_host``). Without a peer
+    elsewhere, or without a hop from a trusted proxy, it is unknown (None: refused)."""
+    if peer is None and not functions_host:
+        return None
     trusted = peer is None
     if peer is not None and trusted_proxies:
         try:
@@ -51,7 +56,7 @@ def client_address(peer: str | None, forwarded_for: str | None, trusted_proxies:
     if not trusted:
         return peer
     hops = [h for h in (forwarded_for or "").split(",") if h.strip()]
-    return _host(hops[-1]) if hops else peer
+    return _host(hops[-1]) if hops else None
 
 
 def check_admin(

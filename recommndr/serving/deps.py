@@ -49,7 +49,10 @@ async def _admin(
     peer = request.client.host if request.client else None
     return check_admin(
         request.headers.get("authorization"),
-        client_address(peer, request.headers.get("x-forwarded-for"), s.trusted_proxies),
+        # every X-Forwarded-For line, in order: a proxy may add its own line instead of appending
+        client_address(
+            peer, ",".join(request.headers.getlist("x-forwarded-for")), s.trusted_proxies, s.functions_host
+        ),
         s.admin_jwt_secret,
         s.admin_jwt_issuer,
         s.admin_jwt_audience,

@@ -88,7 +88,10 @@ class EventIn(BaseModel):
     def _utc(cls, v: datetime | None) -> datetime | None:
         if v is None:
             return None
-        return v.replace(tzinfo=UTC) if v.tzinfo is None else v.astimezone(UTC)
+        try:
+            return v.replace(tzinfo=UTC) if v.tzinfo is None else v.astimezone(UTC)
+        except OverflowError as exc:  # 0001-01-01T00:00+05:00 has no UTC time
+            raise ValueError("the time is outside the range of UTC timestamps") from exc
 
 
 def _utc_now() -> datetime:

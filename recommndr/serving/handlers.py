@@ -40,6 +40,8 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         if exc.status_code == 400 and "parsing the body" in str(exc.detail):  # FastAPI's own wording
+            if isinstance(exc.__cause__, RecommndrError):  # the body limit, hit while FastAPI read it
+                return error_response(exc.__cause__.http_status, exc.__cause__.code, str(exc.__cause__))
             return error_response(422, "invalid_request", "body: not valid JSON")
         code = {404: "not_found", 405: "method_not_allowed", 503: "not_ready"}.get(exc.status_code, "error")
         return error_response(exc.status_code, code, str(exc.detail), exc.headers)  # 405 keeps Allow

@@ -1,16 +1,20 @@
-"""Latency and error metrics per route, as a plain ASGI middleware (Starlette's
-``@app.middleware("http")`` wraps every request in extra tasks and streams; this does not)."""
+"""Plain ASGI middleware (Starlette's ``@app.middleware("http")`` wraps every request in extra
+tasks and streams; these do not): latency and error metrics per route, and the body limit."""
 
 from __future__ import annotations
 
 import time
 from typing import Any
 
+from recommndr.errors import PayloadTooLargeError
+from recommndr.serving.handlers import error_response
 from recommndr.serving.metrics import ApiMetrics
 from recommndr.serving.traffic import CHAMPION
 
 
 class ObserveMiddleware:
+    """Latency and error metrics per route."""
+
     def __init__(self, app: Any, metrics: ApiMetrics) -> None:
         self.app = app
         self.metrics = metrics
@@ -38,3 +42,45 @@ class ObserveMiddleware:
                 self.metrics.errors.labels(endpoint).inc()
             elif status >= 400:
                 self.metrics.client_errors.labels(endpoint, str(status)).inc()
+
+
+class BodyLimitMiddleware:
+    """Every request body capped at ``limit`` bytes, on every route (the admin ones included,
+    whose bodies FastAPI reads before the caller is checked): over the declared Content-Length a
+    413 before anything is read; a streamed body stops with a 413 as soon as its count passes."""
+
+    def __init__(self, app: Any, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", ()):
+            if name != b"content-length":
+                continue
+            if not value.isdigit():  # servers refuse these first; never trust it either way
+                response = error_response(422, "invalid_request", "Content-Length: not a number of bytes")
+            elif int(value) > self.limit:
+                response = error_response(
+                    413, "payload_too_large", f"body: at most {self.limit} bytes are accepted"
+                )
+            else:
+                continue
+            await response(scope, receive, send)
+            return
+        received = 0
+
+        async def capped() -> Any:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    raise PayloadTooLargeError(
+                        f"body: over {self.limit} bytes; at most {self.limit} are accepted"
+                    )
+            return message
+
+        await self.app(scope, capped, send)

@@ -30,7 +30,7 @@ async def read_capped(request: Request, limit: int) -> bytes:
     by counting as it streams in (a chunked body has no length to trust)."""
     declared = request.headers.get("content-length")
     if declared is not None:
-        if not declared.isdigit():
+        if not (declared.isascii() and declared.isdigit()):
             raise InvalidRequestError("Content-Length: not a number of bytes")
         if int(declared) > limit:
             raise PayloadTooLargeError(f"body: {int(declared)} bytes; at most {limit} are accepted")

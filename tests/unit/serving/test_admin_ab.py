@@ -173,3 +173,56 @@ def test_an_admin_secret_under_32_bytes_is_refused_at_start_up(
     get_settings.cache_clear()
     with pytest.raises(ConfigError, match=r"RECOMMNDR_ADMIN_JWT_SECRET.*at least 32"):
         get_settings()
+
+
+def test_every_forwarded_for_line_counts_and_the_last_hop_decides(
+    app_env: Path, artifacts: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RECOMMNDR_TRUSTED_PROXIES", '["10.0.0.0/8"]')
+    get_settings.cache_clear()
+    auth = ("authorization", f"Bearer {token()}")
+    with _client(artifacts, app_env, ip="10.20.30.40") as c:
+        # the caller's own line first, the proxy's line (not merged into it) last
+        two_lines = [auth, ("x-forwarded-for", "127.0.0.1"), ("x-forwarded-for", "6.6.6.6")]
+        r = c.post("/models/rollback", json={}, headers=two_lines)
+        assert r.status_code == 403 and "6.6.6.6 is not allowed" in r.json()["error"]["message"]
+        # a trusted proxy that names no client: unknown, not the proxy's own address
+        r = c.post("/models/rollback", json={}, headers=[auth])
+        assert r.status_code == 403 and "unknown" in r.json()["error"]["message"]
+
+
+def test_without_a_socket_peer_outside_the_functions_host_the_client_is_unknown() -> None:
+    from recommndr.serving.auth import client_address
+
+    assert client_address(None, "127.0.0.1", [], functions_host=False) is None
+    assert client_address(None, "6.6.6.6, 127.0.0.1:5000", [], functions_host=True) == "127.0.0.1"
+    assert client_address("127.0.0.1", "6.6.6.6", [], functions_host=True) == "127.0.0.1"  # a socket: itself
+    assert client_address(None, "[::1]:443", [], functions_host=True) == "::1"
+
+
+def test_admin_bodies_are_capped_before_anything_else(app_env: Path, artifacts: Path) -> None:
+    with _client(artifacts, app_env, ip="10.20.30.40") as c:  # not even an allowed caller
+        big = b'{"reason": "' + b"x" * (2 << 20) + b'"}'
+        r = c.post("/models/rollback", content=big, headers={"content-type": "application/json"})
+        assert r.status_code == 413 and r.json()["error"]["code"] == "payload_too_large"
+
+        def streamed() -> Iterator[bytes]:
+            yield b'{"reason": "'
+            for _ in range(40):
+                yield b"x" * 65536
+            yield b'"}'
+
+        r = c.post("/models/rollback", content=streamed(), headers={"content-type": "application/json"})
+        assert r.status_code == 413 and r.json()["error"]["code"] == "payload_too_large"
+
+
+@pytest.mark.parametrize("var", ["RECOMMNDR_ADMIN_ALLOWED_NETWORKS", "RECOMMNDR_TRUSTED_PROXIES"])
+def test_a_network_setting_that_is_not_cidr_is_refused_at_start_up(
+    var: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from recommndr.config import ConfigError
+
+    monkeypatch.setenv(var, '["10.0.0.0/8", "my-office"]')
+    get_settings.cache_clear()
+    with pytest.raises(ConfigError, match="'my-office' is not a network"):
+        get_settings()

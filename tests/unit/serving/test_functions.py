@@ -39,6 +39,7 @@ def test_endpoints_through_asgi_function_app(
     monkeypatch.setenv("RECOMMNDR_ARTIFACTS_DIR", str(artifacts))
     monkeypatch.setenv("RECOMMNDR_EVENT_LOG_DIR", str(tmp_path / "events"))
     monkeypatch.setenv("RECOMMNDR_ADMIN_JWT_SECRET", ADMIN_SECRET)
+    monkeypatch.setenv("FUNCTIONS_WORKER_RUNTIME", "python")  # as the Functions host sets it
     get_settings.cache_clear()
     import function_app
 

@@ -110,3 +110,31 @@ def test_many_events_within_the_limit_are_accepted(client: TestClient) -> None:
         "/events", content=json.dumps(batch).encode(), headers={"content-type": "application/json"}
     )
     assert r.status_code == 202 and r.json()["accepted"] == 1000
+
+
+@pytest.mark.parametrize("ts", ["0001-01-01T00:00:00+05:00", "9999-12-31T23:59:59-05:00"])
+def test_a_time_with_no_utc_equivalent_is_a_422(client: TestClient, ts: str) -> None:
+    r = client.post("/events", json={"user_id": 1, "item_id": 3, "event_type": "view", "ts": ts})
+    assert r.status_code == 422 and "event.ts" in r.json()["error"]["message"]
+
+
+def test_serve_never_lets_uvicorn_rewrite_the_client_address(
+    artifacts: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import uvicorn
+    from typer.testing import CliRunner
+
+    from recommndr.cli import app
+
+    calls: list[dict[str, object]] = []
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **k: calls.append(k))
+    monkeypatch.setenv("RECOMMNDR_EVENT_LOG_DIR", str(tmp_path / "events"))
+    monkeypatch.setenv(
+        "RECOMMNDR_ARTIFACTS_DIR", str(artifacts)
+    )  # restored after (serve sets it for workers)
+    for workers in ("1", "2"):
+        r = CliRunner().invoke(
+            app, ["serve", "--artifacts", str(artifacts), "--workers", workers, "--port", "1"]
+        )
+        assert r.exit_code == 0, r.output
+    assert len(calls) == 2 and all(k["proxy_headers"] is False for k in calls)
