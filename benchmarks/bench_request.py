@@ -1,5 +1,6 @@
 """Where one /recommendations request's time goes, in-process, one thread: the online-store read,
-candidates, features, the ONNX ranker, reasons, the whole ``recommend``, and the whole request
+candidates, features, the ONNX ranker, the ranking core (``rank``: all of these for one query,
+the path evaluation measures too), the whole ``recommend`` (with the reasons), and the whole request
 through the ASGI app (routing, validation, JSON) — medians and p99 over random real users.
 
     .venv/bin/python benchmarks/bench_request.py --artifacts ARTIFACTS [--n 2000]
@@ -73,6 +74,8 @@ def main() -> None:
     fi = iter(feats * 10)
     stats("ranker (ONNX, one thread)", timed(lambda: b.ranker.score(next(fi)), 1000))
     stats("retrieval index alone", timed(lambda: b.als.retrieve([next(qi)], b.config.candidates.als), 300))
+    assert m.ranking is not None
+    stats("rank() one query (ranking core)", timed(lambda: m.ranking.rank([next(qi)], 10), 300))  # type: ignore[union-attr]
     stats("recommend() whole", timed(lambda: m.recommend(int(next(it)), 10), args.n))
 
     from recommndr.serving.app import create_app

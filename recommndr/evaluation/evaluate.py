@@ -19,10 +19,12 @@ from recommndr.loading import load_bundle
 from recommndr.ranking.candidates import queries_for
 from recommndr.ranking.ranker import OnnxRanker
 from recommndr.ranking.two_stage import TwoStageRecommender
+from recommndr.retrieval.base import I64
 
 log = logging.getLogger(__name__)
 KS = (10, 20, 50)
 MODELS = ("popularity", "als", "two_stage")
+BATCH = 1000  # two_stage queries per ranker call
 
 
 def targets_after(
@@ -35,6 +37,31 @@ def targets_after(
     item = bundle.catalogue.index_of(ev["item_id"].to_numpy())
     ev = ev.with_columns(pl.Series("item", item)).filter(pl.col("item") >= 0)
     return ev.group_by("user_id", "item").agg((pl.col("etype").max() + 1).alias("gain"))
+
+
+def ranked_lists(
+    bundle: Bundle, users: I64, k: int, ranker: OnnxRanker | None = None
+) -> dict[str, list[I64]]:
+    """Each model's top ``k`` (dense item indices) for ``users`` (user ids; ones the model has
+    not seen are cold), from what the bundle knew at its cut-off. ``two_stage`` is the ranking
+    /recommendations serves (``TwoStageRecommender.rank``, as ``ServingModel.recommend`` calls
+    it), in batches of one ranker call; a failing ranker raises here instead of being measured
+    as the retrieval order."""
+    uidx = bundle.user_index(users)
+    queries = queries_for(uidx, bundle.recent_indptr, bundle.recent_items)
+    lists: dict[str, list[I64]] = {}
+    als = bundle.als.retrieve(queries, k + 50)
+    lists["als"] = [
+        a[0][bundle.exclusions.allowed(q.user, a[0])][:k] for q, a in zip(queries, als, strict=True)
+    ]
+    lists["popularity"] = [p[0] for p in bundle.popularity.retrieve(queries, k)]
+    two = TwoStageRecommender(bundle.candidate_generator(), bundle.features, ranker or bundle.ranker)
+    lists["two_stage"] = []
+    for s in range(0, len(queries), BATCH):
+        if s and s % 5000 == 0:
+            log.info("two_stage: %s of %s users", f"{s:,}", f"{len(queries):,}")
+        lists["two_stage"] += [r.items for r in two.rank(queries[s : s + BATCH], k, degrade=False)]
+    return lists
 
 
 def evaluate(
@@ -66,22 +93,8 @@ def evaluate(
         int(u): dict(zip(g["item"].to_list(), g["gain"].to_list(), strict=True))
         for (u,), g in t.group_by("user_id")
     }
+    lists = ranked_lists(bundle, users, max(KS), ranker)
     uidx = bundle.user_index(users)
-    queries = queries_for(uidx, bundle.recent_indptr, bundle.recent_items)
-    k = max(KS)
-    gen = bundle.candidate_generator()
-    lists: dict[str, list[np.ndarray]] = {}
-    als = bundle.als.retrieve(queries, k + 50)
-    lists["als"] = [
-        a[0][bundle.exclusions.allowed(q.user, a[0])][:k] for q, a in zip(queries, als, strict=True)
-    ]
-    lists["popularity"] = [p[0] for p in bundle.popularity.retrieve(queries, k)]
-    two = TwoStageRecommender(gen, bundle.features, ranker or bundle.ranker)
-    lists["two_stage"] = []
-    for s in range(0, len(queries), 1000):
-        if s and s % 5000 == 0:
-            log.info("two_stage: %s of %s users", f"{s:,}", f"{len(queries):,}")
-        lists["two_stage"] += [r[0] for r in two.recommend(queries[s : s + 1000], k)]
     known_items = bundle.als.item_known
     cold_user = uidx < 0
     result: dict[str, Any] = {}

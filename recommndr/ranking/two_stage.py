@@ -1,15 +1,28 @@
-"""The two-stage recommender: candidates -> shared features -> ONNX ranker -> top k."""
+"""The one ranking path: candidates -> shared features -> ONNX ranker -> top k, or the cold-start
+list. ``/recommendations`` (``ServingModel.recommend``, one query) and offline evaluation (batches
+of queries, one ONNX call each) both call ``TwoStageRecommender.rank``, so evaluation measures what
+the API serves."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
-from recommndr.ranking.candidates import CandidateGenerator, Candidates
-from recommndr.ranking.features import F32, I64, FeatureTables, compute_features
+from recommndr.ranking.candidates import SOURCE_POPULARITY, CandidateGenerator, Candidates
+from recommndr.ranking.features import F32, FEATURES, I64, FeatureTables, compute_features
 from recommndr.ranking.ranker import OnnxRanker
 from recommndr.retrieval.base import Query
+from recommndr.retrieval.popularity import PopularityRetriever
+
+log = logging.getLogger(__name__)
+TREND_COL = FEATURES.index("item_trend")
+Mask = npt.NDArray[np.bool_]
+U8 = npt.NDArray[np.uint8]
 
 
 def candidate_features(tables: FeatureTables, queries: Sequence[Query], cands: Sequence[Candidates]) -> F32:
@@ -18,7 +31,10 @@ def candidate_features(tables: FeatureTables, queries: Sequence[Query], cands: S
     if not sizes or sum(sizes) == 0:
         return np.zeros((0, 0), np.float32)
     user = np.repeat(np.array([q.user for q in queries], dtype=np.int64), sizes)
-    cat = np.concatenate
+
+    def cat(parts: list[npt.NDArray[Any]]) -> npt.NDArray[Any]:
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)  # one query (a request): no copy
+
     return compute_features(
         tables,
         user,
@@ -31,6 +47,47 @@ def candidate_features(tables: FeatureTables, queries: Sequence[Query], cands: S
     )
 
 
+def is_cold(q: Query) -> bool:
+    """A user with no history at all: neither seen by the model nor with recent products."""
+    return q.user < 0 and q.recent_items.size == 0
+
+
+def popular(pop: PopularityRetriever, k: int, mask: Mask | None = None) -> tuple[I64, F32]:
+    """The cold-start list: the ``k`` most popular products now (within ``mask``), by raw
+    popularity. What the API answers a new shopper, ``/popular``, and the popularity-only fallback."""
+    if mask is None:
+        return pop.popular(k)
+    items = np.flatnonzero(mask)
+    return pop.top_k(pop.pop[items], k, items)
+
+
+@dataclass(frozen=True)
+class Ranked:
+    """One query's answer: dense item indices best first, their scores, candidate sources
+    (``SOURCE_*`` bits) and ``item_trend`` (for the reasons); ``cold`` for the cold-start path;
+    ``popular`` when the list is the popularity list (the cold-start path, or no candidate in the
+    mask); ``degraded`` when the ranker failed and the list is in retrieval order."""
+
+    items: I64
+    scores: F32
+    sources: U8
+    trend: F32
+    cold: bool
+    popular: bool
+    degraded: bool
+
+
+def _select(c: Candidates, keep: Mask) -> Candidates:
+    """The candidates at ``keep`` (a boolean mask over them)."""
+    return Candidates(c.items[keep], c.sources[keep], c.als_score[keep], c.als_rank[keep],
+                      c.cop_score[keep], c.pop_score[keep])  # fmt: skip
+
+
+def retrieval_order(c: Candidates) -> F32:
+    """Scores that keep the retrieval order: ALS rank, lifted by co-purchase (the ranker-down path)."""
+    return (-np.log1p(c.als_rank) + c.cop_score).astype(np.float32)
+
+
 class TwoStageRecommender:
     """Known users and new users with some history go through the ranker; a user with no history
     at all takes the cold-start path: what is popular now (the ranker has nothing personal to
@@ -41,26 +98,71 @@ class TwoStageRecommender:
         self.tables = tables
         self.ranker = ranker
 
-    def recommend(self, queries: Sequence[Query], k: int) -> list[tuple[I64, F32]]:
-        cold = [i for i, q in enumerate(queries) if q.user < 0 and q.recent_items.size == 0]
-        warm = [i for i, q in enumerate(queries) if not (q.user < 0 and q.recent_items.size == 0)]
-        out: list[tuple[I64, F32]] = [(np.zeros(0, np.int64), np.zeros(0, np.float32))] * len(queries)
-        if cold:
-            for i, r in zip(
-                cold, self.generator.popularity.retrieve([queries[i] for i in cold], k), strict=True
-            ):
-                out[i] = r
-        if not warm:
-            return out
-        wq = [queries[i] for i in warm]
-        cands = self.generator.generate(wq)
-        X = candidate_features(self.tables, wq, cands)
-        scores = self.ranker.score(X) if X.shape[0] else np.zeros(0, np.float32)
-        start = 0
+    def _popular(self, k: int, mask: Mask | None, cold: bool) -> Ranked:
+        items, scores = popular(self.generator.popularity, k, mask)
+        sources = np.full(items.shape[0], SOURCE_POPULARITY, dtype=np.uint8)
+        return Ranked(items, scores, sources, self.tables.item_trend[items], cold, True, False)
+
+    def rank(
+        self,
+        queries: Sequence[Query],
+        k: int,
+        masks: Sequence[Mask | None] | None = None,
+        degrade: bool = True,
+    ) -> list[Ranked]:
+        """The top ``k`` for each query, with all warm queries' candidates scored in one ranker
+        call. ``masks`` (one per query, None for no filter) keep only those products; a query left
+        with no candidate gets the popular list within its mask. With ``degrade`` a ranker failure
+        is logged and every list falls back to the retrieval order (the API never fails on it);
+        without, it raises (evaluation must not measure a broken ranker as the model)."""
+        if masks is not None and len(masks) != len(queries):
+            raise ValueError(f"{len(masks)} masks for {len(queries)} queries")
+        mask = list(masks) if masks is not None else [None] * len(queries)
+        out: dict[int, Ranked] = {}
+        warm: list[int] = []
+        for i, q in enumerate(queries):
+            if is_cold(q):
+                out[i] = self._popular(k, mask[i], cold=True)
+            else:
+                warm.append(i)
+        todo: list[tuple[int, Candidates]] = []
+        cands = self.generator.generate([queries[i] for i in warm]) if warm else []
         for i, c in zip(warm, cands, strict=True):
+            m = mask[i]
+            kept = c if m is None else _select(c, m[c.items])
+            if kept.items.size:
+                todo.append((i, kept))
+            else:
+                out[i] = self._popular(k, m, cold=False)
+        if todo:
+            self._score(queries, todo, k, degrade, out)
+        return [out[i] for i in range(len(queries))]
+
+    def _score(
+        self,
+        queries: Sequence[Query],
+        todo: list[tuple[int, Candidates]],
+        k: int,
+        degrade: bool,
+        out: dict[int, Ranked],
+    ) -> None:
+        """Rank the candidates of ``todo`` (query position, candidates) with one ranker call."""
+        cands = [c for _, c in todo]
+        X = candidate_features(self.tables, [queries[i] for i, _ in todo], cands)
+        degraded = False
+        try:
+            scores = self.ranker.score(X)
+        except Exception:  # degrade, never fail: keep the retrieval order
+            if not degrade:
+                raise
+            log.exception("ranker failed; serving the retrieval order")
+            degraded = True
+            scores = np.concatenate([retrieval_order(c) for c in cands])
+        start = 0
+        for i, c in todo:
             n = c.items.shape[0]
             s = scores[start : start + n]
-            start += n
             order = np.argsort(-s, kind="stable")[:k]
-            out[i] = (c.items[order], s[order])
-        return out
+            trend = X[start + order, TREND_COL]
+            start += n
+            out[i] = Ranked(c.items[order], s[order], c.sources[order], trend, False, False, degraded)

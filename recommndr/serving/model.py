@@ -18,14 +18,13 @@ from recommndr.errors import ArtifactError, RecommndrError
 from recommndr.features.online import UserRealtime
 from recommndr.loading import load_bundle
 from recommndr.ranking.candidates import RECENT, SOURCE_COPURCHASE
-from recommndr.ranking.features import FEATURES, compute_features
+from recommndr.ranking.two_stage import TwoStageRecommender, popular
 from recommndr.registry.artifacts import read_manifest
 from recommndr.retrieval.base import Query
 from recommndr.retrieval.popularity import PopularityRetriever
 from recommndr.serving.catalogue import ProductCatalogue
 
 log = logging.getLogger(__name__)
-TREND_COL = FEATURES.index("item_trend")
 TRENDING = 2.0  # last week's daily events at least twice the month's
 TRENDING_MIN_EVENTS = 3  # events last week for /trending (a rise from nothing is noise)
 MAX_SHOPPERS = 20  # the most /shoppers answers
@@ -67,6 +66,11 @@ class ServingModel:
         self.pop = pop
         self.fallback = fallback
         self.generator = bundle.candidate_generator() if bundle is not None else None
+        self.ranking = (
+            TwoStageRecommender(self.generator, bundle.features, bundle.ranker)
+            if bundle is not None and self.generator is not None
+            else None
+        )
         # lists that depend on the bundle only: computed here, never per request
         self._trend = self._trend_order(bundle) if bundle is not None else None
         self._shoppers = self._pick_shoppers(bundle, MAX_SHOPPERS) if bundle is not None else []
@@ -148,34 +152,19 @@ class ServingModel:
         self, user_id: int, k: int, category: str | None = None, online: UserRealtime | None = None
     ) -> tuple[list[Recommendation], bool, str | None]:
         """Top ``k`` for a user (with the online features, if any), whether it was the cold-start
-        path, and what degraded (None when nothing did)."""
+        path, and what degraded (None when nothing did). The ranking is ``TwoStageRecommender.rank``,
+        the one evaluation measures; this adds the query, the category filter and the reasons."""
         mask = self.catalogue.category_mask(category) if category else None
-        if self.bundle is None or self.generator is None:
+        if self.bundle is None or self.ranking is None:
             return self.popular_recs(k, mask), True, "model_unavailable"
         q = self._query(self.bundle, user_id, online)
-        if q.user < 0 and q.recent_items.size == 0:
-            return self.popular_recs(k, mask), True, None
-        cand = self.generator.generate([q])[0]
-        keep = np.ones(cand.items.shape[0], dtype=bool) if mask is None else mask[cand.items]
-        items = cand.items[keep]
-        if items.size == 0:
-            return self.popular_recs(k, mask), False, None
-        user = np.full(items.shape[0], q.user, dtype=np.int64)
-        X = compute_features(self._full().features, user, items, cand.als_score[keep], cand.als_rank[keep],
-                             cand.cop_score[keep], cand.pop_score[keep], cand.sources[keep])  # fmt: skip
-        degraded = None
-        try:
-            scores = self._full().ranker.score(X)
-        except Exception:  # degrade, never fail: keep the retrieval order
-            log.exception("ranker failed; serving the retrieval order")
-            degraded = "ranker_unavailable"
-            scores = (-np.log1p(cand.als_rank[keep]) + cand.cop_score[keep]).astype(np.float32)
-        order = np.argsort(-scores, kind="stable")[:k]
-        top = items[order]
-        reasons = self._reasons(q, top, cand.sources[keep][order], X[order, TREND_COL])
-        ids = self.catalogue.item_ids[top].tolist()
-        recs = [Recommendation(i, s, r) for i, s, r in zip(ids, scores[order].tolist(), reasons, strict=True)]
-        return recs, False, degraded
+        r = self.ranking.rank([q], k, None if mask is None else [mask])[0]
+        if r.popular:
+            return self._popular_recs(r.items, r.scores), r.cold, None
+        reasons = self._reasons(q, r.items, r.sources, r.trend)
+        ids = self.catalogue.item_ids[r.items].tolist()
+        recs = [Recommendation(i, s, why) for i, s, why in zip(ids, r.scores.tolist(), reasons, strict=True)]
+        return recs, r.cold, "ranker_unavailable" if r.degraded else None
 
     def _reasons(self, q: Query, items: np.ndarray, sources: np.ndarray, trend: np.ndarray) -> list[str]:
         """Why each item is shown, for all of them at once: a co-purchase with a recent product,
@@ -216,7 +205,9 @@ class ServingModel:
 
     def popular_recs(self, k: int, mask: np.ndarray | None = None) -> list[Recommendation]:
         """The most popular products now (in ``mask``), each "popular in <category>"."""
-        items, scores = self.popular(k, mask)
+        return self._popular_recs(*self.popular(k, mask))
+
+    def _popular_recs(self, items: np.ndarray, scores: np.ndarray) -> list[Recommendation]:
         names = self.cat.l1_names
         return [
             Recommendation(int(self.catalogue.item_ids[i]), float(s), f"popular in {names[self.cat.l1[i]]}")
@@ -242,11 +233,8 @@ class ServingModel:
         return order.astype(np.int64), score
 
     def popular(self, k: int, mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        pop = self.pop
-        if mask is None:
-            return pop.popular(k)
-        items = np.flatnonzero(mask)
-        return pop.top_k(pop.pop[items], k, items)
+        """The cold-start list (``ranking.two_stage.popular``), also with the popularity fallback."""
+        return popular(self.pop, k, mask)
 
     def shoppers(self, n: int) -> list[dict[str, Any]]:
         """Real shoppers for the storefront's demo switcher (at most ``MAX_SHOPPERS``)."""
