@@ -13,7 +13,7 @@ from recommndr.config import get_settings
 from recommndr.params import TrainConfig
 from recommndr.serving.app import create_app
 from recommndr.training.pipeline import train
-from tests.unit.serving.test_hot_swap import Hammer
+from tests.hammer import Hammer
 
 pytestmark = pytest.mark.integration
 
