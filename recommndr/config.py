@@ -12,7 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from recommndr.errors import UserInputError
@@ -124,23 +124,14 @@ class Settings(BaseSettings):
                 raise ValueError(f"{net!r} is not a network (CIDR such as 10.0.0.0/8 or ::1/128)") from exc
         return v
 
-    @field_validator("admin_jwt_secret")
+    @field_validator("admin_jwt_secret", "bundle_signing_key")
     @classmethod
-    def _admin_secret_long_enough(cls, v: str | None) -> str | None:
+    def _key_long_enough(cls, v: str | None, info: ValidationInfo) -> str | None:
+        """HS256 (admin tokens) and HMAC-SHA256 (bundle manifests) keys: at least 32 bytes."""
         if v is not None and len(v.encode()) < 32:
             raise ValueError(
-                f"admin_jwt_secret (RECOMMNDR_ADMIN_JWT_SECRET) is {len(v.encode())} bytes: an HS256 "
-                "key needs at least 32 (e.g. `python -c 'import secrets; print(secrets.token_urlsafe(48))'`)"
-            )
-        return v
-
-    @field_validator("bundle_signing_key")
-    @classmethod
-    def _signing_key_long_enough(cls, v: str | None) -> str | None:
-        if v is not None and len(v.encode()) < 32:
-            raise ValueError(
-                f"bundle_signing_key (RECOMMNDR_BUNDLE_SIGNING_KEY) is {len(v.encode())} bytes: an "
-                "HMAC-SHA256 key needs at least 32 (e.g. `python -c 'import secrets; "
+                f"{info.field_name} (RECOMMNDR_{str(info.field_name).upper()}) is {len(v.encode())} bytes: "
+                "an HMAC-SHA256 key needs at least 32 (e.g. `python -c 'import secrets; "
                 "print(secrets.token_urlsafe(48))'`)"
             )
         return v

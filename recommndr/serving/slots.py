@@ -64,10 +64,10 @@ class ModelSlots:
     def pick(self, user_id: int) -> tuple[str, ServingModel]:
         """The user's variant and the model that serves it."""
         champion = self.serving()
-        if self.challenger is None:
-            return CHAMPION, champion
-        variant = self.traffic.assign(user_id)
-        return (variant, self.challenger) if variant == CHALLENGER else (variant, champion)
+        variant = self.variant_of(user_id)
+        return (
+            (variant, self.challenger) if variant == CHALLENGER and self.challenger else (variant, champion)
+        )
 
     def variant_of(self, user_id: int) -> str:
         """The variant the user is assigned now ("none" before any model is loaded)."""

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
-from recommndr.errors import InvalidRequestError, PayloadTooLargeError, ServiceUnavailableError
+from recommndr.errors import InvalidRequestError, ServiceUnavailableError
 from recommndr.serving.deps import State
 from recommndr.serving.events import EventIn
 from recommndr.serving.handlers import validation_message
@@ -23,24 +23,6 @@ log = logging.getLogger(__name__)
 router = APIRouter(tags=["events"])
 
 MAX_EVENTS_PER_REQUEST = 1000
-
-
-async def read_capped(request: Request, limit: int) -> bytes:
-    """The body, refused (413) past ``limit`` bytes: by its Content-Length before reading, and
-    by counting as it streams in (a chunked body has no length to trust)."""
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        if not (declared.isascii() and declared.isdigit()):
-            raise InvalidRequestError("Content-Length: not a number of bytes")
-        if int(declared) > limit:
-            raise PayloadTooLargeError(f"body: {int(declared)} bytes; at most {limit} are accepted")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLargeError(f"body: over {limit} bytes; at most {limit} are accepted")
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def document_body(openapi: dict[str, Any]) -> None:
@@ -61,7 +43,7 @@ def document_body(openapi: dict[str, Any]) -> None:
 )
 async def events(request: Request, state: State) -> Any:
     """One event or a list of at most 1000; 202 once they are durably stored."""
-    raw_body = await read_capped(request, state.settings.max_event_body_bytes)
+    raw_body = await request.body()  # capped by BodyLimitMiddleware (413 past the limit)
     try:
         body = orjson.loads(raw_body)
     except orjson.JSONDecodeError as exc:
