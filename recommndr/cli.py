@@ -241,7 +241,9 @@ def train_cmd(
              "users / products": f"{result.manifest['users']:,} / {result.manifest['items']:,}",
              "artifacts": str(out_dir)}  # fmt: skip
     if metrics:
-        for m in ("popularity", "als", "two_stage"):
+        from recommndr.evaluation.evaluate import MODELS
+
+        for m in MODELS:
             rows[f"{m} ndcg@10 / recall@50"] = f"{metrics[m]['ndcg@10']:.4f} / {metrics[m]['recall@50']:.4f}"
     if reg is not None:
         rows["MLflow run"] = f"{reg.run_id} ({reg.tracking_uri})"
@@ -253,37 +255,71 @@ def train_cmd(
 @app.command("evaluate")
 def evaluate_cmd(
     data: Annotated[Path, typer.Option("--data", help="Dataset folder.")],
-    artifacts: Annotated[Path, typer.Option("--artifacts", help="Artifacts folder from `recommndr train`.")],
+    artifacts: Annotated[
+        Path | None,
+        typer.Option(
+            "--artifacts", help="Artifacts folder from `recommndr train` (its parameters are evaluated)."
+        ),
+    ] = None,
+    params: Annotated[
+        Path | None, typer.Option(help="Evaluate these parameters (a params file) instead of a bundle's.")
+    ] = None,
+    protocol: Annotated[
+        str,
+        typer.Option(
+            help="temporal: the last train.holdout_days; random: per-user random 75/25, seen removed."
+        ),
+    ] = "temporal",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-    max_users: Annotated[
-        int, typer.Option(help="Evaluate at most this many held-out users (sampled).")
-    ] = 20_000,
+    max_users: Annotated[int, typer.Option(help="Evaluate at most this many test users (sampled).")] = 20_000,
     out_file: Annotated[
         Path | None, typer.Option("--out", help="Also write the metrics as JSON here.")
     ] = None,
 ) -> None:
-    """Offline metrics on the held-out period for popularity, als and two_stage."""
-    from recommndr.evaluation.evaluate import MODELS, evaluate
+    """Offline metrics of two_stage, its first stage (als) and the baselines (global_popularity,
+    popularity, sar, als_plain), all fit on the protocol's training part."""
+    from recommndr.evaluation.protocols import PROTOCOLS
+    from recommndr.lifecycle.assess import evaluate_artifacts, evaluate_params
+    from recommndr.params import load_train_config
 
-    result = evaluate(data, artifacts, max_users=max_users)
+    if protocol not in PROTOCOLS:
+        raise typer.BadParameter(f"unknown protocol '{protocol}'; choose one of {', '.join(PROTOCOLS)}",
+                                 param_hint="--protocol")  # fmt: skip
+    if (artifacts is None) == (params is None):
+        raise typer.BadParameter("give either --artifacts or --params", param_hint="--artifacts")
+    step = (lambda what: err.print(f"{what} ...")) if not as_json else None
+    if artifacts is not None:
+        result = evaluate_artifacts(data, artifacts, protocol, max_users, progress=step)
+    else:
+        if not params.exists():  # type: ignore[union-attr]
+            raise typer.BadParameter(f"{params} does not exist", param_hint="--params")
+        result = evaluate_params(data, load_train_config(params), protocol, max_users, progress=step)
     if out_file:
         out_file.parent.mkdir(parents=True, exist_ok=True)
         out_file.write_text(json.dumps(result, indent=2) + "\n")
     if as_json:
         sys.stdout.write(json.dumps(result) + "\n")
         return
-    keys = ["ndcg@10", "recall@10", "recall@50", "map@10", "hit_rate@10", "coverage@10"]
-    t = Table(title=f"Held-out evaluation ({result['_meta']['users']:,} users)")
+    out.print(metrics_table(result, f"{protocol} protocol ({result['_meta']['users']:,} users)"))
+
+
+def metrics_table(result: dict[str, Any], title: str) -> Table:
+    from recommndr.evaluation.evaluate import MODELS
+
+    keys = ["ndcg@10", "recall@10", "recall@50", "map@10", "coverage@10", "novelty@10", "diversity@10"]
+    t = Table(title=title)
     t.add_column("model")
     for k in keys:
         t.add_column(k, justify="right")
     t.add_column("cold users ndcg@10", justify="right")
     t.add_column("cold items recall@50", justify="right")
     for m in MODELS:
+        if m not in result:
+            continue
         r = result[m]
-        t.add_row(m, *[f"{r[k]:.4f}" for k in keys], f"{r['cold_users'].get('ndcg@10', 0):.4f}",
+        t.add_row(m, *[f"{r.get(k, 0.0):.4f}" for k in keys], f"{r['cold_users'].get('ndcg@10', 0):.4f}",
                   f"{r['cold_items'].get('recall@50', 0):.4f}")  # fmt: skip
-    out.print(t)
+    return t
 
 
 features_app = typer.Typer(no_args_is_help=True, help="The Feast feature repository and its online store.")

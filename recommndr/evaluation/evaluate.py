@@ -1,6 +1,9 @@
-"""Compare ``popularity``, ``als`` and ``two_stage`` on the held-out period after the artifacts'
-cut-off: overall, for cold users (no event before the cut-off) and for cold items (products with
-no event before it; recall over those targets only)."""
+"""Score every model on a protocol's test part (``protocols.py``): the baselines
+(``baselines.py``), the first stage alone (``als``: the served ALS with its fold-in) and
+``two_stage`` — what ``/recommendations`` serves — fit on the same training part. Per model:
+ndcg, recall, map and hit rate at 10, 20 and 50, catalogue coverage, novelty and intra-list
+diversity of the top 10, and the figures for cold users (no event in training) and cold items
+(products with no event in training; recall over those targets only)."""
 
 from __future__ import annotations
 
@@ -12,9 +15,11 @@ import numpy as np
 import polars as pl
 
 from recommndr.bundle import Bundle
-from recommndr.data.interactions import load_events
+from recommndr.data.interactions import Catalogue, build_interactions, load_events
 from recommndr.errors import UserInputError
+from recommndr.evaluation import baselines
 from recommndr.evaluation.metrics import mean_metrics, user_metrics
+from recommndr.evaluation.protocols import Split, graded_targets, span_us
 from recommndr.loading import load_bundle
 from recommndr.ranking.candidates import queries_for
 from recommndr.ranking.ranker import OnnxRanker
@@ -23,38 +28,33 @@ from recommndr.retrieval.base import I64
 
 log = logging.getLogger(__name__)
 KS = (10, 20, 50)
-MODELS = ("popularity", "als", "two_stage")
+# the baselines first, then the first stage and the served model
+MODELS = ("global_popularity", "popularity", "sar", "als_plain", "als", "two_stage")
+BASELINES = MODELS[:4]
 BATCH = 1000  # two_stage queries per ranker call
 
 
-def targets_after(
-    events: pl.DataFrame, bundle: Bundle, cutoff_us: int, end_us: int | None = None
-) -> pl.DataFrame:
-    """Per (user, product) in the window: the best event type as gain 1..3."""
-    ev = events.filter(pl.col("ts_us") >= cutoff_us)
-    if end_us is not None:
-        ev = ev.filter(pl.col("ts_us") < end_us)
-    item = bundle.catalogue.index_of(ev["item_id"].to_numpy())
-    ev = ev.with_columns(pl.Series("item", item)).filter(pl.col("item") >= 0)
-    return ev.group_by("user_id", "item").agg((pl.col("etype").max() + 1).alias("gain"))
-
-
-def ranked_lists(
-    bundle: Bundle, users: I64, k: int, ranker: OnnxRanker | None = None
-) -> dict[str, list[I64]]:
-    """Each model's top ``k`` (dense item indices) for ``users`` (user ids; ones the model has
-    not seen are cold), from what the bundle knew at its cut-off. ``two_stage`` is the ranking
-    /recommendations serves (``TwoStageRecommender.rank``, as ``ServingModel.recommend`` calls
-    it), in batches of one ranker call; a failing ranker raises here instead of being measured
-    as the retrieval order."""
+def model_lists(bundle: Bundle, users: I64, k: int, ranker: OnnxRanker | None = None) -> dict[str, list[I64]]:
+    """The bundle's ``als`` (first stage: known users' factors, new users folded in from their
+    recent products, the bundle's exclusions) and ``two_stage`` top ``k`` (dense item indices) for
+    ``users`` (user ids). ``two_stage`` is the ranking /recommendations serves
+    (``TwoStageRecommender.rank``), in batches of one ranker call; a failing ranker raises here
+    instead of being measured as the retrieval order."""
     uidx = bundle.user_index(users)
     queries = queries_for(uidx, bundle.recent_indptr, bundle.recent_items)
-    lists: dict[str, list[I64]] = {}
-    als = bundle.als.retrieve(queries, k + 50)
-    lists["als"] = [
-        a[0][bundle.exclusions.allowed(q.user, a[0])][:k] for q, a in zip(queries, als, strict=True)
-    ]
-    lists["popularity"] = [p[0] for p in bundle.popularity.retrieve(queries, k)]
+    lists: dict[str, list[I64]] = {"als": []}
+    for s in range(0, len(queries), baselines.BATCH):
+        block = queries[s : s + baselines.BATCH]
+        vecs = {i: v for i, q in enumerate(block) if (v := bundle.als.user_vector(q)) is not None}
+        have = list(vecs)
+        scores = bundle.als.scores(np.stack([vecs[i] for i in have])) if have else None
+        row_of = {i: r for r, i in enumerate(have)}
+        for i, q in enumerate(block):
+            if i not in row_of or scores is None:
+                lists["als"].append(np.zeros(0, np.int64))
+                continue
+            banned = baselines.banned_items(bundle.exclusions, q.user)
+            lists["als"].append(baselines.top_k_masked(scores[row_of[i]], k, banned))
     two = TwoStageRecommender(bundle.candidate_generator(), bundle.features, ranker or bundle.ranker)
     lists["two_stage"] = []
     for s in range(0, len(queries), BATCH):
@@ -64,43 +64,69 @@ def ranked_lists(
     return lists
 
 
-def evaluate(
-    data: Path,
-    artifacts: Path,
+def popularity_lists(bundle: Bundle, uidx: I64, k: int) -> list[I64]:
+    """The popularity retriever's lists (category-aware, recency-weighted), minus exclusions."""
+    queries = queries_for(uidx, bundle.recent_indptr, bundle.recent_items)
+    out = []
+    for q in queries:
+        banned = baselines.banned_items(bundle.exclusions, q.user)
+        items = bundle.popularity.retrieve([q], k + banned.shape[0])[0][0]
+        out.append(items[~np.isin(items, banned)][:k] if banned.size else items[:k])
+    return out
+
+
+def sample_users(targets: pl.DataFrame, max_users: int, seed: int) -> I64:
+    users = np.sort(targets["user_id"].unique().to_numpy())
+    if users.shape[0] > max_users:
+        users = np.sort(np.random.default_rng(seed).choice(users, max_users, replace=False))
+    return users.astype(np.int64)
+
+
+def score_split(
+    split: Split,
+    catalogue: Catalogue,
+    bundle: Bundle,
     max_users: int = 20_000,
     seed: int = 0,
     ranker: OnnxRanker | None = None,
-    candidates_total: int | None = None,
+    models: tuple[str, ...] = MODELS,
+    threads: int = 0,
 ) -> dict[str, Any]:
-    """Held-out metrics of the three models; ``ranker`` and ``candidates_total`` replace the
-    bundle's (to measure a smaller ranker or fewer candidates: quality per millisecond)."""
-    bundle = load_bundle(artifacts, ranker_threads=2)
-    if candidates_total is not None:
-        cands = bundle.config.candidates.model_copy(update={"total": candidates_total})
-        bundle.config = bundle.config.model_copy(update={"candidates": cands})
-    cutoff = int(bundle.manifest["cutoff_us"])
-    events = load_events(data)
-    t = targets_after(events, bundle, cutoff)
-    if t.height == 0:
-        raise UserInputError(
-            "no events after the artifacts' cut-off: train with a hold-out (train.holdout_days > 0) to evaluate"
-        )
-    users = np.sort(t["user_id"].unique().to_numpy())
-    if users.shape[0] > max_users:
-        users = np.sort(np.random.default_rng(seed).choice(users, max_users, replace=False))
-    t = t.filter(pl.col("user_id").is_in(users.tolist()))
+    """Every model of ``models`` on ``split`` — ``bundle`` must be fit on ``split.train`` (its
+    users and exclusions are the training part's) — for at most ``max_users`` test users."""
+    if split.targets.height == 0:
+        raise UserInputError("the test part has no events about known products")
+    inter = build_interactions(catalogue, split.train, split.end_us)
+    if not np.array_equal(inter.user_ids, bundle.user_ids):
+        raise ValueError("the bundle was not fit on this split's training part")
+    users = sample_users(split.targets, max_users, seed)
+    t = split.targets.filter(pl.col("user_id").is_in(users.tolist()))
     per_user = {
         int(u): dict(zip(g["item"].to_list(), g["gain"].to_list(), strict=True))
         for (u,), g in t.group_by("user_id")
     }
-    lists = ranked_lists(bundle, users, max(KS), ranker)
+    k = max(KS)
     uidx = bundle.user_index(users)
+    excl = bundle.exclusions
+    lists: dict[str, list[I64]] = {}
+    cooc = baselines.Cooccurrence.fit(inter)
+    item_users = cooc.diag
+    if "global_popularity" in models:
+        lists["global_popularity"] = baselines.static_lists(baselines.global_popularity(inter), uidx, k, excl)
+    if "popularity" in models:
+        lists["popularity"] = popularity_lists(bundle, uidx, k)
+    if "sar" in models:
+        lists["sar"] = baselines.sar_lists(inter, cooc, bundle.config.weights, uidx, k, excl)
+    if "als_plain" in models:
+        uf, itf = baselines.fit_plain_als(inter, bundle.config.seed, threads)
+        lists["als_plain"] = baselines.factor_lists(uf, itf, uidx, k, excl)
+    if "als" in models or "two_stage" in models:
+        lists |= model_lists(bundle, users, k, ranker)
     known_items = bundle.als.item_known
     cold_user = uidx < 0
     result: dict[str, Any] = {}
-    for name in MODELS:
+    for name in models:
         rows, cold_rows, cold_item_rows = [], [], []
-        recommended: set[int] = set()
         for j, u in enumerate(users):
             ranked = lists[name][j]
             tg = per_user[int(u)]
@@ -111,9 +137,13 @@ def evaluate(
             cold_t = {i: g for i, g in tg.items() if not known_items[i]}
             if cold_t:
                 cold_item_rows.append(user_metrics(ranked, cold_t, KS))
-            recommended.update(int(i) for i in ranked[:10])
+        top10 = [r[:10] for r in lists[name]]
         overall = mean_metrics(rows)
-        overall["coverage@10"] = len(recommended) / bundle.catalogue.n_items
+        overall["coverage@10"] = (
+            float(np.unique(np.concatenate(top10)).shape[0] / catalogue.n_items) if top10 else 0.0
+        )
+        overall["novelty@10"] = baselines.novelty(top10, item_users, inter.n_users)
+        overall["diversity@10"] = baselines.diversity(top10, cooc)
         result[name] = overall | {
             "cold_users": mean_metrics(cold_rows) | {"n_users": len(cold_rows)},
             "cold_items": {
@@ -121,5 +151,40 @@ def evaluate(
             }
             | {"n_users": len(cold_item_rows)},
         }
-    result["_meta"] = {"users": int(users.shape[0]), "cold_users": int(cold_user.sum()), "cutoff_us": cutoff}
+    result["_meta"] = {
+        "protocol": split.protocol,
+        "users": int(users.shape[0]),
+        "cold_users": int(cold_user.sum()),
+        "cutoff_us": split.end_us,
+        "seen_removed": split.exclude_seen,
+    }
     return result
+
+
+def has_holdout(bundle: Bundle, events: pl.DataFrame) -> bool:
+    """Whether the data has events after the bundle's cut-off (a bundle trained with a hold-out
+    by an earlier version); a bundle fit on every event has none."""
+    return bool(events.height) and span_us(events)[1] > int(bundle.manifest["cutoff_us"])
+
+
+def evaluate(
+    data: Path, artifacts: Path, max_users: int = 20_000, seed: int = 0, models: tuple[str, ...] = MODELS
+) -> dict[str, Any]:
+    """The bundle itself on the events after its cut-off (temporal protocol): for bundles that
+    were fit before a hold-out (by earlier versions)."""
+    bundle = load_bundle(artifacts, ranker_threads=2)
+    cutoff = int(bundle.manifest["cutoff_us"])
+    events = load_events(data)
+    if not has_holdout(bundle, events):
+        raise UserInputError(
+            "no events after the artifacts' cut-off: the bundle was fit on every event; evaluate refits "
+            "with its parameters instead (recommndr evaluate)"
+        )
+    split = Split(
+        "temporal",
+        events.filter(pl.col("ts_us") < cutoff),
+        graded_targets(events.filter(pl.col("ts_us") >= cutoff), bundle.catalogue),
+        exclude_seen=False,
+        end_us=cutoff,
+    )
+    return score_split(split, bundle.catalogue, bundle, max_users, seed, models=models)

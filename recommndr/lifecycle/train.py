@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from recommndr.evaluation.evaluate import evaluate
 from recommndr.lifecycle.gate import GATE_METRIC, promotion_gate
 from recommndr.params import TrainConfig
 from recommndr.registry import tracking
@@ -37,11 +35,9 @@ class TrainOutcome:
     registration: Registration | None  # None when not tracked
 
 
-def evaluate_holdout(data: Path, artifacts: Path, max_users: int = 20_000) -> dict[str, Any]:
-    """Held-out metrics of the bundle, also written to ``artifacts/metrics.json``."""
-    metrics = evaluate(data, artifacts, max_users=max_users)
+def write_metrics(artifacts: Path, metrics: dict[str, Any]) -> None:
+    """The evaluation beside the bundle: ``artifacts/metrics.json``."""
     (Path(artifacts) / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
-    return metrics
 
 
 def register(
@@ -70,16 +66,13 @@ def train_and_register(
     eval_users: int = 20_000,
     step: Callable[[str], Any] | None = None,
 ) -> TrainOutcome:
-    """Fit every model into ``out``; with a hold-out, evaluate on it; with ``track``, log,
-    register and gate. ``step(name)`` is called before each stage (a CLI shows progress)."""
-    result = train(data, out, cfg)
-    metrics = None
-    if cfg.holdout_days > 0:
-        if step is not None:
-            step("evaluating on the hold-out")
-        t0 = time.perf_counter()
-        metrics = evaluate_holdout(data, out, eval_users)
-        result.timings["evaluate"] = time.perf_counter() - t0
+    """With a hold-out, fit before it and evaluate on it; fit the served bundle on every event
+    into ``out``; with ``track``, log, register and gate. ``step(name)`` is called before each
+    stage (a CLI shows progress)."""
+    result = train(data, out, cfg, progress=step, eval_users=eval_users)
+    metrics = result.metrics
+    if metrics is not None:
+        write_metrics(out, metrics)
     registration = None
     if track:
         if step is not None:

@@ -49,7 +49,9 @@ class Exclusions:
     repeatable_l3: npt.NDArray[np.bool_]
 
     @classmethod
-    def fit(cls, inter: Interactions) -> Exclusions:
+    def fit(cls, inter: Interactions, all_seen: bool = False) -> Exclusions:
+        """Durables each user bought; with ``all_seen`` every product the user had at all (the
+        random protocol's "seen items removed"). Repeatable categories are learned either way."""
         cat = inter.catalogue
         buy = inter.etype == 2
         u, i = inter.user[buy].astype(np.int64), inter.item[buy].astype(np.int64)
@@ -60,6 +62,9 @@ class Exclusions:
         first = np.bincount(cat.l3[uniq % cat.n_items], minlength=n_l3)
         share = np.where(total > 0, 1.0 - first / np.maximum(total, 1), 0.0)
         repeatable = share >= REPEATABLE_SHARE
+        if all_seen:
+            seen = np.unique(inter.user.astype(np.int64) * cat.n_items + inter.item)
+            return cls(seen, cat.n_items, repeatable)
         durable = ~repeatable[cat.l3[uniq % cat.n_items]]
         return cls(uniq[durable], cat.n_items, repeatable)
 

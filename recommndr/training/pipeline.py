@@ -1,11 +1,12 @@
 """``recommndr train``: fit every model and write the artifacts the API needs.
 
-Time is split so that nothing from the future leaks: the last ``holdout_days`` are held out for
-``recommndr evaluate``; the ``label_days`` before them label the ranker. Stage A fits retrieval on
-events before the label window and learns the ranker on its candidates (labels: purchase >
-add to cart > view in the window). Stage B refits retrieval, popularity, co-purchase, similar
-items and the feature tables on everything before the hold-out; these, with the ranker, are the
-artifacts.
+Time is split so that nothing from the future leaks. A fit on the events before some end
+(:func:`fit_models`) has two stages: stage A fits retrieval on events before the last
+``label_days`` and learns the ranker on its candidates (labels: purchase > add to cart > view in
+those days); stage B refits retrieval, popularity, co-purchase, similar items and the feature
+tables on everything before the end. ``train`` fits twice: before the last ``holdout_days``, to
+score every model on them (the figures in the manifest and ``metrics.json``), then on every event
+for the served bundle.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ from recommndr.data.interactions import (
 )
 from recommndr.data.schema import conform, read_table, write_table
 from recommndr.errors import UserInputError
+from recommndr.evaluation.evaluate import score_split
+from recommndr.evaluation.protocols import Protocol, graded_targets, random_pairs, span_us, temporal_split
 from recommndr.params import TrainConfig
 from recommndr.ranking.candidates import CandidateGenerator, Exclusions, queries_for, recent_items
 from recommndr.ranking.features import FEATURES, build_feature_tables
@@ -55,6 +58,7 @@ class TrainResult:
     timings: dict[str, float] = field(default_factory=dict)
     ranker_rows: int = 0
     parity: float = 0.0
+    metrics: dict[str, Any] | None = None  # the hold-out evaluation (None without a hold-out)
 
 
 PEAK_RSS: dict[str, float] = {}
@@ -92,6 +96,7 @@ def fit_stage(
     cfg: TrainConfig,
     timings: dict[str, float],
     tag: str,
+    all_seen: bool = False,
 ) -> tuple[Stage, Any]:
     with _timed(timings, f"{tag}: interactions"):
         inter = build_interactions(catalogue, events, cutoff)
@@ -102,7 +107,7 @@ def fit_stage(
     with _timed(timings, f"{tag}: popularity, co-purchase, exclusions"):
         pop = PopularityRetriever.fit(inter, cfg.weights, cfg.popularity)
         cop = fit_copurchase(inter, cfg.copurchase)
-        excl = Exclusions.fit(inter)
+        excl = Exclusions.fit(inter, all_seen=all_seen)
         recent = recent_items(inter)
     gen = CandidateGenerator(
         als, pop, CoPurchaseRetriever(cop, cfg.copurchase.recent_items), excl, cfg.candidates
@@ -162,9 +167,124 @@ def ranker_training_set(stage: Stage, tables: Any, labels: pl.DataFrame, cfg: Tr
     return TrainingSet(np.concatenate(Xs), np.concatenate(ys), np.array(groups, dtype=np.int64))
 
 
+@dataclass
+class Fitted:
+    """Models fit on events before ``end_us``: the bundle, the LightGBM ranker (for its own
+    model file and importances), its training rows and the ONNX parity; ``stage`` is the
+    retrieval fit on everything before ``end_us`` (a later fit whose ranker data ends there reuses it)."""
+
+    bundle: Bundle
+    model: Any
+    rows: int
+    users: int
+    parity: float
+    stage: Stage
+    tables: Any
+    label_cutoff_us: int | None
+
+
+def ranker_labels(
+    catalogue: Catalogue, events: pl.DataFrame, end_us: int, cfg: TrainConfig, labels: Protocol
+) -> tuple[pl.DataFrame, pl.DataFrame, int | None]:
+    """What stage A fits on and what labels its candidates. ``temporal``: the events before the
+    last ``label_days`` and the best event type in them (the protocol the shop lives by);
+    ``random``: a random 75 % of each user's products and the rest, binary (the random protocol's
+    question, asked of the training part only)."""
+    if labels == "random":
+        fit_on, held = random_pairs(events, catalogue, seed=cfg.seed + 1)
+        if held.height == 0:
+            raise UserInputError("no user has two products: the ranker has nothing to learn from")
+        return fit_on, held.with_columns(pl.lit(1, dtype=pl.Int8).alias("gain")), None
+    label_cut = end_us - cfg.label_days * US_PER_DAY
+    start = span_us(events)[0]
+    if label_cut <= start:
+        raise UserInputError(
+            f"the training period spans {(end_us - start) / US_PER_DAY:.0f} days: too short for "
+            f"{cfg.label_days} label days"
+        )
+    window = events.filter((pl.col("ts_us") >= label_cut) & (pl.col("ts_us") < end_us))
+    return events.filter(pl.col("ts_us") < label_cut), graded_targets(window, catalogue), label_cut
+
+
+def fit_models(
+    catalogue: Catalogue,
+    events: pl.DataFrame,
+    end_us: int,
+    cfg: TrainConfig,
+    timings: dict[str, float],
+    labels: Protocol = "temporal",
+    all_seen: bool = False,
+    tag: str = "",
+    reuse: tuple[Stage, Any] | None = None,
+) -> Fitted:
+    """Every model on ``events`` before ``end_us``. Stage A fits retrieval on the ranker's data
+    (:func:`ranker_labels`) and learns the ranker on its candidates; stage B refits retrieval,
+    popularity, co-purchase, similar items and the feature tables on all of it. ``reuse``: an
+    earlier fit whose end is this fit's label cut-off serves as stage A (same events, same
+    parameters: the served fit after the hold-out evaluation, when label_days == holdout_days)."""
+    fit_on, label_frame, label_cut = ranker_labels(catalogue, events, end_us, cfg, labels)
+    p = f"{tag}: " if tag else ""
+    if reuse is not None and label_cut is not None and reuse[0].inter.cutoff_us == label_cut:
+        stage_a, tables_a = reuse
+        log.info("%sstage A is the earlier fit before %s (reused)", p, label_cut)
+    else:
+        stage_a, (_, _, tables_a) = fit_stage(
+            catalogue, fit_on, label_cut or end_us, cfg, timings, f"{p}A (ranker data)", all_seen
+        )
+    with _timed(timings, f"{p}ranker: candidates and features"):
+        ts = ranker_training_set(stage_a, tables_a, label_frame, cfg)
+    with _timed(timings, f"{p}ranker: LightGBM"):
+        model = train_ranker(ts, cfg.ranker, cfg.seed)
+    with _timed(timings, f"{p}ranker: ONNX export and parity"):
+        ranker_onnx = to_onnx(model)
+        sample = ts.X[
+            np.random.default_rng(cfg.seed).choice(ts.X.shape[0], min(20_000, ts.X.shape[0]), replace=False)
+        ]
+        parity = check_parity(model, ranker_onnx, sample)
+    del stage_a, tables_a
+    stage_b, (cop, excl, tables_b) = fit_stage(catalogue, events, end_us, cfg, timings, f"{p}B", all_seen)
+    with _timed(timings, f"{p}similar items"):
+        nbr, sim = similar_table(stage_b.als.item_factors, stage_b.als.item_known, cfg.similar_items)
+    pop = stage_b.popularity
+    bundle = Bundle(
+        config=cfg,
+        catalogue=catalogue,
+        user_ids=stage_b.inter.user_ids,
+        recent_indptr=stage_b.recent[0],
+        recent_items=stage_b.recent[1],
+        als=stage_b.als,
+        popularity=pop,
+        copurchase=cop,
+        exclusions=excl,
+        features=tables_b,
+        ranker=OnnxRanker(ranker_onnx, threads=2),
+        similar=SimilarItems(catalogue, nbr, sim, stage_b.als.item_known, pop.pop),
+    )
+    return Fitted(bundle, model, int(ts.X.shape[0]), int(ts.group.shape[0]), parity, stage_b, tables_b,
+                  label_cut)  # fmt: skip
+
+
+def headline(metrics: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """The figures a manifest keeps of an evaluation: each model's overall metrics."""
+    return {
+        m: {k: float(v) for k, v in r.items() if isinstance(v, float)}
+        for m, r in metrics.items()
+        if not m.startswith("_")
+    }
+
+
 def train(
-    data: Path, out: Path, cfg: TrainConfig, progress: Callable[[str], None] | None = None
+    data: Path,
+    out: Path,
+    cfg: TrainConfig,
+    progress: Callable[[str], None] | None = None,
+    eval_users: int = 20_000,
 ) -> TrainResult:
+    """Evaluate, then fit what is served. With a hold-out (``holdout_days`` > 0) every model is
+    first fit on the events before it and scored on it (the temporal protocol, beside the
+    baselines); the served bundle is then fit on ALL events with the same parameters, so a shop
+    that retrains nightly serves its latest days too. The manifest records both cut-offs and the
+    evaluation's figures; ``metrics`` holds them in full."""
     timings: dict[str, float] = {}
     t_start = time.perf_counter()
     with _timed(timings, "load data"):
@@ -172,57 +292,39 @@ def train(
         events = load_events(data)
         if events.height == 0:
             raise UserInputError(f"{data} has no events")
-    ts_us = events["ts_us"].to_numpy()
-    t_start_us, t_end = int(ts_us.min()), int(ts_us.max()) + 1
-    holdout_cut = t_end - cfg.holdout_days * US_PER_DAY
-    label_cut = holdout_cut - cfg.label_days * US_PER_DAY
-    if label_cut <= t_start_us:
-        raise UserInputError(
-            f"the data spans {(t_end - t_start_us) / US_PER_DAY:.0f} days: too short for "
-            f"{cfg.label_days} label days and {cfg.holdout_days} hold-out days"
-        )
-
-    stage_a, (_, _, tables_a) = fit_stage(catalogue, events, label_cut, cfg, timings, "A (ranker data)")
-    window = events.filter((pl.col("ts_us") >= label_cut) & (pl.col("ts_us") < holdout_cut))
-    window = window.with_columns(pl.Series("item", catalogue.index_of(window["item_id"].to_numpy()))).filter(
-        pl.col("item") >= 0
-    )
-    labels = window.group_by("user_id", "item").agg((pl.col("etype").max() + 1).alias("gain"))
-    with _timed(timings, "ranker: candidates and features"):
-        ts = ranker_training_set(stage_a, tables_a, labels, cfg)
-    with _timed(timings, "ranker: LightGBM"):
-        model = train_ranker(ts, cfg.ranker, cfg.seed)
-    with _timed(timings, "ranker: ONNX export and parity"):
-        ranker_onnx = to_onnx(model)
-        sample = ts.X[
-            np.random.default_rng(cfg.seed).choice(ts.X.shape[0], min(20_000, ts.X.shape[0]), replace=False)
-        ]
-        parity = check_parity(model, ranker_onnx, sample)
-    del stage_a, tables_a
-
-    stage_b, (cop, excl, tables_b) = fit_stage(catalogue, events, holdout_cut, cfg, timings, "B (served)")
-    with _timed(timings, "similar items"):
-        nbr, sim = similar_table(stage_b.als.item_factors, stage_b.als.item_known, cfg.similar_items)
+    t_end = span_us(events)[1]
+    metrics: dict[str, Any] | None = None
+    evaluation: dict[str, Any] | None = None
+    reuse: tuple[Stage, Any] | None = None
+    if cfg.holdout_days > 0:
+        split = temporal_split(events, catalogue, cfg.holdout_days)
+        if progress is not None:
+            progress("fitting on the events before the hold-out")
+        earlier = fit_models(catalogue, split.train, split.end_us, cfg, timings, tag="evaluation")
+        if progress is not None:
+            progress("evaluating on the hold-out")
+        t0 = time.perf_counter()
+        metrics = score_split(split, catalogue, earlier.bundle, max_users=eval_users, seed=0)
+        timings["evaluation: scoring"] = time.perf_counter() - t0
+        evaluation = {
+            "protocol": "temporal",
+            "cutoff_us": split.end_us,
+            "label_cutoff_us": earlier.label_cutoff_us,
+            "users": metrics["_meta"]["users"],
+            "metrics": headline(metrics),
+        }
+        reuse = (earlier.stage, earlier.tables)  # stage A of the served fit, if it ends there
+        del earlier
+    if progress is not None:
+        progress("fitting the served models on every event")
+    served = fit_models(catalogue, events, t_end, cfg, timings, tag="served", reuse=reuse)
+    del reuse
     with _timed(timings, "write artifacts"):
         out = Path(out)
-        als = stage_b.als
+        bundle, model = served.bundle, served.model
+        als = bundle.als
         index = build_index(als.item_factors, als.mask)
         _check_index(index, als)  # before anything is written
-        pop = stage_b.popularity
-        bundle = Bundle(
-            config=cfg,
-            catalogue=catalogue,
-            user_ids=stage_b.inter.user_ids,
-            recent_indptr=stage_b.recent[0],
-            recent_items=stage_b.recent[1],
-            als=als,
-            popularity=pop,
-            copurchase=cop,
-            exclusions=excl,
-            features=tables_b,
-            ranker=OnnxRanker(ranker_onnx),
-            similar=SimilarItems(catalogue, nbr, sim, als.item_known, pop.pop),
-        )
         entries = bundle.save(out)
         # beside the components: exports and reports that no Bundle holds (see recommndr/bundle.py)
         (out / "retrieval.onnx").write_bytes(index)
@@ -241,19 +343,16 @@ def train(
             {
                 **entries,
                 "data": {"path": str(data), "sha256": dataset_hash(data), "events": events.height},
-                "cutoff_us": holdout_cut,
-                "label_cutoff_us": label_cut,
+                "cutoff_us": t_end,  # the served models saw every event before this
+                "label_cutoff_us": served.label_cutoff_us,
                 "end_us": t_end,
-                "ranker": {
-                    "rows": int(ts.X.shape[0]),
-                    "users": int(ts.group.shape[0]),
-                    "onnx_parity": parity,
-                },
+                "evaluation": evaluation,
+                "ranker": {"rows": served.rows, "users": served.users, "onnx_parity": served.parity},
                 "index": {"float32": "retrieval.onnx"},
             },
         )
     timings["total"] = time.perf_counter() - t_start
-    return TrainResult(out, manifest, timings, int(ts.X.shape[0]), parity)
+    return TrainResult(out, manifest, timings, served.rows, served.parity, metrics)
 
 
 def _check_index(index: bytes, als: ALSRetriever) -> None:
