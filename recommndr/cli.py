@@ -322,6 +322,77 @@ def metrics_table(result: dict[str, Any], title: str) -> Table:
     return t
 
 
+@app.command("tune")
+def tune_cmd(
+    data: Annotated[Path, typer.Option("--data", help="Dataset folder.")],
+    minutes: Annotated[
+        float, typer.Option(help="Time budget; the trial running at the end finishes.")
+    ] = 10.0,
+    trials: Annotated[int | None, typer.Option(help="Stop after this many trials.")] = None,
+    protocol: Annotated[
+        str, typer.Option(help="temporal or random: how validation is carved out.")
+    ] = "temporal",
+    params: Annotated[Path, typer.Option(help="Starting parameters (its 'train' section).")] = Path(
+        "params.yaml"
+    ),
+    out_file: Annotated[
+        Path | None, typer.Option("--out", help="Best parameters file [default: tuned/DATA-PROTOCOL.yaml].")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the sampler (and of --users).")] = 42,
+    users: Annotated[int | None, typer.Option(help="Tune on a random sample of this many users.")] = None,
+    track: Annotated[
+        bool, typer.Option(help="Log the search to MLflow (a parent run, a child per trial).")
+    ] = True,
+) -> None:
+    """Search the parameters that matter (ALS, event weights and half-lives, candidate mix, the
+    ranker) with Optuna on a validation split carved from the training part; write the best as
+    a params file that `recommndr train --params` reads."""
+    from recommndr.evaluation.protocols import PROTOCOLS
+    from recommndr.lifecycle.tune import tune
+    from recommndr.params import load_train_config
+
+    if protocol not in PROTOCOLS:
+        raise typer.BadParameter(f"unknown protocol '{protocol}'; choose one of {', '.join(PROTOCOLS)}",
+                                 param_hint="--protocol")  # fmt: skip
+    if trials is not None and trials < 1:
+        raise typer.BadParameter("must be at least 1", param_hint="--trials")
+    if minutes < 0:
+        raise typer.BadParameter("must not be negative", param_hint="--minutes")
+    if users is not None and users < 100:
+        raise typer.BadParameter("must be at least 100", param_hint="--users")
+    out_file = out_file or Path("tuned") / f"{data.name}-{protocol}.yaml"
+
+    def show(row: dict[str, Any]) -> None:
+        value = "pruned" if row["state"] == "pruned" else f"{row['value']:.4f}"
+        err.print(f"trial {row['number']:3d}  {row['state']:8s} ndcg@10 {value:>8s}  best {row['best']:.4f}  "
+                  f"candidate recall {row['candidate_recall']:.3f}  {row['seconds']:5.1f} s  "
+                  f"elapsed {row['elapsed'] / 60:4.1f} min")  # fmt: skip
+
+    r = tune(data, out_file, load_train_config(params), protocol, minutes, trials, seed, users, track, show)
+    t = Table(title=f"Best trials: two_stage ndcg@10 on {r.validation_users:,} validation users ({protocol})")
+    for col in ("trial", "ndcg@10", "als ndcg@10", "cand. recall", "s", "factors", "reg", "alpha", "trees",
+                "leaves", "lr", "candidates"):  # fmt: skip
+        t.add_column(col, justify="right")
+    for row in [x for x in r.trials if x["state"] == "complete"][:10]:
+        p = row["params"]
+        t.add_row(str(row["number"]), f"{row['value']:.4f}", f"{row['als_ndcg@10']:.4f}",
+                  f"{row['candidate_recall']:.3f}", f"{row['seconds']:.0f}", str(p["als.factors"]),
+                  f"{p['als.regularization']:.3g}", f"{p['als.alpha']:.3g}", str(p["ranker.n_estimators"]),
+                  str(p["ranker.num_leaves"]), f"{p['ranker.learning_rate']:.3g}",
+                  f"{p['candidates.als']}/{p['candidates.copurchase']}/{p['candidates.popularity']}"
+                  f" -> {p['candidates.total']}")  # fmt: skip
+    out.print(t)
+    rows = {"trials": f"{len(r.trials)} ({sum(x['state'] == 'pruned' for x in r.trials)} pruned)",
+            "best ndcg@10 (validation)": f"{r.best_value:.4f}",
+            "starting parameters": f"{r.start_value:.4f}" if r.start_value is not None else "not finished",
+            "time": f"{r.seconds / 60:.1f} min", "written to": str(r.out)}  # fmt: skip
+    if r.sampled_users:
+        rows["users"] = f"a sample of {r.sampled_users:,}"
+    if r.run_id:
+        rows["MLflow parent run"] = r.run_id
+    _summary("Tuned", rows)
+
+
 features_app = typer.Typer(no_args_is_help=True, help="The Feast feature repository and its online store.")
 app.add_typer(features_app, name="features")
 

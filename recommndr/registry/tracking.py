@@ -76,13 +76,7 @@ def log_and_register(
     from mlflow import MlflowClient
 
     uri = uri or tracking_uri()
-    mlflow.set_tracking_uri(uri)
-    exp = mlflow.get_experiment_by_name(EXPERIMENT)
-    if exp is None:
-        location = (Path.cwd() / "mlruns").resolve().as_uri() if uri.startswith("sqlite") else None
-        exp_id = mlflow.create_experiment(EXPERIMENT, artifact_location=location)
-    else:
-        exp_id = exp.experiment_id
+    exp_id = _experiment(mlflow, uri)
     flat_metrics = _flat("", {k: v for k, v in (metrics or {}).items() if not k.startswith("_")}, {})
     flat_metrics = {metric_key(k): float(v) for k, v in flat_metrics.items() if isinstance(v, (int, float))}
     with mlflow.start_run(experiment_id=exp_id) as run:
@@ -108,6 +102,52 @@ def log_and_register(
         client.set_registered_model_alias(name, "challenger", v)
     log.info("registered %s (run %s) as challenger", versions, run_id)
     return RegisteredRun(run_id, versions, flat_metrics, uri)
+
+
+def _experiment(mlflow: Any, uri: str) -> str:
+    """The experiment's id at ``uri`` (created with its artifacts under ./mlruns for SQLite)."""
+    mlflow.set_tracking_uri(uri)
+    exp = mlflow.get_experiment_by_name(EXPERIMENT)
+    if exp is None:
+        location = (Path.cwd() / "mlruns").resolve().as_uri() if uri.startswith("sqlite") else None
+        return str(mlflow.create_experiment(EXPERIMENT, artifact_location=location))
+    return str(exp.experiment_id)
+
+
+class SearchLog:
+    """A parameter search in MLflow: one parent run (the search's settings, the best trial, its
+    plots) and, nested under it, one child run per trial (its parameters, metrics and state)."""
+
+    def __init__(self, name: str, settings: dict[str, Any], uri: str | None = None) -> None:
+        os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+        import mlflow
+
+        self._mlflow = mlflow
+        self.uri = uri or tracking_uri()
+        self._exp_id = _experiment(mlflow, self.uri)
+        self._parent = mlflow.start_run(experiment_id=self._exp_id, run_name=name)
+        self.run_id: str = self._parent.info.run_id
+        mlflow.set_tag("recommndr.kind", "search")
+        mlflow.log_params({k: str(v)[:500] for k, v in settings.items()})
+
+    def trial(self, number: int, params: dict[str, Any], metrics: dict[str, float], state: str) -> None:
+        mlflow = self._mlflow
+        with mlflow.start_run(experiment_id=self._exp_id, run_name=f"trial {number}", nested=True):
+            mlflow.set_tag("recommndr.trial_state", state)
+            mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
+            mlflow.log_metrics({_metric_name(metric_key(k)): float(v) for k, v in metrics.items()})
+
+    def finish(self, best: dict[str, float], figures: dict[str, Any], files: dict[str, str]) -> None:
+        """The best trial's metrics, the plots (``name.png`` -> matplotlib figure) and text files."""
+        mlflow = self._mlflow
+        mlflow.log_metrics({f"best.{_metric_name(metric_key(k))}": float(v) for k, v in best.items()})
+        for name, fig in figures.items():
+            mlflow.log_figure(fig, f"plots/{name}")
+        for name, text in files.items():
+            mlflow.log_text(text, name)
+
+    def close(self, failed: bool = False) -> None:
+        self._mlflow.end_run(status="FAILED" if failed else "FINISHED")
 
 
 def is_not_found(exc: BaseException) -> bool:
@@ -183,9 +223,7 @@ def _log_plots(mlflow: Any, artifacts: Path, metrics: dict[str, Any] | None) -> 
         plt.close(fig)
     if metrics:
         fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-        for model in ("popularity", "als", "two_stage"):
-            if model not in metrics:
-                continue
+        for model in [m for m in metrics if not m.startswith("_")]:
             ks = sorted(int(k.split("@")[1]) for k in metrics[model] if k.startswith("recall@"))
             for ax, m in zip(axes, ("recall", "ndcg"), strict=True):
                 ax.plot(ks, [metrics[model][f"{m}@{k}"] for k in ks], marker="o", label=model)

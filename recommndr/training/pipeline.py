@@ -117,7 +117,12 @@ def fit_stage(
     return Stage(inter, als, pop, gen, recent), (cop, excl, tables)
 
 
-def ranker_training_set(stage: Stage, tables: Any, labels: pl.DataFrame, cfg: TrainConfig) -> TrainingSet:
+def ranker_training_set(
+    stage: Stage, tables: Any, labels: pl.DataFrame, cfg: TrainConfig
+) -> tuple[TrainingSet, float]:
+    """The ranker's rows: for each sampled labelled user, their candidates' features with every
+    positive and a sample of negatives; and the candidates' recall of the labels (the share of
+    the sampled users' labelled products that retrieval put among their candidates)."""
     rng = np.random.default_rng(cfg.seed)
     users = labels["user_id"].unique().sort().to_numpy()
     if users.shape[0] > cfg.ranker.max_train_users:
@@ -134,6 +139,7 @@ def ranker_training_set(stage: Stage, tables: Any, labels: pl.DataFrame, cfg: Tr
     order = np.argsort(lab_keys)
     lab_keys, lab_gain = lab_keys[order], lab["gain"].to_numpy()[order]
     Xs, ys, groups = [], [], []
+    found = 0
     for s in range(0, len(queries), 2000):
         if s and s % 10_000 == 0:
             log.info("ranker: candidates for %s of %s users", f"{s:,}", f"{len(queries):,}")
@@ -145,6 +151,7 @@ def ranker_training_set(stage: Stage, tables: Any, labels: pl.DataFrame, cfg: Tr
         key = rows * n_items + items
         pos = np.minimum(np.searchsorted(lab_keys, key), max(lab_keys.shape[0] - 1, 0))
         y = np.where(lab_keys[pos] == key, lab_gain[pos], 0).astype(np.int32)
+        found += int((y > 0).sum())
         # per user: all positives and a sample of negatives; users without a positive teach nothing
         start = 0
         for c in cands:
@@ -164,7 +171,8 @@ def ranker_training_set(stage: Stage, tables: Any, labels: pl.DataFrame, cfg: Tr
         raise UserInputError(
             "the label window has no event that the candidates cover: cannot train the ranker"
         )
-    return TrainingSet(np.concatenate(Xs), np.concatenate(ys), np.array(groups, dtype=np.int64))
+    recall = found / max(lab.height, 1)
+    return TrainingSet(np.concatenate(Xs), np.concatenate(ys), np.array(groups, dtype=np.int64)), recall
 
 
 @dataclass
@@ -216,12 +224,14 @@ def fit_models(
     all_seen: bool = False,
     tag: str = "",
     reuse: tuple[Stage, Any] | None = None,
+    report: Callable[[str, float], None] | None = None,
 ) -> Fitted:
     """Every model on ``events`` before ``end_us``. Stage A fits retrieval on the ranker's data
     (:func:`ranker_labels`) and learns the ranker on its candidates; stage B refits retrieval,
     popularity, co-purchase, similar items and the feature tables on all of it. ``reuse``: an
     earlier fit whose end is this fit's label cut-off serves as stage A (same events, same
-    parameters: the served fit after the hold-out evaluation, when label_days == holdout_days)."""
+    parameters: the served fit after the hold-out evaluation, when label_days == holdout_days).
+    ``report(name, value)`` hears the candidates' recall of the ranker's labels."""
     fit_on, label_frame, label_cut = ranker_labels(catalogue, events, end_us, cfg, labels)
     p = f"{tag}: " if tag else ""
     if reuse is not None and label_cut is not None and reuse[0].inter.cutoff_us == label_cut:
@@ -232,7 +242,10 @@ def fit_models(
             catalogue, fit_on, label_cut or end_us, cfg, timings, f"{p}A (ranker data)", all_seen
         )
     with _timed(timings, f"{p}ranker: candidates and features"):
-        ts = ranker_training_set(stage_a, tables_a, label_frame, cfg)
+        ts, recall = ranker_training_set(stage_a, tables_a, label_frame, cfg)
+    log.info("%scandidates hold %.1f %% of the ranker's labels", p, 100 * recall)
+    if report is not None:  # a search may stop a hopeless trial here, before the ranker is trained
+        report("candidate_recall", recall)
     with _timed(timings, f"{p}ranker: LightGBM"):
         model = train_ranker(ts, cfg.ranker, cfg.seed)
     with _timed(timings, f"{p}ranker: ONNX export and parity"):

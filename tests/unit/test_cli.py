@@ -59,6 +59,13 @@ def test_validate_failure_exits_1_with_a_report(tiny_copy: Path) -> None:
             "does not exist",
         ),
         (["data", "profile"], 2, "Missing argument"),
+        (["evaluate", "--data", "d", "--artifacts", "a", "--protocol", "loo"], 2, "unknown protocol 'loo'"),
+        (["evaluate", "--data", "d"], 2, "give either --artifacts or --params"),
+        (["evaluate", "--data", "d", "--params", "/nope.yaml"], 2, "/nope.yaml does not exist"),
+        (["tune", "--data", "d", "--protocol", "loo"], 2, "unknown protocol 'loo'"),
+        (["tune", "--data", "d", "--trials", "0"], 2, "must be at least 1"),
+        (["tune", "--data", "d", "--users", "5"], 2, "must be at least 100"),
+        (["tune", "--data", "d", "--minutes", "0"], 2, "give a time budget"),
     ],
 )
 def test_bad_input_gives_a_message_and_nonzero_exit(
