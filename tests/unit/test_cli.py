@@ -77,6 +77,26 @@ def test_bad_input_gives_a_message_and_nonzero_exit(
     assert "Traceback" not in r.stdout + r.stderr
 
 
+def test_import_movielens(tmp_path: Path) -> None:
+    """With recbole installed (make setup installs it, without its dependencies) the import prints
+    its figures; without it the command names what to install and exits 2, writing nothing."""
+    from importlib import metadata
+
+    r = run("data", "import", "movielens", "--out", str(tmp_path / "ml"))
+    try:
+        metadata.distribution("recbole")
+    except metadata.PackageNotFoundError:
+        assert r.returncode == 2
+        assert "pip install --no-deps recbole==1.2.1" in r.stderr.replace("\n", " ")
+        assert "Traceback" not in r.stdout + r.stderr
+        assert not (tmp_path / "ml").exists()
+        return
+    assert r.returncode == 0, r.stderr
+    assert "176,576 (100,000 views, 55,375 carts, 21,201 purchases)" in r.stdout
+    assert "research use only" in r.stdout
+    assert (tmp_path / "ml" / "events.parquet").exists()
+
+
 def test_default_output_folder_comes_from_settings(tmp_path: Path) -> None:
     import os
 

