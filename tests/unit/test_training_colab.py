@@ -1,4 +1,4 @@
-"""training_colab/: params_gpu.yaml is a TrainConfig, params.yaml's on the GPU; the device check
+"""training_colab/: the script parses, its parameters are a TrainConfig, and its device check
 falls back to the CPU part by part (colab_gpu.py)."""
 
 from __future__ import annotations
@@ -6,6 +6,8 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -49,6 +51,24 @@ def test_params_gpu_is_params_yaml_on_the_gpu() -> None:
         }
     )
     assert on_cpu == load_train_config(ROOT / "params.yaml")
+
+
+def test_script_parses() -> None:
+    assert subprocess.run(["bash", "-n", str(SCRIPT)], check=False, capture_output=True).returncode == 0
+
+
+@pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck is not installed")
+def test_script_passes_shellcheck() -> None:
+    out = subprocess.run(["shellcheck", str(SCRIPT)], check=False, capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout
+
+
+def test_script_trains_with_what_the_device_check_wrote() -> None:
+    text = SCRIPT.read_text()
+    check = text.index("colab_gpu.py devices")
+    train = re.search(r'train --data "\$DATA" --out "\$OUT" --params "(\S+)"', text)
+    assert train is not None and train.group(1) == "$REPORT/params_gpu_effective.yaml"
+    assert check < train.start()
 
 
 def test_write_params_falls_back_part_by_part(tmp_path: Path) -> None:
