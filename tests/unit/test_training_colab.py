@@ -1,5 +1,5 @@
-"""training_colab/: the script parses, its parameters are a TrainConfig, and its device check
-falls back to the CPU part by part (colab_gpu.py)."""
+"""training_colab/: the notebook only calls the script, the script parses, its parameters are a
+TrainConfig, and its device check falls back to the CPU part by part (colab_gpu.py)."""
 
 from __future__ import annotations
 
@@ -69,6 +69,49 @@ def test_script_trains_with_what_the_device_check_wrote() -> None:
     train = re.search(r'train --data "\$DATA" --out "\$OUT" --params "(\S+)"', text)
     assert train is not None and train.group(1) == "$REPORT/params_gpu_effective.yaml"
     assert check < train.start()
+
+
+def notebook() -> dict[str, object]:
+    nb: dict[str, object] = json.loads(NOTEBOOK.read_text())
+    return nb
+
+
+def test_notebook_is_nbformat_4_with_cell_ids() -> None:
+    nb = notebook()
+    assert nb["nbformat"] == 4
+    cells = nb["cells"]
+    assert isinstance(cells, list) and cells
+    ids = [c["id"] for c in cells]
+    assert len(set(ids)) == len(ids)
+
+
+def test_notebook_code_only_calls_the_shell() -> None:
+    """No logic in the notebook: each code line is a shell or magic command, or the address form."""
+    nb = notebook()
+    lines = [ln for c in nb["cells"] if c["cell_type"] == "code" for ln in c["source"].splitlines()]  # type: ignore[attr-defined]
+    for ln in lines:
+        assert ln.startswith(("!", "%")) or re.fullmatch(
+            r'REPO_URL = "[^"]*"  # @param \{type:"string"\}', ln
+        ), ln
+    assert "!bash training_colab/train_colab.sh data/full artifacts/full-gpu" in lines
+
+
+def test_notebook_clones_no_invented_address() -> None:
+    """The notebook clones REPO_URL; every address it names is one README.md gives; when the README
+    gives a clone address, REPO_URL's default is that address."""
+    nb = notebook()
+    src = "\n".join(c["source"] for c in nb["cells"])  # type: ignore[attr-defined]
+    readme = (ROOT / "README.md").read_text()
+    assert "YOUR-ORG" not in src
+    assert '!git clone --depth 1 "$REPO_URL" recommndr' in src
+    assert set(URL.findall(src)) <= set(URL.findall(readme))
+    default = re.search(r'REPO_URL = "([^"]*)"', src)
+    assert default is not None
+    readme_clone = re.findall(r"git clone (?:--depth 1 )?(\S+\.git|https://github\.com/\S+)", readme)
+    if readme_clone:
+        assert default.group(1) == readme_clone[0]
+    else:
+        assert default.group(1) == ""
 
 
 def test_write_params_falls_back_part_by_part(tmp_path: Path) -> None:
