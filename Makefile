@@ -109,12 +109,12 @@ demo: setup
 	wait -n
 
 lint: setup
-	$(BIN)/ruff check recommndr tests benchmarks function_app.py
-	$(BIN)/ruff format --check recommndr tests benchmarks function_app.py
+	$(BIN)/ruff check recommndr tests benchmarks training_colab function_app.py
+	$(BIN)/ruff format --check recommndr tests benchmarks training_colab function_app.py
 	$(BIN)/lint-imports --no-cache --no-logo
 
 typecheck: setup
-	$(BIN)/mypy recommndr function_app.py
+	$(BIN)/mypy recommndr function_app.py training_colab/colab_gpu.py
 
 frontend-check: frontend
 	cd $(FRONTEND) && node_modules/.bin/tsc --noEmit
