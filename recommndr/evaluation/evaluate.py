@@ -34,7 +34,9 @@ BASELINES = MODELS[:4]
 BATCH = 1000  # two_stage queries per ranker call
 
 
-def model_lists(bundle: Bundle, users: I64, k: int, ranker: OnnxRanker | None = None) -> dict[str, list[I64]]:
+def model_lists(
+    bundle: Bundle, users: I64, k: int, ranker: OnnxRanker | None = None, explore: float = 0.0
+) -> dict[str, list[I64]]:
     """The bundle's ``als`` (first stage: known users' factors, new users folded in from their
     recent products, the bundle's exclusions) and ``two_stage`` top ``k`` (dense item indices) for
     ``users`` (user ids). ``two_stage`` is the ranking /recommendations serves
@@ -60,7 +62,9 @@ def model_lists(bundle: Bundle, users: I64, k: int, ranker: OnnxRanker | None = 
     for s in range(0, len(queries), BATCH):
         if s and s % 5000 == 0:
             log.info("two_stage: %s of %s users", f"{s:,}", f"{len(queries):,}")
-        lists["two_stage"] += [r.items for r in two.rank(queries[s : s + BATCH], k, degrade=False)]
+        lists["two_stage"] += [
+            r.items for r in two.rank(queries[s : s + BATCH], k, degrade=False, explore=explore)
+        ]
     return lists
 
 
@@ -91,9 +95,11 @@ def score_split(
     ranker: OnnxRanker | None = None,
     models: tuple[str, ...] = MODELS,
     threads: int = 0,
+    explore: float = 0.0,
 ) -> dict[str, Any]:
     """Every model of ``models`` on ``split`` — ``bundle`` must be fit on ``split.train`` (its
-    users and exclusions are the training part's) — for at most ``max_users`` test users."""
+    users and exclusions are the training part's) — for at most ``max_users`` test users;
+    ``explore``: two_stage's exploration share (``TwoStageRecommender.explore``)."""
     if split.targets.height == 0:
         raise UserInputError("the test part has no events about known products")
     inter = build_interactions(catalogue, split.train, split.end_us)
@@ -121,7 +127,7 @@ def score_split(
         uf, itf = baselines.fit_plain_als(inter, bundle.config.seed, threads)
         lists["als_plain"] = baselines.factor_lists(uf, itf, uidx, k, excl)
     if "als" in models or "two_stage" in models:
-        lists |= model_lists(bundle, users, k, ranker)
+        lists |= model_lists(bundle, users, k, ranker, explore)
     known_items = bundle.als.item_known
     cold_user = uidx < 0
     result: dict[str, Any] = {}

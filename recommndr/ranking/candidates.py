@@ -25,7 +25,7 @@ from recommndr.retrieval.base import F32, I64, Query
 from recommndr.retrieval.popularity import PopularityRetriever
 from recommndr.similarity.copurchase import CoPurchaseRetriever
 
-SOURCE_ALS, SOURCE_COPURCHASE, SOURCE_POPULARITY = 1, 2, 4
+SOURCE_ALS, SOURCE_COPURCHASE, SOURCE_POPULARITY, SOURCE_EXPLORE = 1, 2, 4, 8
 REPEATABLE_SHARE = 0.05
 RECENT = 10
 

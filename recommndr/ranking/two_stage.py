@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from recommndr.ranking.candidates import SOURCE_POPULARITY, CandidateGenerator, Candidates
+from recommndr.ranking.candidates import SOURCE_EXPLORE, SOURCE_POPULARITY, CandidateGenerator, Candidates
 from recommndr.ranking.features import F32, FEATURES, I64, FeatureTables, compute_features
 from recommndr.ranking.ranker import OnnxRanker
 from recommndr.retrieval.base import Query
@@ -97,6 +97,44 @@ class TwoStageRecommender:
         self.generator = generator
         self.tables = tables
         self.ranker = ranker
+        # what exploration offers: products with no event before the cut-off (placed in the factor
+        # space from their attributes, retrieval/cold.py) and new arrivals
+        self.new_products: I64 = np.flatnonzero(~generator.als.item_known | generator.popularity.new_arrival)
+
+    def explore(self, q: Query, ranked: Ranked, k: int, share: float, mask: Mask | None) -> Ranked:
+        """``ranked`` with every ``1/share``-th place (the 1/share-th, 2/share-th, ... rounded up)
+        given to the new products the shopper's factors score best, so a list of any length holds
+        the same share of them and its head stays the ranker's. Each explored product takes the
+        score of the place it fills (the list stays sorted); a shopper without factors, or no new
+        product left to offer, keeps the list as it was."""
+        slots = np.ceil(np.arange(1, k + 1) / share).astype(np.int64) - 1
+        slots = slots[slots < ranked.items.shape[0]]
+        if slots.size == 0 or self.new_products.size == 0:
+            return ranked
+        vec = self.generator.als.user_vector(q)
+        if vec is None:
+            return ranked
+        pool = self.new_products
+        keep = ~np.isin(pool, ranked.items) & self.generator.exclusions.allowed(q.user, pool)
+        if mask is not None:
+            keep &= mask[pool]
+        if q.exclude.size:
+            keep &= ~np.isin(pool, q.exclude)
+        pool = pool[keep]
+        if pool.size == 0:
+            return ranked
+        best, _ = self.generator.als.top_k(self.generator.als.item_factors[pool] @ vec, slots.size, pool)
+        slots = slots[: best.size]
+        place = np.zeros(ranked.items.shape[0], dtype=bool)
+        place[slots] = True
+        items = np.empty_like(ranked.items)
+        items[place] = best
+        items[~place] = ranked.items[: (~place).sum()]
+        sources = np.empty_like(ranked.sources)
+        sources[place] = SOURCE_EXPLORE
+        sources[~place] = ranked.sources[: (~place).sum()]
+        trend = self.tables.item_trend[items]
+        return Ranked(items, ranked.scores, sources, trend, ranked.cold, ranked.popular, ranked.degraded)
 
     def _popular(self, k: int, mask: Mask | None, cold: bool) -> Ranked:
         items, scores = popular(self.generator.popularity, k, mask)
@@ -109,12 +147,14 @@ class TwoStageRecommender:
         k: int,
         masks: Sequence[Mask | None] | None = None,
         degrade: bool = True,
+        explore: float = 0.0,
     ) -> list[Ranked]:
         """The top ``k`` for each query, with all warm queries' candidates scored in one ranker
         call. ``masks`` (one per query, None for no filter) keep only those products; a query left
         with no candidate gets the popular list within its mask. With ``degrade`` a ranker failure
         is logged and every list falls back to the retrieval order (the API never fails on it);
-        without, it raises (evaluation must not measure a broken ranker as the model)."""
+        without, it raises (evaluation must not measure a broken ranker as the model). ``explore``
+        (0 to 1): the share of each ranked list given to new products (:meth:`explore`)."""
         if masks is not None and len(masks) != len(queries):
             raise ValueError(f"{len(masks)} masks for {len(queries)} queries")
         mask = list(masks) if masks is not None else [None] * len(queries)
@@ -136,6 +176,9 @@ class TwoStageRecommender:
                 out[i] = self._popular(k, m, cold=False)
         if todo:
             self._score(queries, todo, k, degrade, out)
+        if explore > 0:
+            for i, _ in todo:
+                out[i] = self.explore(queries[i], out[i], k, explore, mask[i])
         return [out[i] for i in range(len(queries))]
 
     def _score(

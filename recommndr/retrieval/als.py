@@ -19,6 +19,7 @@ from recommndr.data.interactions import Interactions
 from recommndr.errors import RecommndrError
 from recommndr.params import ALSConfig, EventWeights
 from recommndr.retrieval.base import F32, I64, Query, Retriever
+from recommndr.retrieval.cold import attribute_factors
 from recommndr.retrieval.index import NormBoundIndex
 from recommndr.retrieval.weights import event_weights
 
@@ -83,7 +84,7 @@ class ALSRetriever(Retriever):
         self.item_known = item_known
         self.mask = np.where(item_known, 0.0, -np.inf).astype(np.float32)
         self.reg = reg
-        v = item_factors.astype(np.float64)
+        v = item_factors[item_known].astype(np.float64)
         self._gram = v.T @ v + reg * np.eye(v.shape[1])
         self.index: NormBoundIndex | None = None  # the request path's exact index (use_index)
 
@@ -108,6 +109,9 @@ class ALSRetriever(Retriever):
         users, items = fit_als(inter, weights, cfg, seed)
         known = np.zeros(inter.catalogue.n_items, dtype=bool)
         known[np.unique(inter.item)] = True
+        # unseen products get factors from their attributes (retrieval/cold.py); item_known stays
+        # False for them, so retrieval and the gram above ignore them: only exploration uses them
+        items = attribute_factors(inter.catalogue, items, known)
         return cls(users, items, known, cfg.regularization)
 
     def user_vector(self, q: Query) -> F32 | None:

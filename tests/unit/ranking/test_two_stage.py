@@ -122,3 +122,39 @@ def test_a_failing_ranker_degrades_to_retrieval_order_or_raises(
     assert np.array_equal(warm.items, cands.items[order])
     with pytest.raises(RuntimeError, match="session lost"):
         rec.rank(queries, 10, degrade=False)
+
+
+def test_exploration_takes_every_nth_place_for_new_products(world_bundle: Bundle) -> None:
+    from recommndr.ranking.candidates import SOURCE_EXPLORE
+
+    rec = _rec(world_bundle)
+    q = _query(world_bundle, 5)
+    plain = rec.rank([q], 10)[0]
+    assert rec.rank([q], 10, explore=0.0)[0].items.tolist() == plain.items.tolist()
+    # pretend the products the plain list does not hold are new
+    rec.new_products = np.setdiff1d(np.arange(world_bundle.catalogue.n_items), plain.items)
+    r = rec.rank([q], 10, explore=0.2)[0]
+    explored = (r.sources & SOURCE_EXPLORE) > 0
+    assert np.flatnonzero(explored).tolist() == [4, 9]  # the 5th and the 10th place
+    assert set(r.items[explored].tolist()) <= set(rec.new_products.tolist())
+    assert r.items[~explored].tolist() == plain.items[:8].tolist()  # the ranker's order, shifted down
+    assert np.array_equal(r.scores, plain.scores) and np.array_equal(
+        r.trend, world_bundle.features.item_trend[r.items]
+    )
+    # the new products offered are the ones the shopper's factors score best
+    vec = rec.generator.als.user_vector(q)
+    scores = world_bundle.als.item_factors[rec.new_products] @ vec
+    assert set(r.items[explored].tolist()) == set(rec.new_products[np.argsort(-scores)[:2]].tolist())
+    # a longer list holds the same share; a mask and the shopper's exclusions are respected
+    assert ((rec.rank([q], 50, explore=0.2)[0].sources & SOURCE_EXPLORE) > 0).sum() == 10
+    mask = world_bundle.catalogue.l1 == world_bundle.catalogue.l1[plain.items[0]]
+    m = rec.rank([q], 10, masks=[mask], explore=0.2)[0]
+    assert mask[m.items].all()
+    banned = Query(q.user, q.recent_items, exclude=r.items[explored])
+    again = rec.rank([banned], 10, explore=0.2)[0]
+    assert not set(again.items[(again.sources & SOURCE_EXPLORE) > 0].tolist()) & set(
+        r.items[explored].tolist()
+    )
+    # with no new product to offer the list stays as ranked
+    rec.new_products = np.zeros(0, np.int64)
+    assert rec.rank([q], 10, explore=0.2)[0].items.tolist() == plain.items.tolist()
