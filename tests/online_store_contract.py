@@ -49,6 +49,21 @@ class StoreSpec:
         assert store is not None
         return store
 
+    def forget(self, user_id: int, feature: str) -> None:
+        """Remove one stored feature of the user, as a record written before it existed lacks it."""
+        if self.kind == "sqlite":
+            with closing(sqlite3.connect(self.path)) as c, c:
+                gone = c.execute(
+                    f'DELETE FROM "{PROJECT}_{VIEW}" WHERE entity_key = ? AND feature_name = ?',
+                    (entity_key(user_id), feature),
+                ).rowcount
+        else:
+            import redis
+
+            with redis.Redis.from_url(self.url) as r:
+                gone = r.hdel(RedisOnlineStore.key(user_id), _mmh3(f"{VIEW}:{feature}"))
+        assert gone == 1, f"user {user_id} had no stored {feature}"
+
     def corrupt(self, user_id: int) -> None:
         """Overwrite the user's stored ``events`` value with bytes that do not decode."""
         if self.kind == "sqlite":
@@ -114,11 +129,11 @@ class OnlineStoreContract:
 
     def test_write_read_and_read_many_round_trip(self, store: OnlineStore) -> None:
         records = {
-            5: UserRealtime([3, 2, 1], [2], 1_700_000_000_123_456, 7),
+            5: UserRealtime([3, 2, 1], [2], 1_700_000_000_123_456, 7, [3, 1]),
             0: UserRealtime([], [], 0, 0),
             -3: UserRealtime([INT64_MAX, INT64_MIN, 0], [INT64_MIN], 5, 1),
             INT64_MAX: UserRealtime([1], [], 9, 1),
-            INT64_MIN: UserRealtime([2], [2], 10, 2),
+            INT64_MIN: UserRealtime([2], [2], 10, 2, [INT64_MAX, INT64_MIN]),
         }
         store.write(records, 1_700_000_000_000_000)
         assert {u: store.read(u) for u in records} == records
@@ -130,10 +145,13 @@ class OnlineStoreContract:
     def test_fold_events_adds_to_the_stored_records(self, store: OnlineStore) -> None:
         store.write({1: UserRealtime([7, 6], [6], 100, 2)}, 100)
         store.fold_events(
-            {1: [(8, "view", 300), (6, "view", 200), (9, "purchase", 250)], 2: [(4, "add_to_cart", 50)]}
+            {
+                1: [(8, "view", 300), (6, "add_to_cart", 200), (9, "purchase", 250)],
+                2: [(4, "add_to_cart", 50)],
+            }
         )
-        assert store.read(1) == UserRealtime([8, 9, 6, 7], [9, 6], 300, 5)
-        assert store.read(2) == UserRealtime([4], [], 50, 1)
+        assert store.read(1) == UserRealtime([8, 9, 6, 7], [9, 6], 300, 5, [6])
+        assert store.read(2) == UserRealtime([4], [], 50, 1, [4])
         store.fold_events({1: [(i, "view", 1000 + i) for i in range(30)]})
         one = store.read(1)
         assert one is not None and one.recent_items == list(range(29, 29 - RECENT_MAX, -1))
@@ -142,13 +160,25 @@ class OnlineStoreContract:
     def test_record_folds_events_newest_first_deduplicated_and_capped(self, store: OnlineStore) -> None:
         online = OnlineFeatures(store)
         assert online.record([(1, 10, "view", 100), (1, 11, "view", 200), (2, 10, "add_to_cart", 150)])
-        assert online.record([(1, 10, "purchase", 300)])
+        assert online.record(
+            [(1, 10, "purchase", 300), (2, 12, "add_to_cart", 160), (2, 10, "add_to_cart", 170)]
+        )
         assert online.get(1) == (UserRealtime([10, 11], [10], 300, 3), True)
-        assert online.get(2) == (UserRealtime([10], [], 150, 1), True)
+        assert online.get(2) == (UserRealtime([10, 12], [], 170, 3, [10, 12]), True)
         assert online.record([(3, i, "view", i) for i in range(50)])
         three = online.get(3)[0]
         assert three is not None and three.recent_items == list(range(49, 49 - RECENT_MAX, -1))
         assert online.get(404) == (None, True)
+
+    def test_a_record_stored_before_carted_items_existed_reads_and_folds(
+        self, store: OnlineStore, spec: StoreSpec
+    ) -> None:
+        store.write({6: UserRealtime([5, 4], [4], 100, 2, [5])}, 100)
+        spec.forget(6, "carted_items")  # the layout before the field was added
+        assert store.read(6) == UserRealtime([5, 4], [4], 100, 2, [])
+        assert store.read_many([6]) == {6: UserRealtime([5, 4], [4], 100, 2, [])}
+        store.fold_events({6: [(7, "add_to_cart", 200)]})
+        assert store.read(6) == UserRealtime([7, 5, 4], [4], 200, 3, [7])
 
     def test_a_user_id_outside_int64_degrades_that_call_only(self, store: OnlineStore) -> None:
         with pytest.raises(ValueError, match="outside int64"):

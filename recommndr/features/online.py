@@ -51,6 +51,7 @@ class UserRealtime:
     purchased_items: list[int] = field(default_factory=list)
     last_event_us: int = 0
     events: int = 0
+    carted_items: list[int] = field(default_factory=list)  # newest first; absent in older records
 
     def to_values(self) -> dict[str, int | list[int]]:
         return {name: getattr(self, name) for name in FIELDS}
@@ -64,6 +65,8 @@ class UserRealtime:
         self.recent_items = _push_front(self.recent_items, item_id)
         if event_type == "purchase":
             self.purchased_items = _push_front(self.purchased_items, item_id)
+        elif event_type == "add_to_cart":
+            self.carted_items = _push_front(self.carted_items, item_id)
         self.last_event_us = max(self.last_event_us, ts_us)
         self.events += 1
 

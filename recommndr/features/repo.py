@@ -108,10 +108,16 @@ def records_from_events(events: pl.DataFrame) -> tuple[dict[int, UserRealtime], 
         .head(RECENT_MAX).alias("purchased_items"),
         pl.col("ts_us").max().alias("last_event_us"),
         pl.len().alias("events"),
+        pl.col("item_id").filter(pl.col("event_type") == "add_to_cart").unique(maintain_order=True)
+        .head(RECENT_MAX).alias("carted_items"),
     )  # fmt: skip
     records = {
         int(r["user_id"]): UserRealtime(
-            list(r["recent_items"]), list(r["purchased_items"]), int(r["last_event_us"]), int(r["events"])
+            recent_items=list(r["recent_items"]),
+            purchased_items=list(r["purchased_items"]),
+            last_event_us=int(r["last_event_us"]),
+            events=int(r["events"]),
+            carted_items=list(r["carted_items"]),
         )
         for r in recent.iter_rows(named=True)
     }

@@ -3,7 +3,9 @@ path's reader/writer (``online.py``) and the streaming job all take the names fr
 
 ``user_realtime`` holds what a shopper did since the served model's training cut-off, keyed by
 ``user_id``: the products they interacted with (newest first), the products they bought (so
-durables are not recommended again), when they were last active and how many events they sent.
+durables are not recommended again), when they were last active, how many events they sent, and
+the products they added to a cart (newest first; ``exclude=carted``). A field added later is
+appended: a record stored before it existed has no value for it and reads as empty.
 """
 
 from __future__ import annotations
@@ -24,4 +26,5 @@ FIELDS: dict[str, Kind] = {
     "purchased_items": "int64_list",
     "last_event_us": "int64",
     "events": "int64",
+    "carted_items": "int64_list",
 }

@@ -28,12 +28,12 @@ def test_redis_store_reads_what_feast_writes_and_feast_reads_what_it_writes(
 
     url, _ = redis_server
     fs = apply(write_repo(tmp_path / "repo", "redis", tmp_path / "unused.db", url))
-    pushed = {5: UserRealtime([3, 2, 1], [2], 1_700_000_000_123_456, 7), 9: UserRealtime([], [], 5, 1)}
+    pushed = {5: UserRealtime([3, 2, 1], [2], 1_700_000_000_123_456, 7, [3]), 9: UserRealtime([], [], 5, 1)}
     push(fs, pushed, 1_700_000_000_000_000)
     ours = RedisOnlineStore(url)
     assert ours.read(5) == pushed[5] and ours.read(9) == pushed[9] and ours.read(1) is None
     assert ours.read_many([9, 1, 5]) == {9: pushed[9], 5: pushed[5]}
-    ours.write({11: UserRealtime([8, 4], [4], 1_700_000_001_000_000, 2)}, 1_700_000_001_000_000)
+    ours.write({11: UserRealtime([8, 4], [4], 1_700_000_001_000_000, 2, [8])}, 1_700_000_001_000_000)
     ours.fold_events({9: [(4, "purchase", 1_700_000_002_000_000)], 12: [(6, "view", 1_700_000_003_000_000)]})
     got = fs.get_online_features(
         features=[f"{VIEW}:{n}" for n in FIELDS],
@@ -41,6 +41,7 @@ def test_redis_store_reads_what_feast_writes_and_feast_reads_what_it_writes(
     ).to_dict()
     assert got["recent_items"] == [[8, 4], [3, 2, 1], [4], [6]]
     assert got["purchased_items"] == [[4], [2], [4], []] and got["events"] == [2, 7, 2, 1]
+    assert got["carted_items"] == [[8], [3], [], []]
     assert got["last_event_us"] == [
         1_700_000_001_000_000,
         1_700_000_000_123_456,

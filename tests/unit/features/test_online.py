@@ -73,11 +73,11 @@ def test_sqlite_store_reads_what_feast_writes_and_feast_reads_what_it_writes(tmp
 
     db = tmp_path / "online.db"
     fs = apply(write_repo(tmp_path / "repo", "sqlite", db, "redis://unused"))
-    pushed = {5: UserRealtime([3, 2, 1], [2], 1_700_000_000_123_456, 7), 9: UserRealtime([], [], 5, 1)}
+    pushed = {5: UserRealtime([3, 2, 1], [2], 1_700_000_000_123_456, 7, [3]), 9: UserRealtime([], [], 5, 1)}
     push(fs, pushed, 1_700_000_000_000_000)
     ours = SqliteOnlineStore(db)
     assert ours.read(5) == pushed[5] and ours.read(9) == pushed[9] and ours.read(1) is None
-    ours.write({11: UserRealtime([8, 4], [4], 1_700_000_001_000_000, 2)}, 1_700_000_001_000_000)
+    ours.write({11: UserRealtime([8, 4], [4], 1_700_000_001_000_000, 2, [8])}, 1_700_000_001_000_000)
     ours.fold_events({5: [(4, "purchase", 1_700_000_002_000_000)], 12: [(6, "view", 1_700_000_003_000_000)]})
     got = fs.get_online_features(
         features=[f"{VIEW}:{n}" for n in FIELDS],
@@ -85,6 +85,7 @@ def test_sqlite_store_reads_what_feast_writes_and_feast_reads_what_it_writes(tmp
     ).to_dict()
     assert got["recent_items"] == [[8, 4], [4, 3, 2, 1], None, [6]]
     assert got["purchased_items"] == [[4], [4, 2], None, []]
+    assert got["carted_items"] == [[8], [3], None, []]
     assert got["events"] == [2, 8, None, 1]
     assert got["last_event_us"] == [1_700_000_001_000_000, 1_700_000_002_000_000, None, 1_700_000_003_000_000]
 
