@@ -20,6 +20,7 @@ import polars as pl
 
 from recommndr.data.interactions import Interactions
 from recommndr.params import CandidateConfig
+from recommndr.ranking.features import user_range
 from recommndr.retrieval.als import ALSRetriever
 from recommndr.retrieval.base import F32, I64, Query
 from recommndr.retrieval.popularity import PopularityRetriever
@@ -75,6 +76,14 @@ class Exclusions:
     def load(cls, path: Path, n_items: int) -> Exclusions:
         with np.load(path) as z:
             return cls(z["keys"], n_items, z["repeatable_l3"])
+
+    def items_of(self, user: int) -> I64:
+        """The durables ``user`` bought before the cut-off (dense indices)."""
+        if user < 0:
+            return np.zeros(0, np.int64)
+        lo, hi = user_range(self.keys, user, self.n_items)
+        items: I64 = self.keys[lo:hi] - user * self.n_items
+        return items
 
     def allowed(self, user: int, items: I64) -> npt.NDArray[np.bool_]:
         if user < 0 or self.keys.size == 0:
@@ -182,3 +191,24 @@ class CandidateGenerator:
         a1, a2 = self.popularity.affinity(q.recent_items)
         pop_score = self.popularity.score_items(items, a1, a2)
         return Candidates(items, sources, als_score, als_rank, cop_score, pop_score)
+
+    def extend(self, q: Query, c: Candidates, items: I64) -> Candidates:
+        """``c`` and, after them, ``items`` (products in none of the three lists, such as the
+        popular ones that top up a list filtered short) as popularity candidates, with the
+        signals ``_merge`` gives a candidate outside the ALS and co-purchase lists."""
+        n = items.shape[0]
+        vec = self.als.user_vector(q)
+        als_score = (
+            (self.als.item_factors[items] @ vec).astype(np.float32)
+            if vec is not None
+            else np.zeros(n, np.float32)
+        )
+        a1, a2 = self.popularity.affinity(q.recent_items)
+        return Candidates(
+            np.concatenate([c.items, items]),
+            np.concatenate([c.sources, np.full(n, SOURCE_POPULARITY, dtype=np.uint8)]),
+            np.concatenate([c.als_score, als_score]),
+            np.concatenate([c.als_rank, np.full(n, self.cfg.als + 1, dtype=np.float32)]),
+            np.concatenate([c.cop_score, np.zeros(n, np.float32)]),
+            np.concatenate([c.pop_score, self.popularity.score_items(items, a1, a2)]),
+        )

@@ -86,6 +86,26 @@ class FeatureTables:
     ui_purchases: F32
     ui_last_us: I64
 
+    def user_items(
+        self, user: int, *, viewed: bool = False, carted: bool = False, purchased: bool = False
+    ) -> I64:
+        """Dense products ``user`` had before the cut-off in any of the states asked: ``viewed``
+        any event (a product carted or bought was seen too), ``carted`` an add to cart,
+        ``purchased`` a purchase. A binary search into the user x product table, then the user's
+        own rows only (what a request excludes)."""
+        if user < 0 or not (viewed or carted or purchased):
+            return np.zeros(0, np.int64)
+        lo, hi = user_range(self.ui_keys, user, self.n_items)
+        items: I64 = self.ui_keys[lo:hi] - user * self.n_items
+        if viewed:
+            return items
+        keep = np.zeros(hi - lo, dtype=bool)
+        if carted:
+            keep |= self.ui_carts[lo:hi] > 0
+        if purchased:
+            keep |= self.ui_purchases[lo:hi] > 0
+        return items[keep]
+
     @cached_property
     def item_trend(self) -> F32:
         """Last week's daily events against the month's (the ``item_trend`` feature; /trending)."""
@@ -125,6 +145,12 @@ class FeatureTables:
         kw["n_categories"] = np.asarray(kw["n_categories"], dtype=np.int64)
         kw["n_items"] = int(kw["n_items"])
         return cls(**kw)
+
+
+def user_range(keys: I64, user: int, n_items: int) -> tuple[int, int]:
+    """Where ``user``'s rows are in ``keys``, sorted keys ``user * n_items + item``."""
+    lo, hi = np.searchsorted(keys, [user * n_items, (user + 1) * n_items])
+    return int(lo), int(hi)
 
 
 def _share_table(users: I64, cats: npt.NDArray[np.int32], n_cats: int) -> tuple[I64, F32]:

@@ -52,9 +52,21 @@ def is_cold(q: Query) -> bool:
     return q.user < 0 and q.recent_items.size == 0
 
 
-def popular(pop: PopularityRetriever, k: int, mask: Mask | None = None) -> tuple[I64, F32]:
-    """The cold-start list: the ``k`` most popular products now (within ``mask``), by raw
-    popularity. What the API answers a new shopper, ``/popular``, and the popularity-only fallback."""
+def popular(
+    pop: PopularityRetriever, k: int, mask: Mask | None = None, exclude: I64 | None = None
+) -> tuple[I64, F32]:
+    """The cold-start list: the ``k`` most popular products now (within ``mask``, none of
+    ``exclude``), by raw popularity. What the API answers a new shopper, ``/popular``, and the
+    popularity-only fallback."""
+    if exclude is not None and exclude.size:
+        if mask is None:  # the global top list first: a full scan only when the filter empties it
+            top = pop.global_top[~np.isin(pop.global_top, exclude)]
+            if top.shape[0] >= k:
+                return pop.top_k(pop.pop[top], k, top)
+            mask = np.ones(pop.pop.shape[0], dtype=bool)
+        else:
+            mask = mask.copy()
+        mask[exclude] = False
     if mask is None:
         return pop.popular(k)
     items = np.flatnonzero(mask)
@@ -136,8 +148,8 @@ class TwoStageRecommender:
         trend = self.tables.item_trend[items]
         return Ranked(items, ranked.scores, sources, trend, ranked.cold, ranked.popular, ranked.degraded)
 
-    def _popular(self, k: int, mask: Mask | None, cold: bool) -> Ranked:
-        items, scores = popular(self.generator.popularity, k, mask)
+    def _popular(self, k: int, mask: Mask | None, exclude: I64, cold: bool) -> Ranked:
+        items, scores = popular(self.generator.popularity, k, mask, exclude)
         sources = np.full(items.shape[0], SOURCE_POPULARITY, dtype=np.uint8)
         return Ranked(items, scores, sources, self.tables.item_trend[items], cold, True, False)
 
@@ -150,9 +162,12 @@ class TwoStageRecommender:
         explore: float = 0.0,
     ) -> list[Ranked]:
         """The top ``k`` for each query, with all warm queries' candidates scored in one ranker
-        call. ``masks`` (one per query, None for no filter) keep only those products; a query left
-        with no candidate gets the popular list within its mask. With ``degrade`` a ranker failure
-        is logged and every list falls back to the retrieval order (the API never fails on it);
+        call. ``masks`` (one per query, None for no filter) keep only those products, and no list
+        holds a product of its query's ``exclude`` or a durable its user bought, on any path. A
+        query left with no candidate gets the popular list within its mask; one left with fewer
+        than ``k`` is topped up with the most popular products that remain, ranked with the rest,
+        so a list is ``k`` long while ``k`` products remain. With ``degrade`` a ranker failure is
+        logged and every list falls back to the retrieval order (the API never fails on it);
         without, it raises (evaluation must not measure a broken ranker as the model). ``explore``
         (0 to 1): the share of each ranked list given to new products (:meth:`explore`)."""
         if masks is not None and len(masks) != len(queries):
@@ -162,7 +177,7 @@ class TwoStageRecommender:
         warm: list[int] = []
         for i, q in enumerate(queries):
             if is_cold(q):
-                out[i] = self._popular(k, mask[i], cold=True)
+                out[i] = self._popular(k, mask[i], q.exclude, cold=True)
             else:
                 warm.append(i)
         todo: list[tuple[int, Candidates]] = []
@@ -170,16 +185,26 @@ class TwoStageRecommender:
         for i, c in zip(warm, cands, strict=True):
             m = mask[i]
             kept = c if m is None else _select(c, m[c.items])
-            if kept.items.size:
-                todo.append((i, kept))
-            else:
-                out[i] = self._popular(k, m, cold=False)
+            if kept.items.size == 0:
+                out[i] = self._popular(k, m, self._blocked(queries[i], kept), cold=False)
+                continue
+            if kept.items.size < k:  # filtered short (a mask, exclusions): top it up
+                more, _ = popular(
+                    self.generator.popularity, k - kept.items.size, m, self._blocked(queries[i], kept)
+                )
+                kept = self.generator.extend(queries[i], kept, more) if more.size else kept
+            todo.append((i, kept))
         if todo:
             self._score(queries, todo, k, degrade, out)
         if explore > 0:
             for i, _ in todo:
                 out[i] = self.explore(queries[i], out[i], k, explore, mask[i])
         return [out[i] for i in range(len(queries))]
+
+    def _blocked(self, q: Query, c: Candidates) -> I64:
+        """What a popular list may not add for ``q``: its exclusions, the durables its user bought
+        before the cut-off (the candidates went without both already) and the candidates ``c``."""
+        return np.concatenate([q.exclude, self.generator.exclusions.items_of(q.user), c.items])
 
     def _score(
         self,

@@ -18,7 +18,8 @@ F32 = npt.NDArray[np.float32]
 class Query:
     """Who to retrieve for: a dense user index (-1 for a user the model has not seen) and the
     user's recent products, most recent first (dense item indices; may be empty), and products not
-    to recommend (bought since the model's cut-off, from the online store)."""
+    to recommend (durables bought since the model's cut-off, from the online store, and what the
+    request filters out; duplicates allowed)."""
 
     user: int
     recent_items: I64 = field(default_factory=lambda: np.zeros(0, dtype=np.int64))

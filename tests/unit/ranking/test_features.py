@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 
 from recommndr.data.interactions import Interactions
@@ -50,3 +51,36 @@ def test_features_are_the_same_in_batch_and_one_by_one(world_inter: Interactions
     )
     assert f[0, FEATURES.index("user_item_views_log")] > 0
     assert f[0, FEATURES.index("user_affinity_l1")] > 0
+
+
+def test_a_users_products_in_each_state_come_from_the_tables(world_inter: Interactions) -> None:
+    """What ``exclude=viewed|carted|purchased`` takes from the model: the events before the cut-off."""
+    cfg = TrainConfig()
+    pop = PopularityRetriever.fit(world_inter, cfg.weights, cfg.popularity)
+    tables = build_feature_tables(world_inter, pop.pop, np.zeros(len(world_inter.catalogue.l3_names), bool))
+    differ = 0
+    for u in (0, 1, 2, 7, 100, world_inter.n_users - 1):
+        mine = world_inter.user == u
+
+        def had(*types: int, mine: npt.NDArray[np.bool_] = mine) -> list[int]:
+            return sorted(set(world_inter.item[mine & np.isin(world_inter.etype, types)].tolist()))
+
+        assert sorted(tables.user_items(u, viewed=True).tolist()) == had(0, 1, 2)
+        assert sorted(tables.user_items(u, carted=True).tolist()) == had(1)
+        assert sorted(tables.user_items(u, purchased=True).tolist()) == had(2)
+        assert sorted(tables.user_items(u, carted=True, purchased=True).tolist()) == had(1, 2)
+        assert sorted(tables.user_items(u, viewed=True, carted=True).tolist()) == had(0, 1, 2)
+        assert tables.user_items(u).size == 0
+        differ += had(1) != had(2)
+    assert differ, "the world has carts that were not bought (product 3)"
+    assert tables.user_items(-1, viewed=True).size == 0
+
+
+def test_exclusions_give_a_users_bought_durables(world_inter: Interactions) -> None:
+    from recommndr.ranking.candidates import Exclusions
+
+    n = world_inter.catalogue.n_items
+    keys = np.array([0 * n + 4, 0 * n + 9, 2 * n + 1, 5 * n + 0, 5 * n + n - 1], dtype=np.int64)
+    ex = Exclusions(keys, n, np.zeros(1, bool))
+    assert ex.items_of(0).tolist() == [4, 9] and ex.items_of(2).tolist() == [1]
+    assert ex.items_of(5).tolist() == [0, n - 1] and ex.items_of(1).size == 0 and ex.items_of(-1).size == 0

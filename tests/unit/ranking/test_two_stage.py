@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from recommndr.bundle import Bundle
-from recommndr.ranking.candidates import SOURCE_POPULARITY
+from recommndr.params import CandidateConfig
+from recommndr.ranking.candidates import SOURCE_POPULARITY, Candidates, Exclusions
 from recommndr.ranking.two_stage import Ranked, TwoStageRecommender, popular, retrieval_order
 from recommndr.retrieval.base import Query
 from recommndr.retrieval.popularity import PopularityRetriever
@@ -18,6 +19,18 @@ pytestmark = pytest.mark.unit
 
 def _rec(b: Bundle) -> TwoStageRecommender:
     return TwoStageRecommender(b.candidate_generator(), b.features, b.ranker)
+
+
+def _narrow(b: Bundle, bought: dict[int, list[int]] | None = None) -> TwoStageRecommender:
+    """10 candidates per query of the world's 80 products (its own would be all of them), and
+    ``bought`` (dense user -> dense items) as durables bought before the cut-off."""
+    gen = b.candidate_generator()
+    gen.cfg = CandidateConfig(als=10, copurchase=0, popularity=10, total=10)
+    if bought:
+        n = b.catalogue.n_items
+        keys = np.sort(np.array([u * n + i for u, items in bought.items() for i in items], dtype=np.int64))
+        gen.exclusions = Exclusions(keys, n, gen.exclusions.repeatable_l3)
+    return TwoStageRecommender(gen, b.features, b.ranker)
 
 
 def _query(b: Bundle, user_id: int) -> Query:
@@ -68,15 +81,18 @@ def test_a_category_mask_keeps_only_its_products(world_bundle: Bundle) -> None:
     assert not warm.popular and warm.items.size and books[warm.items].all()
     cold = rec.rank([Query(-1)], 10, [books])[0]
     assert cold.cold and np.array_equal(cold.items, popular(world_bundle.popularity, 10, books)[0])
-    # no candidate in the mask (its one product bought since the cut-off): the popular list
-    # within it, not the cold-start path
-    one = np.zeros(cat.n_items, dtype=bool)
-    one[5] = True
+    # no candidate in the mask (the candidates' one product there bought since the cut-off):
+    # the popular list within it, not the cold-start path, and without the excluded product
+    narrow = _narrow(world_bundle)
     q = _query(world_bundle, 6)
-    q = Query(q.user, q.recent_items, exclude=np.array([5]))
-    assert not one[world_bundle.candidate_generator().generate([q])[0].items].any()
-    r = rec.rank([q], 10, [one])[0]
-    assert r.popular and not r.cold and np.array_equal(r.items, np.flatnonzero(one))
+    cands = narrow.generator.generate([q])[0].items
+    bought, other = int(cands[0]), int(np.setdiff1d(np.arange(cat.n_items), cands)[0])
+    two = np.zeros(cat.n_items, dtype=bool)
+    two[[bought, other]] = True
+    q = Query(q.user, q.recent_items, exclude=np.array([bought]))
+    assert not two[narrow.generator.generate([q])[0].items].any()
+    r = narrow.rank([q], 10, [two])[0]
+    assert r.popular and not r.cold and r.items.tolist() == [other]
     nothing = rec.rank([q], 10, [np.zeros(cat.n_items, dtype=bool)])[0]
     assert nothing.items.size == 0 and nothing.popular
     with pytest.raises(ValueError, match="2 masks for 1 queries"):
@@ -94,13 +110,16 @@ def test_a_batch_ranks_each_query_as_alone(world_bundle: Bundle) -> None:
     cat = world_bundle.catalogue
     coffee = world_bundle.catalogue.index_of(np.array([305, 306]))
     queries = [_query(world_bundle, u) for u in range(1, 41)] + [Query(-1), Query(-1, coffee)]
+    queries += [Query(q.user, q.recent_items, np.arange(j, 60, 3)) for j, q in enumerate(queries[:6])]
+    queries.append(Query(-1, exclude=np.arange(0, 80, 2)))
     masks = [None if j % 3 else cat.l1 == j % 4 for j in range(len(queries))]
-    rec = _rec(world_bundle)
-    for m in (None, masks):
-        batch = rec.rank(queries, 20, m)
-        assert len(batch) == len(queries)
-        for j, q in enumerate(queries):
-            _same(batch[j], rec.rank([q], 20, None if m is None else [m[j]])[0])
+    for rec in (_rec(world_bundle), _narrow(world_bundle)):  # the narrow one tops lists up
+        for m in (None, masks):
+            batch = rec.rank(queries, 20, m)
+            assert len(batch) == len(queries)
+            for j, q in enumerate(queries):
+                _same(batch[j], rec.rank([q], 20, None if m is None else [m[j]])[0])
+                assert not np.isin(batch[j].items, q.exclude).any()
 
 
 def test_a_failing_ranker_degrades_to_retrieval_order_or_raises(
@@ -158,3 +177,89 @@ def test_exploration_takes_every_nth_place_for_new_products(world_bundle: Bundle
     # with no new product to offer the list stays as ranked
     rec.new_products = np.zeros(0, np.int64)
     assert rec.rank([q], 10, explore=0.2)[0].items.tolist() == plain.items.tolist()
+
+
+def test_excluded_products_are_not_offered_and_the_next_ones_move_up(world_bundle: Bundle) -> None:
+    rec = _rec(world_bundle)
+    q = _query(world_bundle, 5)
+    before = rec.rank([q], 10)[0]
+    gone = before.items[:3]
+    r = rec.rank([Query(q.user, q.recent_items, gone)], 10)[0]
+    assert r.items.shape[0] == 10 and not np.isin(r.items, gone).any()
+    assert np.array_equal(r.items[:7], before.items[3:]), "the rest keep their order"
+    assert not (r.cold or r.popular or r.degraded)
+
+
+def test_a_list_filtered_short_is_topped_up_to_k_with_popular_products(
+    world_bundle: Bundle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    b = world_bundle
+    q = _query(b, 5)
+    gone = [int(b.popularity.popular(1)[0][0])]  # the most popular product: a top-up's first pick
+    durables = [int(i) for i in b.popularity.popular(4)[0][1:]]  # the next three: bought durables
+    narrow = _narrow(b, {q.user: durables})
+    cands = narrow.generator.generate([Query(q.user, q.recent_items, np.array(gone))])[0]
+    assert cands.items.shape[0] == 10 and not np.isin(cands.items, gone + durables).any()
+    r = narrow.rank([Query(q.user, q.recent_items, np.array(gone))], 25)[0]
+    assert r.items.shape[0] == 25 and np.unique(r.items).shape[0] == 25
+    assert not (r.cold or r.popular or r.degraded)
+    assert not np.isin(r.items, gone + durables).any(), "the top-up skips what the query excludes"
+    assert np.isin(cands.items, r.items).all(), "every candidate is still in the list"
+    added = ~np.isin(r.items, cands.items)
+    assert added.sum() == 15 and (r.sources[added] == SOURCE_POPULARITY).all()
+    assert (np.diff(r.scores) <= 1e-6).all(), "the top-up is ranked with the candidates"
+    want = popular(b.popularity, 15, None, np.concatenate([cands.items, gone, durables]))[0]
+    assert set(r.items[added].tolist()) == set(want.tolist()), "the most popular products that remain"
+    # within a category mask: only as many as the category has left
+    books = b.catalogue.l1 == 0
+    r = narrow.rank([Query(q.user, q.recent_items, np.array(gone))], 25, [books])[0]
+    left = np.setdiff1d(np.flatnonzero(books), gone + durables)
+    assert not r.popular and r.items.shape[0] == left.shape[0] and np.isin(r.items, left).all()
+    # the ranker down: still topped up, in the retrieval order
+    monkeypatch.setattr(narrow.ranker, "score", _broken)
+    r = narrow.rank([Query(q.user, q.recent_items, np.array(gone))], 25)[0]
+    assert r.degraded and r.items.shape[0] == 25 and not np.isin(r.items, gone + durables).any()
+
+
+def _broken(X: object) -> object:
+    raise RuntimeError("onnxruntime session lost")
+
+
+def test_the_cold_start_list_skips_excluded_products(world_bundle: Bundle) -> None:
+    rec = _rec(world_bundle)
+    pop = world_bundle.popularity
+    top = pop.popular(12)[0]
+    r = rec.rank([Query(-1, exclude=top[[0, 2]])], 10)[0]
+    assert r.cold and r.popular and r.items.tolist() == np.delete(top, [0, 2]).tolist()
+    books = world_bundle.catalogue.l1 == 0
+    in_books = popular(pop, 12, books)[0]
+    r = rec.rank([Query(-1, exclude=in_books[:1])], 10, [books])[0]
+    assert r.cold and r.items.tolist() == in_books[1:11].tolist()
+    # a filter that empties the global top list: the rest of the catalogue, by popularity
+    gen = world_bundle.candidate_generator()
+    short = PopularityRetriever(world_bundle.catalogue, pop.pop, pop.new_arrival, pop.per_category)
+    short.global_top = top[:5]
+    gen.popularity = short
+    r = TwoStageRecommender(gen, world_bundle.features, world_bundle.ranker).rank(
+        [Query(-1, exclude=top[:4])], 6
+    )[0]
+    assert r.items.tolist() == top[4:10].tolist()
+    everything = np.arange(world_bundle.catalogue.n_items)
+    left = rec.rank([Query(-1, exclude=everything[2:])], 10)[0]
+    assert sorted(left.items.tolist()) == [0, 1], "as many as remain"
+
+
+def test_a_top_up_candidate_has_the_signals_of_a_popularity_candidate(world_bundle: Bundle) -> None:
+    """``extend`` gives a product what ``generate`` gives one that only popularity retrieved."""
+    gen = world_bundle.candidate_generator()
+    gen.cfg = CandidateConfig(als=10, copurchase=0, popularity=80, total=80)
+    for q in (_query(world_bundle, 5), Query(-1, world_bundle.catalogue.index_of(np.array([305, 306])))):
+        c = gen.generate([q])[0]
+        only = np.flatnonzero(c.sources == SOURCE_POPULARITY)
+        assert only.size >= 20
+        none = Candidates(*(np.zeros(0, a.dtype) for a in (c.items, c.sources, c.als_score, c.als_rank,
+                                                            c.cop_score, c.pop_score)))  # fmt: skip
+        ext = gen.extend(q, none, c.items[only])
+        for a, b in ((ext.items, c.items), (ext.sources, c.sources), (ext.als_score, c.als_score),
+                     (ext.als_rank, c.als_rank), (ext.cop_score, c.cop_score), (ext.pop_score, c.pop_score)):  # fmt: skip
+            np.testing.assert_allclose(a, b[only], rtol=1e-5, atol=1e-6)  # a matrix product of another shape
