@@ -9,6 +9,7 @@ import orjson
 from fastapi import Depends, Path, Query, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from recommndr.serving import filters
 from recommndr.serving.auth import check_admin, client_address
 from recommndr.serving.model import Recommendation, ServingModel
 from recommndr.serving.runtime import ServingState
@@ -17,6 +18,28 @@ INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 K = Annotated[int, Query(ge=1, le=100, description="how many items (1-100)")]
 UserId = Annotated[int, Path(ge=INT64_MIN, le=INT64_MAX, description="a shopper's id (int64)")]
 ItemId = Annotated[int, Path(ge=INT64_MIN, le=INT64_MAX, description="a product's id (int64)")]
+# the patterns are documented, not enforced by FastAPI: filters.parse_exclude refuses what they do
+# not match with a 422 naming the value (FastAPI's message would quote the pattern instead)
+ExcludeStates = Annotated[
+    str,
+    Query(
+        max_length=filters.EXCLUDE_MAX_LENGTH,
+        description="comma-separated, any of `purchased`, `carted`, `viewed` (at most "
+        f"{filters.MAX_STATES}; repeats are fine): leave out the products the shopper already bought, "
+        "carted or viewed (`viewed`: any product they interacted with, carted and bought ones too), as "
+        "the model knows it from training and the online store since; an unknown value is a 422 naming it",
+        json_schema_extra={"pattern": filters.EXCLUDE_PATTERN},
+    ),
+]
+ExcludeItems = Annotated[
+    str,
+    Query(
+        max_length=filters.EXCLUDE_ITEMS_MAX_LENGTH,
+        description=f"comma-separated product ids not to offer (at most {filters.MAX_EXCLUDE_ITEMS}; "
+        "each a decimal int64 without leading zeros; repeats and unknown products are fine)",
+        json_schema_extra={"pattern": filters.EXCLUDE_ITEMS_PATTERN},
+    ),
+]
 
 
 async def _state(request: Request) -> ServingState:

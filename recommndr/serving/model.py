@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from recommndr.bundle import Bundle
 from recommndr.data.interactions import Catalogue
@@ -23,11 +24,13 @@ from recommndr.registry.artifacts import read_manifest
 from recommndr.retrieval.base import Query
 from recommndr.retrieval.popularity import PopularityRetriever
 from recommndr.serving.catalogue import ProductCatalogue
+from recommndr.serving.filters import NOTHING, Exclude
 
 log = logging.getLogger(__name__)
 TRENDING = 2.0  # last week's daily events at least twice the month's
 TRENDING_MIN_EVENTS = 3  # events last week for /trending (a rise from nothing is noise)
 MAX_SHOPPERS = 20  # the most /shoppers answers
+I64 = npt.NDArray[np.int64]
 
 
 class ModelUnavailableError(RecommndrError):
@@ -132,12 +135,14 @@ class ServingModel:
         self.bundle.copurchase.pair_scores(np.zeros(1, np.int64), np.zeros(1, np.int64))
 
     # --- recommendations ----------------------------------------------------------------------
-    def _query(self, b: Bundle, user_id: int, online: UserRealtime | None) -> Query:
+    def _query(
+        self, b: Bundle, user_id: int, online: UserRealtime | None, exclude: Exclude = NOTHING
+    ) -> Query:
         u = int(b.user_index(np.array([user_id], dtype=np.int64))[0])
         recent = (
             b.recent_items[b.recent_indptr[u] : b.recent_indptr[u + 1]] if u >= 0 else np.zeros(0, np.int64)
         )
-        exclude = np.zeros(0, np.int64)
+        blocked = np.zeros(0, np.int64)
         if online is not None and (online.recent_items or online.purchased_items):
             # what the shopper did since the cut-off comes first; unknown product ids are ignored
             live = self.catalogue.positions(online.recent_items)
@@ -145,19 +150,45 @@ class ServingModel:
             _, first = np.unique(recent, return_index=True)
             recent = recent[np.sort(first)][:RECENT]
             bought = self.catalogue.positions(online.purchased_items)
-            exclude = bought[~b.exclusions.repeatable_l3[b.catalogue.l3[bought]]]  # durables only
-        return Query(u, recent, exclude)
+            blocked = bought[~b.exclusions.repeatable_l3[b.catalogue.l3[bought]]]  # durables only
+        if exclude:
+            blocked = np.concatenate([blocked, self._excluded(exclude, online, b, u)])
+        return Query(u, recent, blocked)
+
+    def _excluded(self, f: Exclude, online: UserRealtime | None, b: Bundle | None, u: int) -> I64:
+        """Dense products the request filters out: its ids, and what the shopper has in the states
+        asked, from the model (before its cut-off) and from the online store (since): ``viewed``
+        is any product they touched (the store's recent list), ``carted`` and ``purchased`` its
+        carted and bought lists. Unknown product ids are ignored."""
+        parts = [self.catalogue.positions(list(f.items))] if f.items else []
+        if b is not None and u >= 0 and f.states:
+            parts.append(b.features.user_items(u, viewed=f.viewed, carted=f.carted, purchased=f.purchased))
+        if online is not None:
+            if f.viewed:
+                parts.append(self.catalogue.positions(online.recent_items))
+            if f.carted and not f.viewed:
+                parts.append(self.catalogue.positions(online.carted_items))
+            if f.purchased and not f.viewed:
+                parts.append(self.catalogue.positions(online.purchased_items))
+        return np.concatenate(parts) if parts else np.zeros(0, np.int64)
 
     def recommend(
-        self, user_id: int, k: int, category: str | None = None, online: UserRealtime | None = None
+        self,
+        user_id: int,
+        k: int,
+        category: str | None = None,
+        online: UserRealtime | None = None,
+        exclude: Exclude = NOTHING,
     ) -> tuple[list[Recommendation], bool, str | None]:
         """Top ``k`` for a user (with the online features, if any), whether it was the cold-start
         path, and what degraded (None when nothing did). The ranking is ``TwoStageRecommender.rank``,
-        the one evaluation measures; this adds the query, the category filter and the reasons."""
+        the one evaluation measures; this adds the query, the category filter, what ``exclude``
+        leaves out (on every path, the popularity fallback included) and the reasons."""
         mask = self.catalogue.category_mask(category) if category else None
         if self.bundle is None or self.ranking is None:
-            return self.popular_recs(k, mask), True, "model_unavailable"
-        q = self._query(self.bundle, user_id, online)
+            blocked = self._excluded(exclude, online, None, -1) if exclude else None
+            return self._popular_recs(*popular(self.pop, k, mask, blocked)), True, "model_unavailable"
+        q = self._query(self.bundle, user_id, online, exclude)
         r = self.ranking.rank([q], k, None if mask is None else [mask])[0]
         if r.popular:
             return self._popular_recs(r.items, r.scores), r.cold, None

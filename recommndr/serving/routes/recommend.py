@@ -9,7 +9,18 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from recommndr.errors import NotFoundError
-from recommndr.serving.deps import Champion, ItemId, K, State, UserId, items_json, json_response
+from recommndr.serving.deps import (
+    Champion,
+    ExcludeItems,
+    ExcludeStates,
+    ItemId,
+    K,
+    State,
+    UserId,
+    items_json,
+    json_response,
+)
+from recommndr.serving.filters import parse_exclude
 from recommndr.serving.model import Recommendation, ServingModel
 from recommndr.serving.schemas import CategoryListOut, ItemListOut, RecommendationsOut, errors
 
@@ -25,15 +36,24 @@ def item_index(m: ServingModel, item_id: int) -> int:
 
 @router.get("/recommendations/{user_id}", response_model=RecommendationsOut, responses=errors(422, 503))
 async def recommendations(
-    request: Request, state: State, user_id: UserId, k: K = 10, category: str | None = None
+    request: Request,
+    state: State,
+    user_id: UserId,
+    k: K = 10,
+    category: str | None = None,
+    exclude: ExcludeStates = "",
+    exclude_items: ExcludeItems = "",
 ) -> Any:
+    """The top ``k`` for a shopper; ``exclude`` and ``exclude_items`` leave products out before
+    the top ``k`` is cut, so the list stays ``k`` long while ``k`` products remain."""
+    filtered = parse_exclude(exclude, exclude_items)
     variant, m = state.slots.pick(user_id)
     request.state.variant = variant
     online_features = state.online
 
     def work() -> tuple[list[Recommendation], bool, str | None, bool]:
         online, answered = online_features.get(user_id) if online_features is not None else (None, True)
-        return (*m.recommend(user_id, k, category, online), answered)
+        return (*m.recommend(user_id, k, category, online, filtered), answered)
 
     if state.pool is None:
         recs, cold, fallback, answered = work()

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import azure.functions as func
 import jwt
+import numpy as np
 import pytest
 
 from recommndr.config import get_settings
@@ -46,6 +47,10 @@ def test_endpoints_through_asgi_function_app(
     fa = importlib.reload(function_app).app
 
     token = _admin_token()
+    from recommndr.loading import load_bundle
+
+    b = load_bundle(artifacts)
+    top = int(b.catalogue.item_ids[b.popularity.popular(1)[0][0]])  # the cold list's first product
 
     async def scenario() -> dict[str, func.HttpResponse]:
         await fa.middleware.notify_startup()
@@ -54,6 +59,9 @@ def test_endpoints_through_asgi_function_app(
             "ready": _request("GET", f"{base}/ready"),
             "recs": _request("GET", f"{base}/recommendations/5?k=3"),
             "cold": _request("GET", f"{base}/recommendations/123456789?k=2"),
+            "filtered": _request("GET", f"{base}/recommendations/5?k=3&exclude=viewed,carted&exclude_items=0,1"),
+            "cold_filtered": _request("GET", f"{base}/recommendations/123456789?k=2&exclude_items={top}"),
+            "bad_exclude": _request("GET", f"{base}/recommendations/5?k=3&exclude=wishlist"),
             "similar": _request("GET", f"{base}/similar_items/10?k=4"),
             "bad_k": _request("GET", f"{base}/recommendations/5?k=0"),
             "missing": _request("GET", f"{base}/products/99999999"),
@@ -96,6 +104,22 @@ def test_endpoints_through_asgi_function_app(
     recs = json.loads(r["recs"].get_body())
     assert len(recs["items"]) == 3 and recs["variant"] == "champion"
     assert json.loads(r["cold"].get_body())["cold_start"] is True
+    # the filters' query string reaches the app: viewed products of user 5 and the ids are left out
+    u = int(b.user_index(np.array([5]))[0])
+    viewed = set(b.catalogue.item_ids[b.features.user_items(u, viewed=True)].tolist())
+    filtered = [i["item_id"] for i in json.loads(r["filtered"].get_body())["items"]]
+    assert r["filtered"].status_code == 200 and len(filtered) == 3
+    assert not (viewed | {0, 1}) & set(filtered) and viewed & {i["item_id"] for i in recs["items"]}
+    cold = [i["item_id"] for i in json.loads(r["cold"].get_body())["items"]]
+    cold_filtered = [i["item_id"] for i in json.loads(r["cold_filtered"].get_body())["items"]]
+    assert (
+        cold[0] == top
+        and cold_filtered[0] == cold[1]
+        and len(cold_filtered) == 2
+        and top not in cold_filtered
+    )
+    assert r["bad_exclude"].status_code == 422
+    assert "unknown value 'wishlist'" in json.loads(r["bad_exclude"].get_body())["error"]["message"]
     assert len(json.loads(r["similar"].get_body())["items"]) == 4
     assert (
         r["bad_k"].status_code == 422 and "query.k" in json.loads(r["bad_k"].get_body())["error"]["message"]
