@@ -1,7 +1,8 @@
 """Where one /recommendations request's time goes, in-process, one thread: the online-store read,
 candidates, features, the ONNX ranker, the ranking core (``rank``: all of these for one query,
 the path evaluation measures too), the whole ``recommend`` (with the reasons), and the whole request
-through the ASGI app (routing, validation, JSON) — medians and p99 over random real users.
+through the ASGI app (routing, validation, JSON), also with the filters ``exclude`` and
+``exclude_items`` — medians and p99 over random real users.
 
     .venv/bin/python benchmarks/bench_request.py --artifacts ARTIFACTS [--n 2000]
 """
@@ -80,13 +81,13 @@ def main() -> None:
 
     from recommndr.serving.app import create_app
 
-    async def through_asgi() -> list[float]:
+    async def through_asgi(query: bytes) -> list[float]:
         app = create_app(args.artifacts, Path(tempfile.mkdtemp()))
         times = []
         async with app.router.lifespan_context(app):
             for u in users[: args.n]:
                 scope = {"type": "http", "method": "GET", "path": f"/recommendations/{int(u)}",
-                         "raw_path": f"/recommendations/{int(u)}".encode(), "query_string": b"k=10",
+                         "raw_path": f"/recommendations/{int(u)}".encode(), "query_string": query,
                          "headers": [], "http_version": "1.1", "scheme": "http", "root_path": "",
                          "server": ("127.0.0.1", 80), "client": ("127.0.0.1", 1)}  # fmt: skip
 
@@ -101,7 +102,12 @@ def main() -> None:
                 times.append(time.perf_counter() - t0)
         return times
 
-    stats("request through the ASGI app", asyncio.run(through_asgi()))
+    stats("request through the ASGI app", asyncio.run(through_asgi(b"k=10")))
+    # the filters of issue 11: every state the shopper has (the model's and the online store's)
+    # and five product ids (the most popular, so the list changes) left out
+    ids = ",".join(str(int(m.catalogue.item_ids[i])) for i in m.popular(5)[0])
+    filtered = f"k=10&exclude=purchased,carted,viewed&exclude_items={ids}".encode()
+    stats("  with exclude= and exclude_items=", asyncio.run(through_asgi(filtered)))
 
 
 if __name__ == "__main__":
