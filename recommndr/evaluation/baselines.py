@@ -115,7 +115,8 @@ def static_lists(score: F32, uidx: I64, k: int, excl: Exclusions) -> list[I64]:
 def global_popularity(inter: Interactions) -> F32:
     """Distinct shoppers per product."""
     x = user_item_binary(inter)
-    return np.asarray(x.sum(axis=0), dtype=np.float32).ravel()
+    n = np.asarray(x.sum(axis=0), dtype=np.float32).ravel()
+    return np.where(n > 0, n, -np.inf).astype(np.float32)  # nobody had it: not on the list
 
 
 def sar_lists(
@@ -133,6 +134,7 @@ def sar_lists(
         scores = np.zeros((block.shape[0], inter.catalogue.n_items), np.float32)
         if known.any():
             scores[known] = (aff[block[known]] @ sim).toarray()
+        scores[scores <= 0] = -np.inf  # a product with no co-occurrence is not a recommendation
         for row, u in enumerate(block):
             out.append(top_k_masked(scores[row], k, banned_items(excl, int(u))))
     return out
