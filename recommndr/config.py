@@ -110,6 +110,13 @@ class Settings(BaseSettings):
         "set, as the host sets it): a request without a socket peer is the host's, and the last "
         "X-Forwarded-For hop, appended by its front end, is the client.",
     )
+    explore_share: float = Field(
+        0.1,
+        ge=0.0,
+        le=0.5,
+        description="Share of each /recommendations list given to new products (every 1/share-th place); "
+        "a request's explore= overrides it. 0 turns exploration off.",
+    )
     max_event_body_bytes: int = Field(
         1 << 20, ge=1024, le=64 << 20, description="Largest POST /events body (bytes); larger is a 413."
     )

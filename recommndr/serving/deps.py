@@ -41,6 +41,17 @@ ExcludeItems = Annotated[
     ),
 ]
 
+Explore = Annotated[
+    float | None,
+    Query(
+        ge=0.0,
+        le=0.5,
+        description="share of the list (0-0.5) given to new products — no event before the model's "
+        "cut-off, or launched in the last 30 days — that the shopper's taste scores best: every "
+        "1/share-th place (0.1: the 10th, 20th, ...); default the API's RECOMMNDR_EXPLORE_SHARE",
+    ),
+]
+
 
 async def _state(request: Request) -> ServingState:
     state: ServingState = request.app.state.recommndr

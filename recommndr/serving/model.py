@@ -18,7 +18,7 @@ from recommndr.data.interactions import Catalogue
 from recommndr.errors import ArtifactError, RecommndrError
 from recommndr.features.online import UserRealtime
 from recommndr.loading import load_bundle
-from recommndr.ranking.candidates import RECENT, SOURCE_COPURCHASE
+from recommndr.ranking.candidates import RECENT, SOURCE_COPURCHASE, SOURCE_EXPLORE
 from recommndr.ranking.two_stage import TwoStageRecommender, popular
 from recommndr.registry.artifacts import read_manifest
 from recommndr.retrieval.base import Query
@@ -179,17 +179,19 @@ class ServingModel:
         category: str | None = None,
         online: UserRealtime | None = None,
         exclude: Exclude = NOTHING,
+        explore: float = 0.0,
     ) -> tuple[list[Recommendation], bool, str | None]:
         """Top ``k`` for a user (with the online features, if any), whether it was the cold-start
         path, and what degraded (None when nothing did). The ranking is ``TwoStageRecommender.rank``,
         the one evaluation measures; this adds the query, the category filter, what ``exclude``
-        leaves out (on every path, the popularity fallback included) and the reasons."""
+        leaves out (on every path, the popularity fallback included), ``explore`` (the share of
+        the list given to new products) and the reasons."""
         mask = self.catalogue.category_mask(category) if category else None
         if self.bundle is None or self.ranking is None:
             blocked = self._excluded(exclude, online, None, -1) if exclude else None
             return self._popular_recs(*popular(self.pop, k, mask, blocked)), True, "model_unavailable"
         q = self._query(self.bundle, user_id, online, exclude)
-        r = self.ranking.rank([q], k, None if mask is None else [mask])[0]
+        r = self.ranking.rank([q], k, None if mask is None else [mask], explore=explore)[0]
         if r.popular:
             return self._popular_recs(r.items, r.scores), r.cold, None
         reasons = self._reasons(q, r.items, r.sources, r.trend)
@@ -221,10 +223,13 @@ class ServingModel:
             first3, has3 = same3.argmax(axis=1), same3.any(axis=1)
             has1 = (cat.l1[items][:, None] == cat.l1[recent][None, :]).any(axis=1)
         trending = trend >= TRENDING
+        new = (sources & SOURCE_EXPLORE) > 0
         for j in range(n):
             if out[j] is not None:
                 continue
-            if trending[j]:
+            if new[j]:
+                out[j] = f"new in {cat.l1_names[cat.l1[items[j]]]}"
+            elif trending[j]:
                 out[j] = "trending"
             elif recent.size and has3[j]:
                 out[j] = f"because you viewed {self.catalogue.product(int(recent[first3[j]]))['title']}"

@@ -13,6 +13,7 @@ from recommndr.serving.deps import (
     Champion,
     ExcludeItems,
     ExcludeStates,
+    Explore,
     ItemId,
     K,
     State,
@@ -43,9 +44,12 @@ async def recommendations(
     category: str | None = None,
     exclude: ExcludeStates = "",
     exclude_items: ExcludeItems = "",
+    explore: Explore = None,
 ) -> Any:
     """The top ``k`` for a shopper; ``exclude`` and ``exclude_items`` leave products out before
-    the top ``k`` is cut, so the list stays ``k`` long while ``k`` products remain."""
+    the top ``k`` is cut, so the list stays ``k`` long while ``k`` products remain; ``explore``
+    gives that share of the list to new products (default: the API's setting)."""
+    share = state.settings.explore_share if explore is None else explore
     filtered = parse_exclude(exclude, exclude_items)
     variant, m = state.slots.pick(user_id)
     request.state.variant = variant
@@ -53,7 +57,7 @@ async def recommendations(
 
     def work() -> tuple[list[Recommendation], bool, str | None, bool]:
         online, answered = online_features.get(user_id) if online_features is not None else (None, True)
-        return (*m.recommend(user_id, k, category, online, filtered), answered)
+        return (*m.recommend(user_id, k, category, online, filtered, share), answered)
 
     if state.pool is None:
         recs, cold, fallback, answered = work()

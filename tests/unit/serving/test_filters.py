@@ -34,6 +34,7 @@ def client(artifacts: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     tmp = tmp_path_factory.mktemp("filters")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("RECOMMNDR_ONLINE_STORE_PATH", str(tmp / "online.db"))
+        mp.setenv("RECOMMNDR_EXPLORE_SHARE", "0")  # lists compared with ServingModel.recommend's
         get_settings.cache_clear()
         with TestClient(create_app(artifacts, tmp / "events")) as c:
             yield c
@@ -41,8 +42,10 @@ def client(artifacts: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 
 
 @pytest.fixture
-def fresh(artifacts: Path, tmp_path: Path) -> Iterator[TestClient]:
+def fresh(artifacts: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
     """An API with an online store of its own, for tests that send events."""
+    monkeypatch.setenv("RECOMMNDR_EXPLORE_SHARE", "0")
+    get_settings.cache_clear()
     with TestClient(create_app(artifacts, tmp_path / "events")) as c:
         yield c
 
