@@ -36,7 +36,7 @@ def evaluate_params(
     if progress is not None:
         progress(f"fitting on the {protocol} protocol's training part")
     fitted = fit_models(
-        catalogue, sp.train, sp.end_us, cfg, timings, labels=protocol, all_seen=sp.exclude_seen
+        catalogue, sp.train, sp.end_us, cfg, timings, labels=protocol, all_seen=sp.exclude_seen, similar=False
     )
     if progress is not None:
         progress("scoring")

@@ -166,7 +166,7 @@ def tune(
 
         try:
             fitted = fit_models(catalogue, inner.train, inner.end_us, cfg, {}, labels=protocol,
-                                all_seen=inner.exclude_seen, report=report)  # fmt: skip
+                                all_seen=inner.exclude_seen, report=report, similar=False)  # fmt: skip
             res = score_split(inner, catalogue, fitted.bundle, VALIDATION_USERS, models=("als", "two_stage"))
         finally:
             trial.set_user_attr("seconds", time.perf_counter() - t0)

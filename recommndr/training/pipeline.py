@@ -225,13 +225,15 @@ def fit_models(
     tag: str = "",
     reuse: tuple[Stage, Any] | None = None,
     report: Callable[[str, float], None] | None = None,
+    similar: bool = True,
 ) -> Fitted:
     """Every model on ``events`` before ``end_us``. Stage A fits retrieval on the ranker's data
     (:func:`ranker_labels`) and learns the ranker on its candidates; stage B refits retrieval,
     popularity, co-purchase, similar items and the feature tables on all of it. ``reuse``: an
     earlier fit whose end is this fit's label cut-off serves as stage A (same events, same
     parameters: the served fit after the hold-out evaluation, when label_days == holdout_days).
-    ``report(name, value)`` hears the candidates' recall of the ranker's labels."""
+    ``report(name, value)`` hears the candidates' recall of the ranker's labels; without
+    ``similar`` the bundle's similar-items table is left empty (nothing scored needs it)."""
     fit_on, label_frame, label_cut = ranker_labels(catalogue, events, end_us, cfg, labels)
     p = f"{tag}: " if tag else ""
     if reuse is not None and label_cut is not None and reuse[0].inter.cutoff_us == label_cut:
@@ -256,8 +258,12 @@ def fit_models(
         parity = check_parity(model, ranker_onnx, sample)
     del stage_a, tables_a
     stage_b, (cop, excl, tables_b) = fit_stage(catalogue, events, end_us, cfg, timings, f"{p}B", all_seen)
-    with _timed(timings, f"{p}similar items"):
-        nbr, sim = similar_table(stage_b.als.item_factors, stage_b.als.item_known, cfg.similar_items)
+    if similar:
+        with _timed(timings, f"{p}similar items"):
+            nbr, sim = similar_table(stage_b.als.item_factors, stage_b.als.item_known, cfg.similar_items)
+    else:  # scoring a fit needs no similar-items table (a search, an evaluation): none, -1 padded
+        n = catalogue.n_items
+        nbr, sim = np.full((n, 0), -1, np.int64), np.full((n, 0), -np.inf, np.float32)
     pop = stage_b.popularity
     bundle = Bundle(
         config=cfg,
@@ -313,7 +319,9 @@ def train(
         split = temporal_split(events, catalogue, cfg.holdout_days)
         if progress is not None:
             progress("fitting on the events before the hold-out")
-        earlier = fit_models(catalogue, split.train, split.end_us, cfg, timings, tag="evaluation")
+        earlier = fit_models(
+            catalogue, split.train, split.end_us, cfg, timings, tag="evaluation", similar=False
+        )
         if progress is not None:
             progress("evaluating on the hold-out")
         t0 = time.perf_counter()
