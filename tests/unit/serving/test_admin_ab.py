@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import jwt
@@ -71,35 +71,38 @@ def test_split_is_stable_per_user_and_rollback_returns_everyone(app_env: Path, a
         assert bad.status_code == 422 and "challenger" in bad.json()["error"]["message"]
 
 
+def _bearer(make: Callable[[], str]) -> Callable[[], dict[str, str]]:
+    return lambda: {"Authorization": f"Bearer {make()}"}
+
+
+# each case's headers are made when the test runs (a token made at collection could expire
+# before a slow run reaches it)
 @pytest.mark.parametrize(
     ("headers", "status", "message"),
     [
-        ({}, 401, "bearer token is required"),
-        ({"Authorization": "Basic abc"}, 401, "bearer token is required"),
-        ({"Authorization": f"Bearer {token(exp=time.time() - 120, iat=time.time() - 600)}"}, 401, "expired"),
+        (lambda: {}, 401, "bearer token is required"),
+        (lambda: {"Authorization": "Basic abc"}, 401, "bearer token is required"),
+        (_bearer(lambda: token(exp=time.time() - 120, iat=time.time() - 600)), 401, "expired"),
         (
-            {"Authorization": f"Bearer {token(secret='another-key-0123456789abcdef012345')}"},
+            _bearer(lambda: token(secret="another-key-0123456789abcdef012345")),
             401,
             "Signature verification failed",
         ),
-        ({"Authorization": f"Bearer {token(aud='someone-else')}"}, 401, "Audience"),
-        ({"Authorization": f"Bearer {token(iss='evil')}"}, 401, "issuer"),
-        ({"Authorization": "Bearer not.a.jwt"}, 401, "invalid token"),
-        ({"Authorization": f"Bearer {token_without_iat()}"}, 401, '"iat"'),
-        (  # a long-lived token is refused even though it is valid and signed
-            {"Authorization": f"Bearer {token(exp=time.time() + 7 * 86400)}"},
-            401,
-            "at most 3600 s",
-        ),
-        ({"Authorization": f"Bearer {token(iat=time.time() + 600, exp=time.time() + 900)}"}, 401, "iat"),
+        (_bearer(lambda: token(aud="someone-else")), 401, "Audience"),
+        (_bearer(lambda: token(iss="evil")), 401, "issuer"),
+        (lambda: {"Authorization": "Bearer not.a.jwt"}, 401, "invalid token"),
+        (_bearer(token_without_iat), 401, '"iat"'),
+        # a long-lived token is refused even though it is valid and signed
+        (_bearer(lambda: token(exp=time.time() + 7 * 86400)), 401, "at most 3600 s"),
+        (_bearer(lambda: token(iat=time.time() + 600, exp=time.time() + 900)), 401, "iat"),
     ],
 )
 def test_admin_refuses_bad_tokens(
-    app_env: Path, artifacts: Path, headers: dict[str, str], status: int, message: str
+    app_env: Path, artifacts: Path, headers: Callable[[], dict[str, str]], status: int, message: str
 ) -> None:
     with _client(artifacts, app_env) as c:
         for path, body in (("/models/traffic", {"challenger": 0.1}), ("/models/rollback", {})):
-            r = c.post(path, json=body, headers=headers)
+            r = c.post(path, json=body, headers=headers())
             assert r.status_code == status, r.json()
             assert message in r.json()["error"]["message"]
         assert c.get("/models").json()["traffic"]["challenger"] == 0.0  # nothing changed
