@@ -98,7 +98,7 @@ demo: setup
 	$(BIN)/recommndr data validate $(DEMO_DATA) --report reports/demo-validation.json
 	$(BIN)/recommndr data profile $(DEMO_DATA)
 	$(BIN)/recommndr train --data $(DEMO_DATA) --out $(DEMO_ARTIFACTS)
-	$(BIN)/recommndr evaluate --data $(DEMO_DATA) --artifacts $(DEMO_ARTIFACTS)
+	$(BIN)/recommndr evaluate --data $(DEMO_DATA) --artifacts $(DEMO_ARTIFACTS) --protocol random
 	@trap 'kill $$api $$shop 2>/dev/null; wait' EXIT; trap 'exit 130' INT TERM; \
 	$(BIN)/recommndr serve --artifacts $(DEMO_ARTIFACTS) --host 127.0.0.1 --port $(API_PORT) & api=$$!; \
 	until $(BIN)/python -c 'import sys, urllib.request as u; u.urlopen(sys.argv[1], timeout=1)' \
