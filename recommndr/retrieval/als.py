@@ -10,10 +10,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
-import scipy.sparse as sp
 
 from recommndr.data.interactions import Interactions
 from recommndr.errors import RecommndrError
@@ -21,6 +21,9 @@ from recommndr.params import ALSConfig, EventWeights
 from recommndr.retrieval.base import F32, I64, Query, Retriever
 from recommndr.retrieval.index import NormBoundIndex
 from recommndr.retrieval.weights import event_weights
+
+if TYPE_CHECKING:  # scipy only where a model is fitted: the API never imports it (~23 MB a process)
+    import scipy.sparse as sp
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +36,8 @@ class ModelFitError(RecommndrError):
 
 def confidence_matrix(inter: Interactions, weights: EventWeights, cfg: ALSConfig) -> sp.csr_matrix:
     """users x items confidence: alpha * log1p(sum of type- and age-weighted events)."""
+    import scipy.sparse as sp
+
     w = event_weights(inter, weights, cfg.half_life_days)
     m = sp.csr_matrix(
         (w, (inter.user, inter.item)), shape=(inter.n_users, inter.catalogue.n_items), dtype=np.float32
