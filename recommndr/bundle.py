@@ -17,6 +17,12 @@ versions load unchanged):
   ``products.parquet`` (the storefront's products, read by ``serving/catalogue.py``),
   ``feature_importance.json`` and ``timings.json``.
 
+Every ``.npz`` is written by ``recommndr/arrays.py``: what ``np.savez`` writes (``np.load`` reads
+it), with every array 64-byte aligned, and loading maps the arrays in place, read-only, so the
+API's worker processes share one copy of the model in the page cache instead of each reading its
+own. Files that ``np.savez`` wrote (bundles of earlier versions) load too: their arrays are read
+into memory where ``np.savez`` did not align them.
+
 The manifest (``manifest.json``: the files with their SHA-256, the signature) belongs to
 ``registry/artifacts.py``, whose ``BUNDLE_FILES`` lists the same names (a unit test keeps the two in
 step); this module imports nothing of the registry. ``recommndr.loading.load_bundle`` checks a
@@ -32,6 +38,7 @@ from typing import Any, ClassVar
 import numpy as np
 import numpy.typing as npt
 
+from recommndr.arrays import load_arrays, save_arrays
 from recommndr.data.interactions import Catalogue, positions
 from recommndr.errors import ArtifactError
 from recommndr.params import TrainConfig
@@ -104,7 +111,7 @@ class Bundle:
         self.popularity.save(folder / POPULARITY)
         self.copurchase.save(folder / COPURCHASE)
         self.exclusions.save(folder / EXCLUSIONS)
-        np.savez(folder / RECENT, indptr=self.recent_indptr, items=self.recent_items)
+        save_arrays(folder / RECENT, {"indptr": self.recent_indptr, "items": self.recent_items})
         self.similar.save(folder / SIMILAR)
         self.features.save(folder / FEATURES_FILE)
         self.ranker.save(folder / RANKER)
@@ -125,8 +132,8 @@ class Bundle:
             catalogue = Catalogue.load(folder / CATALOGUE, manifest["categories"])
             als, user_ids = ALSRetriever.load(folder / ALS)
             pop = PopularityRetriever.load(folder / POPULARITY, catalogue)
-            with np.load(folder / RECENT) as z:
-                rec_ptr, rec_items = z["indptr"], z["items"]
+            recent = load_arrays(folder / RECENT)
+            rec_ptr, rec_items = recent["indptr"], recent["items"]
             return cls(
                 config=cfg,
                 catalogue=catalogue,

@@ -14,6 +14,7 @@ import numpy.typing as npt
 import polars as pl
 import pyarrow as pa
 
+from recommndr.arrays import load_arrays, save_arrays
 from recommndr.data.schema import EVENT_TYPES, read_table
 
 I64 = npt.NDArray[np.int64]
@@ -56,18 +57,18 @@ class Catalogue:
 
     def save(self, path: Path) -> None:
         """The arrays to ``path`` (.npz); the names go to the manifest (:meth:`category_names`)."""
-        np.savez(path, item_ids=self.item_ids, l1=self.l1, l2=self.l2, l3=self.l3, price=self.price,
-                 created_us=self.created_us)  # fmt: skip
+        save_arrays(path, {"item_ids": self.item_ids, "l1": self.l1, "l2": self.l2, "l3": self.l3,
+                           "price": self.price, "created_us": self.created_us})  # fmt: skip
 
     @classmethod
     def load(cls, path: Path, names: dict[str, list[str]]) -> Catalogue:
         """What :meth:`save` wrote, with the category names of :meth:`category_names`."""
-        with np.load(path) as z:
-            return cls(
-                item_ids=z["item_ids"], l1=z["l1"], l2=z["l2"], l3=z["l3"],
-                l1_names=names["l1"], l2_names=names["l2"], l3_names=names["l3"],
-                price=z["price"], created_us=z["created_us"],
-            )  # fmt: skip
+        z = load_arrays(path)
+        return cls(
+            item_ids=z["item_ids"], l1=z["l1"], l2=z["l2"], l3=z["l3"],
+            l1_names=names["l1"], l2_names=names["l2"], l3_names=names["l3"],
+            price=z["price"], created_us=z["created_us"],
+        )  # fmt: skip
 
 
 @dataclass

@@ -18,6 +18,7 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
+from recommndr.arrays import load_arrays, save_arrays
 from recommndr.data.interactions import Interactions
 from recommndr.params import CandidateConfig
 from recommndr.retrieval.als import ALSRetriever
@@ -64,12 +65,12 @@ class Exclusions:
         return cls(uniq[durable], cat.n_items, repeatable)
 
     def save(self, path: Path) -> None:
-        np.savez(path, keys=self.keys, repeatable_l3=self.repeatable_l3)
+        save_arrays(path, {"keys": self.keys, "repeatable_l3": self.repeatable_l3})
 
     @classmethod
     def load(cls, path: Path, n_items: int) -> Exclusions:
-        with np.load(path) as z:
-            return cls(z["keys"], n_items, z["repeatable_l3"])
+        z = load_arrays(path)
+        return cls(z["keys"], n_items, z["repeatable_l3"])
 
     def allowed(self, user: int, items: I64) -> npt.NDArray[np.bool_]:
         if user < 0 or self.keys.size == 0:

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from recommndr.arrays import load_arrays, save_arrays
 from recommndr.data.interactions import US_PER_DAY, Interactions
 
 I64 = npt.NDArray[np.int64]
@@ -114,13 +115,13 @@ class FeatureTables:
         return block
 
     def save(self, path: Path) -> None:
-        savez: Any = np.savez
-        savez(path, **{f.name: np.asarray(getattr(self, f.name)) for f in fields(self)})
+        """The tables to ``path`` (.npz, mapped in place when loaded)."""
+        save_arrays(path, {f.name: np.asarray(getattr(self, f.name)) for f in fields(self)})
 
     @classmethod
     def load(cls, path: Path) -> FeatureTables:
-        with np.load(path) as z:
-            kw = {f.name: z[f.name] for f in fields(cls)}
+        z = load_arrays(path)
+        kw: dict[str, Any] = {f.name: z[f.name] for f in fields(cls)}
         kw["cutoff_us"] = int(kw["cutoff_us"])
         kw["n_categories"] = np.asarray(kw["n_categories"], dtype=np.int64)
         kw["n_items"] = int(kw["n_items"])

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
+from recommndr.arrays import load_arrays, save_arrays
 from recommndr.data.interactions import Interactions
 from recommndr.errors import RecommndrError
 from recommndr.params import ALSConfig, EventWeights
@@ -93,15 +94,17 @@ class ALSRetriever(Retriever):
         self.index: NormBoundIndex | None = None  # the request path's exact index (use_index)
 
     def save(self, path: Path, user_ids: I64) -> None:
-        """The factors to ``path`` (.npz) with ``user_ids``, the user id of each row of them."""
-        np.savez(path, user_factors=self.user_factors, item_factors=self.item_factors,
-                 item_known=self.item_known, user_ids=user_ids, reg=np.float64(self.reg))  # fmt: skip
+        """The factors to ``path`` (.npz, mapped in place when loaded) with ``user_ids``, the user id
+        of each row of them."""
+        save_arrays(path, {"user_factors": self.user_factors, "item_factors": self.item_factors,
+                           "item_known": self.item_known, "user_ids": user_ids,
+                           "reg": np.float64(self.reg)})  # fmt: skip
 
     @classmethod
     def load(cls, path: Path) -> tuple[ALSRetriever, I64]:
         """What :meth:`save` wrote: the retriever and the user id of each row of its factors."""
-        with np.load(path) as z:
-            return cls(z["user_factors"], z["item_factors"], z["item_known"], float(z["reg"])), z["user_ids"]
+        z = load_arrays(path)
+        return cls(z["user_factors"], z["item_factors"], z["item_known"], float(z["reg"])), z["user_ids"]
 
     def use_index(self) -> None:
         """Answer one shopper at a time through an exact norm-bounded index (``retrieval/index.py``)

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from recommndr.arrays import load_arrays, save_arrays
 from recommndr.data.interactions import Catalogue
 from recommndr.retrieval.base import F32, I64, Retriever
 from recommndr.retrieval.popularity import grouped_top
@@ -57,14 +58,14 @@ class SimilarItems:
 
     def save(self, path: Path) -> None:
         """The neighbour table to ``path`` (.npz); the fallback's inputs belong to other components."""
-        np.savez(path, nbr=self.nbr, sim=self.sim)
+        save_arrays(path, {"nbr": self.nbr, "sim": self.sim})
 
     @classmethod
     def load(cls, path: Path, catalogue: Catalogue, known: npt.NDArray[np.bool_], pop: F32) -> SimilarItems:
         """The table :meth:`save` wrote; ``known`` (ALS's products) and ``pop`` (current popularity)
         come from the retrievers of the same bundle."""
-        with np.load(path) as z:
-            return cls(catalogue, z["nbr"], z["sim"], known, pop)
+        z = load_arrays(path)
+        return cls(catalogue, z["nbr"], z["sim"], known, pop)
 
     def similar(self, item: int, k: int) -> tuple[I64, F32, str]:
         """``k`` products like ``item`` and where they came from ('als' or 'category')."""

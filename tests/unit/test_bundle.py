@@ -10,9 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from recommndr.arrays import load_arrays
 from recommndr.bundle import Bundle
 from recommndr.errors import ArtifactError
-from recommndr.loading import load_bundle
+from recommndr.loading import load_bundle, rewrite_bundle
 from recommndr.registry.artifacts import BUNDLE_FILES, MANIFEST
 
 pytestmark = pytest.mark.unit
@@ -44,6 +45,8 @@ def test_save_writes_the_same_format_that_load_reads(artifacts: Path, tmp_path: 
             assert set(z.files) == keys, name
     with np.load(tmp_path / "features.npz") as z:
         assert set(z.files) == {f.name for f in fields(original.features)}
+    for name in [*ARRAYS, "features.npz"]:  # every array mapped in place when loaded
+        assert all(a.ctypes.data % 64 == 0 for a in load_arrays(tmp_path / name).values() if a.size), name
     # what save() hands the manifest is what training recorded there
     assert entries == {k: original.manifest[k] for k in entries}
     again = Bundle.load(tmp_path, {**original.manifest, **entries})
@@ -78,3 +81,17 @@ def test_a_bundle_of_another_format_is_a_clear_error(artifacts: Path, tmp_path: 
     np.savez(tmp_path / "copurchase.npz", indptr=np.zeros(1, np.int64))  # a key missing
     with pytest.raises(ArtifactError, match=r"cannot be read.*older recommndr"):
         Bundle.load(tmp_path, manifest)
+
+
+def test_a_rewritten_bundle_verifies_and_holds_the_same_model(artifacts: Path, tmp_path: Path) -> None:
+    written = rewrite_bundle(artifacts, tmp_path / "again")
+    original, again = load_bundle(artifacts), load_bundle(tmp_path / "again")  # hashes checked
+    assert set(written["files"]) == BUNDLE_FILES and again.manifest == written
+    assert {k: v for k, v in written.items() if k not in ("files", "versions")} == {
+        k: v for k, v in original.manifest.items() if k not in ("files", "versions", "signature")
+    }
+    for name in Bundle.FILES | {"products.parquet"}:
+        assert (tmp_path / "again" / name).is_file()
+    np.testing.assert_array_equal(again.features.ui_keys, original.features.ui_keys)
+    with pytest.raises(ArtifactError, match="not empty"):
+        rewrite_bundle(artifacts, tmp_path / "again")
