@@ -2,8 +2,8 @@
 its files. Each component saves and loads its own file (as implicit's models do); this module names
 the files, puts the components together and gives the manifest the entries it reads back.
 
-A bundle folder holds (the file names and array keys are the format: bundles written by earlier
-versions load unchanged):
+A bundle folder holds (the file names and array keys are the format; the manifest's ``format``
+says which: :data:`FORMAT` is written, and every earlier one still loads):
 
 - the components, written by :meth:`Bundle.save`: ``catalog.npz`` (``Catalogue.save``; the category
   names are in the manifest's ``categories``), ``als.npz`` (``ALSRetriever.save``: the factors and
@@ -17,11 +17,15 @@ versions load unchanged):
   ``products.parquet`` (the storefront's products, read by ``serving/catalogue.py``),
   ``feature_importance.json`` and ``timings.json``.
 
-Every ``.npz`` is written by ``recommndr/arrays.py``: what ``np.savez`` writes (``np.load`` reads
-it), with every array 64-byte aligned, and loading maps the arrays in place, read-only, so the
-API's worker processes share one copy of the model in the page cache instead of each reading its
-own. Files that ``np.savez`` wrote (bundles of earlier versions) load too: their arrays are read
-into memory where ``np.savez`` did not align them.
+Format 2 (this version) keeps the names and changes what the arrays hold, for memory: every
+``.npz`` is written by ``recommndr/arrays.py`` with its arrays 64-byte aligned, and loading maps
+them in place, read-only, so the API's worker processes share one copy of the model in the page
+cache instead of each reading its own (format 1 files are written so too: what it adds is in the
+keys); the ALS user factors are int8 with a scale per row, and the item factors are stored in the
+exact index's scan order. Format 1 files (float32 factors in product order, written by
+``np.savez`` or aligned) load as before: the components read either set of keys; their arrays are
+mapped where aligned and read into memory otherwise. A manifest of a later format than this code
+knows is refused with a message saying so.
 
 The manifest (``manifest.json``: the files with their SHA-256, the signature) belongs to
 ``registry/artifacts.py``, whose ``BUNDLE_FILES`` lists the same names (a unit test keeps the two in
@@ -51,6 +55,7 @@ from recommndr.similarity.copurchase import CoPurchase, CoPurchaseRetriever
 from recommndr.similarity.similar import SimilarItems
 
 I64 = npt.NDArray[np.int64]
+FORMAT = 2  # the manifest's "format" that save() writes; load() reads it and every earlier one
 CATALOGUE = "catalog.npz"  # the name of the format's first version, kept (see above)
 ALS = "als.npz"
 POPULARITY = "popularity.npz"
@@ -116,6 +121,7 @@ class Bundle:
         self.features.save(folder / FEATURES_FILE)
         self.ranker.save(folder / RANKER)
         return {
+            "format": FORMAT,
             "config": self.config.model_dump(),
             "categories": self.catalogue.category_names(),
             "features": list(FEATURES),
@@ -127,6 +133,7 @@ class Bundle:
     def load(cls, folder: Path, manifest: dict[str, Any], ranker_threads: int = 1) -> Bundle:
         """The bundle in ``folder`` whose (already checked) manifest is ``manifest``."""
         folder = Path(folder)
+        check_format(folder, manifest)
         try:
             cfg = TrainConfig.model_validate(manifest["config"])
             catalogue = Catalogue.load(folder / CATALOGUE, manifest["categories"])
@@ -159,5 +166,16 @@ class Bundle:
     def load_popularity(folder: Path, manifest: dict[str, Any]) -> tuple[Catalogue, PopularityRetriever]:
         """Only the catalogue and popularity (:attr:`POPULARITY_FILES`): the fallback that serves
         when the other components cannot be loaded."""
+        check_format(Path(folder), manifest)
         catalogue = Catalogue.load(Path(folder) / CATALOGUE, manifest["categories"])
         return catalogue, PopularityRetriever.load(Path(folder) / POPULARITY, catalogue)
+
+
+def check_format(folder: Path, manifest: dict[str, Any]) -> None:
+    """Refuse a bundle of a format this code does not know (a later recommndr wrote it)."""
+    fmt = manifest.get("format", 1)
+    if not isinstance(fmt, int) or isinstance(fmt, bool) or not 1 <= fmt <= FORMAT:
+        raise ArtifactError(
+            f"{folder}: the bundle's format is {fmt!r}; this recommndr reads formats 1 to {FORMAT}: "
+            "serve it with the recommndr that trained it, or train it again"
+        )

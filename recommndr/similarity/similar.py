@@ -12,10 +12,11 @@ from recommndr.arrays import load_arrays, save_arrays
 from recommndr.data.interactions import Catalogue
 from recommndr.retrieval.base import F32, I64, Retriever
 from recommndr.retrieval.popularity import grouped_top
+from recommndr.retrieval.rows import PermutedRows
 
 
 def similar_table(
-    item_factors: F32, known: npt.NDArray[np.bool_], k: int, block: int = 2048
+    item_factors: F32 | PermutedRows, known: npt.NDArray[np.bool_], k: int, block: int = 2048
 ) -> tuple[I64, F32]:
     """Top-``k`` cosine neighbours of every known product, shape (n_items, k); -1 / -inf padding.
 
@@ -25,6 +26,7 @@ def similar_table(
     """
     from recommndr.retrieval.index import OnnxIndex, build_index
 
+    item_factors = np.asarray(item_factors)  # (a loaded bundle's are in scan order: product order here)
     n = item_factors.shape[0]
     norms = np.linalg.norm(item_factors, axis=1)
     unit = np.where(known[:, None], item_factors / np.maximum(norms, 1e-12)[:, None], 0.0).astype(np.float32)
