@@ -20,12 +20,13 @@ says which: :data:`FORMAT` is written, and every earlier one still loads):
 Format 2 (this version) keeps the names and changes what the arrays hold, for memory: every
 ``.npz`` is written by ``recommndr/arrays.py`` with its arrays 64-byte aligned, and loading maps
 them in place, read-only, so the API's worker processes share one copy of the model in the page
-cache instead of each reading its own (format 1 files are written so too: what it adds is in the
-keys); the ALS user factors are int8 with a scale per row, and the item factors are stored in the
-exact index's scan order. Format 1 files (float32 factors in product order, written by
-``np.savez`` or aligned) load as before: the components read either set of keys; their arrays are
-mapped where aligned and read into memory otherwise. A manifest of a later format than this code
-knows is refused with a message saying so.
+cache instead of each reading its own (format 1 files are written so too: what format 2 adds is
+in the keys); the ALS user factors are int8 with a scale per row, the item factors are stored in
+the exact index's scan order, and the large tables take the narrowest type that holds them
+exactly (checked when saved: ``ranking/features.py`` says which). Format 1 files (float32 factors
+in product order, int64 tables, written by ``np.savez`` or aligned) load as before: the
+components read either set of keys; their arrays are mapped where aligned and read into memory
+otherwise. A manifest of a later format than this code knows is refused with a message saying so.
 
 The manifest (``manifest.json``: the files with their SHA-256, the signature) belongs to
 ``registry/artifacts.py``, whose ``BUNDLE_FILES`` lists the same names (a unit test keeps the two in
@@ -42,7 +43,7 @@ from typing import Any, ClassVar
 import numpy as np
 import numpy.typing as npt
 
-from recommndr.arrays import load_arrays, save_arrays
+from recommndr.arrays import load_arrays, narrowest_int, save_arrays
 from recommndr.data.interactions import Catalogue, positions
 from recommndr.errors import ArtifactError
 from recommndr.params import TrainConfig
@@ -55,6 +56,7 @@ from recommndr.similarity.copurchase import CoPurchase, CoPurchaseRetriever
 from recommndr.similarity.similar import SimilarItems
 
 I64 = npt.NDArray[np.int64]
+Ints = npt.NDArray[np.integer[Any]]  # int64, or a narrower type where a saved bundle keeps one
 FORMAT = 2  # the manifest's "format" that save() writes; load() reads it and every earlier one
 CATALOGUE = "catalog.npz"  # the name of the format's first version, kept (see above)
 ALS = "als.npz"
@@ -81,9 +83,9 @@ class Bundle:
 
     config: TrainConfig
     catalogue: Catalogue
-    user_ids: I64
-    recent_indptr: I64
-    recent_items: I64
+    user_ids: Ints  # sorted
+    recent_indptr: Ints
+    recent_items: Ints
     als: ALSRetriever
     popularity: PopularityRetriever
     copurchase: CoPurchase
@@ -116,7 +118,10 @@ class Bundle:
         self.popularity.save(folder / POPULARITY)
         self.copurchase.save(folder / COPURCHASE)
         self.exclusions.save(folder / EXCLUSIONS)
-        save_arrays(folder / RECENT, {"indptr": self.recent_indptr, "items": self.recent_items})
+        save_arrays(folder / RECENT, {
+            "indptr": narrowest_int(self.recent_indptr, f"{folder / RECENT}: indptr"),
+            "items": narrowest_int(self.recent_items, f"{folder / RECENT}: items"),
+        })  # fmt: skip
         self.similar.save(folder / SIMILAR)
         self.features.save(folder / FEATURES_FILE)
         self.ranker.save(folder / RANKER)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -23,11 +24,18 @@ F32 = npt.NDArray[np.float32]
 US_PER_DAY = 86_400_000_000
 
 
-def positions(sorted_ids: I64, ids: I64) -> I64:
-    """Index of each of ``ids`` in the sorted array ``sorted_ids``; -1 where absent."""
+def positions(sorted_ids: npt.NDArray[np.integer[Any]], ids: I64) -> I64:
+    """Index of each of ``ids`` in the sorted array ``sorted_ids``; -1 where absent.
+
+    ``sorted_ids`` may be of a narrower integer type (a saved bundle's int32 user ids): the search
+    runs in its type, never on a converted copy of it."""
     if sorted_ids.shape[0] == 0:
         return np.full(ids.shape[0], -1, dtype=np.int64)
-    pos = np.minimum(np.searchsorted(sorted_ids, ids), sorted_ids.shape[0] - 1)
+    probe = ids
+    if sorted_ids.dtype != ids.dtype and sorted_ids.dtype.kind in "iu":
+        info = np.iinfo(sorted_ids.dtype)
+        probe = np.clip(ids, info.min, info.max).astype(sorted_ids.dtype)  # a clipped probe matches nothing
+    pos = np.minimum(np.searchsorted(sorted_ids, probe), sorted_ids.shape[0] - 1)
     return np.where(sorted_ids[pos] == ids, pos, -1).astype(np.int64)
 
 

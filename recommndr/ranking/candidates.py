@@ -95,10 +95,17 @@ def recent_items(inter: Interactions, n: int = RECENT) -> tuple[I64, I64]:
     return indptr, df["i"].to_numpy().astype(np.int64)
 
 
-def queries_for(users: I64, indptr: I64, recent: I64) -> list[Query]:
-    return [
-        Query(int(u), recent[indptr[u] : indptr[u + 1]] if u >= 0 else np.zeros(0, np.int64)) for u in users
-    ]
+def user_recent(indptr: npt.NDArray[np.integer[Any]], recent: npt.NDArray[np.integer[Any]], u: int) -> I64:
+    """User ``u``'s recent products (CSR ``indptr``, ``recent``; int32 in a saved bundle) as int64."""
+    if u < 0:
+        return np.zeros(0, np.int64)
+    return recent[indptr[u] : indptr[u + 1]].astype(np.int64)
+
+
+def queries_for(
+    users: I64, indptr: npt.NDArray[np.integer[Any]], recent: npt.NDArray[np.integer[Any]]
+) -> list[Query]:
+    return [Query(int(u), user_recent(indptr, recent, int(u))) for u in users]
 
 
 class CandidateGenerator:

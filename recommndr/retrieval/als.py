@@ -10,12 +10,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 
-from recommndr.arrays import exact, load_arrays, save_arrays
+from recommndr.arrays import exact, load_arrays, narrowest_int, save_arrays
 from recommndr.data.interactions import Interactions
 from recommndr.errors import RecommndrError
 from recommndr.params import ALSConfig, EventWeights
@@ -139,9 +139,10 @@ class ALSRetriever(Retriever):
             self._dense = np.asarray(self.item_factors)
         return self._dense
 
-    def save(self, path: Path, user_ids: I64) -> None:
+    def save(self, path: Path, user_ids: npt.NDArray[np.integer[Any]]) -> None:
         """The factors to ``path`` (.npz, every array mapped in place when loaded) with
-        ``user_ids``, the user id of each row of them: the user factors int8 with a scale per row
+        ``user_ids``, the user id of each row of them (in the narrowest integer type that holds
+        them: int32 at full scale): the user factors int8 with a scale per row
         (``user_codes``, ``user_scales``); the item factors float32 in the exact index's scan
         order (``item_rows``: the known products by descending norm, then the others;
         ``item_order``: the product of each row; ``index_norms``: the known ones' norms); and the
@@ -165,7 +166,7 @@ class ALSRetriever(Retriever):
             {
                 "user_codes": users.codes,
                 "user_scales": users.scales,
-                "user_ids": user_ids,
+                "user_ids": narrowest_int(user_ids, f"{path}: user_ids"),
                 "item_rows": rows,
                 "item_order": exact(order, np.int32, f"{path}: item_order"),
                 "index_norms": norms,
@@ -176,7 +177,7 @@ class ALSRetriever(Retriever):
         )
 
     @classmethod
-    def load(cls, path: Path) -> tuple[ALSRetriever, I64]:
+    def load(cls, path: Path) -> tuple[ALSRetriever, npt.NDArray[np.integer[Any]]]:
         """What :meth:`save` wrote (arrays mapped from the file), or what versions before it
         wrote (float32 ``user_factors`` and ``item_factors``; the index is then built by
         :meth:`use_index`): the retriever and the user id of each row of its factors."""

@@ -18,7 +18,7 @@ from recommndr.data.interactions import Catalogue
 from recommndr.errors import ArtifactError, RecommndrError
 from recommndr.features.online import UserRealtime
 from recommndr.loading import load_bundle
-from recommndr.ranking.candidates import RECENT, SOURCE_COPURCHASE
+from recommndr.ranking.candidates import RECENT, SOURCE_COPURCHASE, user_recent
 from recommndr.ranking.two_stage import TwoStageRecommender, popular
 from recommndr.registry.artifacts import read_manifest
 from recommndr.retrieval.base import Query
@@ -146,9 +146,7 @@ class ServingModel:
     # --- recommendations ----------------------------------------------------------------------
     def _query(self, b: Bundle, user_id: int, online: UserRealtime | None) -> Query:
         u = int(b.user_index(np.array([user_id], dtype=np.int64))[0])
-        recent = (
-            b.recent_items[b.recent_indptr[u] : b.recent_indptr[u + 1]] if u >= 0 else np.zeros(0, np.int64)
-        )
+        recent = user_recent(b.recent_indptr, b.recent_items, u)
         exclude = np.zeros(0, np.int64)
         if online is not None and (online.recent_items or online.purchased_items):
             # what the shopper did since the cut-off comes first; unknown product ids are ignored

@@ -4,11 +4,12 @@ fallback (by current popularity) for products ALS has not seen."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from recommndr.arrays import load_arrays, save_arrays
+from recommndr.arrays import exact, load_arrays, save_arrays
 from recommndr.data.interactions import Catalogue
 from recommndr.retrieval.base import F32, I64, Retriever
 from recommndr.retrieval.popularity import grouped_top
@@ -49,7 +50,12 @@ def similar_table(
 
 class SimilarItems:
     def __init__(
-        self, catalogue: Catalogue, nbr: I64, sim: F32, known: npt.NDArray[np.bool_], pop: F32
+        self,
+        catalogue: Catalogue,
+        nbr: npt.NDArray[np.integer[Any]],
+        sim: F32,
+        known: npt.NDArray[np.bool_],
+        pop: F32,
     ) -> None:
         self.catalogue = catalogue
         self.nbr = nbr
@@ -59,8 +65,9 @@ class SimilarItems:
         self.l3_ptr, self.l3_top = grouped_top(catalogue.l3, pop, len(catalogue.l3_names), 100)
 
     def save(self, path: Path) -> None:
-        """The neighbour table to ``path`` (.npz); the fallback's inputs belong to other components."""
-        save_arrays(path, {"nbr": self.nbr, "sim": self.sim})
+        """The neighbour table to ``path`` (.npz; the products as int32, checked): the fallback's
+        inputs belong to other components."""
+        save_arrays(path, {"nbr": exact(self.nbr, np.int32, f"{path}: nbr"), "sim": self.sim})
 
     @classmethod
     def load(cls, path: Path, catalogue: Catalogue, known: npt.NDArray[np.bool_], pop: F32) -> SimilarItems:
@@ -75,7 +82,7 @@ class SimilarItems:
             row = self.nbr[item]
             ok = (row >= 0) & np.isfinite(self.sim[item])
             if ok.sum() >= k:
-                return row[ok][:k], self.sim[item][ok][:k], "als"
+                return row[ok][:k].astype(np.int64), self.sim[item][ok][:k], "als"
         c = int(self.catalogue.l3[item])
         items = self.l3_top[self.l3_ptr[c] : self.l3_ptr[c + 1]]
         items = items[items != item]
