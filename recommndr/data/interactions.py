@@ -34,7 +34,9 @@ def positions(sorted_ids: npt.NDArray[np.integer[Any]], ids: I64) -> I64:
     probe = ids
     if sorted_ids.dtype != ids.dtype and sorted_ids.dtype.kind in "iu":
         info = np.iinfo(sorted_ids.dtype)
-        probe = np.clip(ids, info.min, info.max).astype(sorted_ids.dtype)  # a clipped probe matches nothing
+        if ids.shape[0] and (int(ids.min()) < info.min or int(ids.max()) > info.max):
+            probe = np.clip(ids, info.min, info.max)  # a clipped probe matches nothing
+        probe = probe.astype(sorted_ids.dtype)
     pos = np.minimum(np.searchsorted(sorted_ids, probe), sorted_ids.shape[0] - 1)
     return np.where(sorted_ids[pos] == ids, pos, -1).astype(np.int64)
 

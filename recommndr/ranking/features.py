@@ -130,8 +130,19 @@ class SplitKeys:
         whether it is there."""
         pos = np.zeros(q.shape[0], dtype=np.int64)
         hit = np.zeros(q.shape[0], dtype=bool)
+        if q.shape[0] == 0:
+            return pos, hit
         high = q >> 32
         low = (q & 0xFFFFFFFF).astype(np.uint32)
+        first, last = int(high.min()), int(high.max())
+        if first == last:  # a request: one user's keys, one run of high bits
+            if first < 0 or first >= self.starts.shape[0] - 1:
+                return pos, hit
+            s, e = int(self.starts[first]), int(self.starts[first + 1])
+            if e == s:
+                return pos, hit
+            p = s + np.minimum(np.searchsorted(self.low[s:e], low), e - s - 1)
+            return p.astype(np.int64), self.low[p] == low
         valid = (q >= 0) & (high < self.starts.shape[0] - 1)
         for h in np.unique(high[valid]).tolist():
             sel = np.flatnonzero(valid & (high == h))
@@ -424,6 +435,8 @@ def _find(keys: npt.NDArray[np.integer[Any]] | SplitKeys, q: I64) -> tuple[I64 |
     probe = q
     if keys.dtype != q.dtype:  # search in the keys' own type: never a converted copy of the keys
         info = np.iinfo(keys.dtype)
-        probe = np.clip(q, info.min, info.max).astype(keys.dtype)  # a clipped probe finds no equal key
+        if q.shape[0] and (int(q.min()) < info.min or int(q.max()) > info.max):
+            probe = np.clip(q, info.min, info.max)  # a clipped probe finds no equal key
+        probe = probe.astype(keys.dtype)
     pos = np.minimum(np.searchsorted(keys, probe), keys.shape[0] - 1)
     return pos, (keys[pos] == q) & (q >= 0)
