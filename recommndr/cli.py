@@ -508,7 +508,8 @@ def serve_cmd(
         typer.Option(
             min=1,
             max=64,
-            help="Worker processes, each holding the models (~0.9 GB at full scale); default: 2 on a "
+            help="Worker processes, sharing the models' memory-mapped arrays (~0.49 GB RSS each at full "
+            "scale, ~0.65 GB PSS for two together); default: 2 on a "
             "machine with 2 or more cores, else 1.",
         ),
     ] = None,

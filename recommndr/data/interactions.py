@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import polars as pl
 import pyarrow as pa
 
+from recommndr.arrays import load_arrays, save_arrays
 from recommndr.data.schema import EVENT_TYPES, read_table
 
 I64 = npt.NDArray[np.int64]
@@ -22,11 +24,20 @@ F32 = npt.NDArray[np.float32]
 US_PER_DAY = 86_400_000_000
 
 
-def positions(sorted_ids: I64, ids: I64) -> I64:
-    """Index of each of ``ids`` in the sorted array ``sorted_ids``; -1 where absent."""
+def positions(sorted_ids: npt.NDArray[np.integer[Any]], ids: I64) -> I64:
+    """Index of each of ``ids`` in the sorted array ``sorted_ids``; -1 where absent.
+
+    ``sorted_ids`` may be of a narrower integer type (a saved bundle's int32 user ids): the search
+    runs in its type, never on a converted copy of it."""
     if sorted_ids.shape[0] == 0:
         return np.full(ids.shape[0], -1, dtype=np.int64)
-    pos = np.minimum(np.searchsorted(sorted_ids, ids), sorted_ids.shape[0] - 1)
+    probe = ids
+    if sorted_ids.dtype != ids.dtype and sorted_ids.dtype.kind in "iu":
+        info = np.iinfo(sorted_ids.dtype)
+        if ids.shape[0] and (int(ids.min()) < info.min or int(ids.max()) > info.max):
+            probe = np.clip(ids, info.min, info.max)  # a clipped probe matches nothing
+        probe = probe.astype(sorted_ids.dtype)
+    pos = np.minimum(np.searchsorted(sorted_ids, probe), sorted_ids.shape[0] - 1)
     return np.where(sorted_ids[pos] == ids, pos, -1).astype(np.int64)
 
 
@@ -56,18 +67,18 @@ class Catalogue:
 
     def save(self, path: Path) -> None:
         """The arrays to ``path`` (.npz); the names go to the manifest (:meth:`category_names`)."""
-        np.savez(path, item_ids=self.item_ids, l1=self.l1, l2=self.l2, l3=self.l3, price=self.price,
-                 created_us=self.created_us)  # fmt: skip
+        save_arrays(path, {"item_ids": self.item_ids, "l1": self.l1, "l2": self.l2, "l3": self.l3,
+                           "price": self.price, "created_us": self.created_us})  # fmt: skip
 
     @classmethod
     def load(cls, path: Path, names: dict[str, list[str]]) -> Catalogue:
         """What :meth:`save` wrote, with the category names of :meth:`category_names`."""
-        with np.load(path) as z:
-            return cls(
-                item_ids=z["item_ids"], l1=z["l1"], l2=z["l2"], l3=z["l3"],
-                l1_names=names["l1"], l2_names=names["l2"], l3_names=names["l3"],
-                price=z["price"], created_us=z["created_us"],
-            )  # fmt: skip
+        z = load_arrays(path)
+        return cls(
+            item_ids=z["item_ids"], l1=z["l1"], l2=z["l2"], l3=z["l3"],
+            l1_names=names["l1"], l2_names=names["l2"], l3_names=names["l3"],
+            price=z["price"], created_us=z["created_us"],
+        )  # fmt: skip
 
 
 @dataclass

@@ -18,6 +18,7 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
+from recommndr.arrays import load_arrays, save_arrays
 from recommndr.data.interactions import Interactions
 from recommndr.params import CandidateConfig
 from recommndr.ranking.features import user_range
@@ -70,12 +71,12 @@ class Exclusions:
         return cls(uniq[durable], cat.n_items, repeatable)
 
     def save(self, path: Path) -> None:
-        np.savez(path, keys=self.keys, repeatable_l3=self.repeatable_l3)
+        save_arrays(path, {"keys": self.keys, "repeatable_l3": self.repeatable_l3})
 
     @classmethod
     def load(cls, path: Path, n_items: int) -> Exclusions:
-        with np.load(path) as z:
-            return cls(z["keys"], n_items, z["repeatable_l3"])
+        z = load_arrays(path)
+        return cls(z["keys"], n_items, z["repeatable_l3"])
 
     def items_of(self, user: int) -> I64:
         """The durables ``user`` bought before the cut-off (dense indices)."""
@@ -108,10 +109,17 @@ def recent_items(inter: Interactions, n: int = RECENT) -> tuple[I64, I64]:
     return indptr, df["i"].to_numpy().astype(np.int64)
 
 
-def queries_for(users: I64, indptr: I64, recent: I64) -> list[Query]:
-    return [
-        Query(int(u), recent[indptr[u] : indptr[u + 1]] if u >= 0 else np.zeros(0, np.int64)) for u in users
-    ]
+def user_recent(indptr: npt.NDArray[np.integer[Any]], recent: npt.NDArray[np.integer[Any]], u: int) -> I64:
+    """User ``u``'s recent products (CSR ``indptr``, ``recent``; int32 in a saved bundle) as int64."""
+    if u < 0:
+        return np.zeros(0, np.int64)
+    return recent[indptr[u] : indptr[u + 1]].astype(np.int64)
+
+
+def queries_for(
+    users: I64, indptr: npt.NDArray[np.integer[Any]], recent: npt.NDArray[np.integer[Any]]
+) -> list[Query]:
+    return [Query(int(u), user_recent(indptr, recent, int(u))) for u in users]
 
 
 class CandidateGenerator:

@@ -4,6 +4,14 @@
 per user, per user x category, per user x product); ``compute_features`` turns (user, product,
 candidate signals) pairs into the feature matrix with vectorised gathers and binary searches, so
 the same code scores 2 million training pairs or one request's 300 candidates.
+
+Saved (``FeatureTables.save``), the large tables take the narrowest type that holds them exactly,
+checked when written: the user x product counts the narrowest unsigned integer (uint8 at full
+scale), the user x category keys the narrowest signed one (int32), the user x product keys 4
+bytes each (``SplitKeys``: they pass int32 at full scale), and instead of each pair's
+last event time (int64 microseconds) its ``user_item_days_since_log`` value, the float32 that
+``compute_features`` would compute from it. ``compute_features`` gives the same bits from the
+fitted tables and from the saved ones (it casts what it gathers before computing with it).
 """
 
 from __future__ import annotations
@@ -11,11 +19,12 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
 
+from recommndr.arrays import load_arrays, narrowest_int, save_arrays
 from recommndr.data.interactions import US_PER_DAY, Interactions
 
 I64 = npt.NDArray[np.int64]
@@ -53,6 +62,102 @@ FEATURES: tuple[str, ...] = (
 NEVER_DAYS = 1000.0
 
 
+class SplitKeys:
+    """Sorted non-negative int64 keys in 4 bytes a key: their low 32 bits (``low``, uint32) and,
+    for each value of the high bits, where its keys start (``starts``; keys with high bits h are
+    ``low[starts[h]:starts[h + 1]]``). The user x product keys (user * n_items + item) reach 6.4e10
+    at full scale, past int32, with 15 values of the high bits: half the memory of int64, and a
+    lookup is a binary search in the one or two runs a request's keys fall in."""
+
+    def __init__(self, low: npt.NDArray[np.uint32], starts: I64) -> None:
+        if (
+            low.dtype != np.uint32
+            or starts.ndim != 1
+            or starts.shape[0] < 1
+            or int(starts[-1]) != low.shape[0]
+        ):
+            raise ValueError(f"split keys do not match: {low.shape} {low.dtype}, starts {starts.shape}")
+        self.low = low
+        self.starts = starts
+
+    @classmethod
+    def split(cls, keys: I64) -> SplitKeys:
+        if keys.size and (int(keys[0]) < 0 or bool(np.any(np.diff(keys) <= 0))):
+            raise ValueError("split keys must be distinct, sorted and non-negative")
+        high = keys >> 32
+        n_high = int(high[-1]) + 1 if keys.size else 0
+        starts = np.searchsorted(high, np.arange(n_high + 1), side="left").astype(np.int64)
+        return cls((keys & 0xFFFFFFFF).astype(np.uint32), starts)
+
+    @property
+    def shape(self) -> tuple[int]:
+        return (int(self.low.shape[0]),)
+
+    def __len__(self) -> int:
+        return int(self.low.shape[0])
+
+    def __array__(self, dtype: npt.DTypeLike | None = None, copy: bool | None = None) -> I64:
+        """The int64 keys (a copy)."""
+        out: I64 = self[:]
+        return out if dtype is None else out.astype(dtype)
+
+    def __getitem__(self, where: Any) -> Any:
+        """The int64 keys at ``where`` (a position, a slice or an index array), as an array would."""
+        positions = np.arange(self.low.shape[0], dtype=np.int64)[where]
+        high = np.searchsorted(self.starts, positions, side="right") - 1
+        return (high << 32) | self.low[where].astype(np.int64)
+
+    def searchsorted(
+        self, v: npt.ArrayLike, side: Literal["left", "right"] = "left", sorter: None = None
+    ) -> Any:
+        """Where ``v`` would go in the int64 keys (what ``np.searchsorted(keys, v)`` calls)."""
+        q = np.asarray(v, dtype=np.int64)
+        flat = q.reshape(-1)
+        out = np.zeros(flat.shape[0], dtype=np.int64)
+        high = flat >> 32
+        n_high = self.starts.shape[0] - 1
+        out[high >= n_high] = self.low.shape[0]
+        inside = (high >= 0) & (high < n_high)
+        for h in np.unique(high[inside]).tolist():
+            sel = np.flatnonzero(inside & (high == h))
+            s, e = int(self.starts[h]), int(self.starts[h + 1])
+            low = (flat[sel] & 0xFFFFFFFF).astype(np.uint32)
+            out[sel] = s + np.searchsorted(self.low[s:e], low, side=side)
+        return out.reshape(q.shape) if q.ndim else int(out[0])
+
+    def find(self, q: I64) -> tuple[I64, npt.NDArray[np.bool_]]:
+        """For each of ``q``: a position in the keys (that of the key equal to it, if any) and
+        whether it is there."""
+        pos = np.zeros(q.shape[0], dtype=np.int64)
+        hit = np.zeros(q.shape[0], dtype=bool)
+        if q.shape[0] == 0:
+            return pos, hit
+        high = q >> 32
+        low = (q & 0xFFFFFFFF).astype(np.uint32)
+        first, last = int(high.min()), int(high.max())
+        if first == last:  # a request: one user's keys, one run of high bits
+            if first < 0 or first >= self.starts.shape[0] - 1:
+                return pos, hit
+            s, e = int(self.starts[first]), int(self.starts[first + 1])
+            if e == s:
+                return pos, hit
+            p = s + np.minimum(np.searchsorted(self.low[s:e], low), e - s - 1)
+            return p.astype(np.int64), self.low[p] == low
+        valid = (q >= 0) & (high < self.starts.shape[0] - 1)
+        for h in np.unique(high[valid]).tolist():
+            sel = np.flatnonzero(valid & (high == h))
+            s, e = int(self.starts[h]), int(self.starts[h + 1])
+            if e == s:
+                continue
+            p = np.minimum(np.searchsorted(self.low[s:e], low[sel]), e - s - 1)
+            pos[sel] = s + p
+            hit[sel] = self.low[s + p] == low[sel]
+        return pos, hit
+
+
+Keys = I64 | SplitKeys
+
+
 @dataclass
 class FeatureTables:
     cutoff_us: int
@@ -80,11 +185,25 @@ class FeatureTables:
     uc2_share: F32
     uc3_keys: I64
     uc3_share: F32
-    ui_keys: I64
+    ui_keys: Keys  # sorted user * n_items + item; SplitKeys once saved
     ui_views: F32
     ui_carts: F32
     ui_purchases: F32
-    ui_last_us: I64
+    ui_last_us: I64 | None  # None in saved tables, which keep ``ui_days_since_log`` instead
+    ui_days_since: F32 | None = None  # ``user_item_days_since_log`` per pair, as saved
+
+    @cached_property
+    def ui_days_since_log(self) -> F32:
+        """The ``user_item_days_since_log`` feature of every user x product pair (float32, as
+        ``compute_features`` writes it)."""
+        if self.ui_days_since is not None:
+            return self.ui_days_since
+        if self.ui_last_us is None:
+            raise ValueError("feature tables without ui_last_us nor ui_days_since")
+        last = self.ui_last_us.astype(np.float64)
+        days = np.where(last >= 0, (self.cutoff_us - last) / US_PER_DAY, NEVER_DAYS)
+        out: F32 = np.log1p(days).astype(np.float32)
+        return out
 
     def user_items(
         self, user: int, *, viewed: bool = False, carted: bool = False, purchased: bool = False
@@ -134,20 +253,52 @@ class FeatureTables:
         return block
 
     def save(self, path: Path) -> None:
-        savez: Any = np.savez
-        savez(path, **{f.name: np.asarray(getattr(self, f.name)) for f in fields(self)})
+        """The tables to ``path`` (.npz, mapped in place when loaded), the large ones narrowed
+        (see the module's docstring); fails (``ArtifactError``) on a value the type cannot hold."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            if f.name in ("ui_last_us", "ui_days_since"):
+                continue
+            value = getattr(self, f.name)
+            value = value if isinstance(value, SplitKeys) else np.asarray(value)
+            if f.name in UI_COUNTS:
+                value = narrowest_int(value, f"{path}: {f.name}", signed=False)
+            elif f.name in UC_KEYS:
+                value = narrowest_int(value, f"{path}: {f.name}")
+            elif f.name == "ui_keys":
+                keys = self.ui_keys if isinstance(self.ui_keys, SplitKeys) else SplitKeys.split(self.ui_keys)
+                out["ui_keys_low"], out["ui_keys_starts"] = keys.low, keys.starts
+                continue
+            out[f.name] = value
+        out["ui_days_since_log"] = self.ui_days_since_log
+        save_arrays(path, out)
 
     @classmethod
     def load(cls, path: Path) -> FeatureTables:
-        with np.load(path) as z:
-            kw = {f.name: z[f.name] for f in fields(cls)}
+        """What :meth:`save` wrote, or what versions before it wrote (``ui_last_us``, float32
+        counts, int64 keys), arrays mapped from the file where it allows (the narrow types stay
+        narrow: ``compute_features`` reads either)."""
+        z = load_arrays(path)
+        skip = ("ui_last_us", "ui_days_since", "ui_keys")
+        kw: dict[str, Any] = {f.name: z[f.name] for f in fields(cls) if f.name not in skip}
+        kw["ui_keys"] = (
+            SplitKeys(z["ui_keys_low"], z["ui_keys_starts"]) if "ui_keys_low" in z else z["ui_keys"]
+        )
+        kw["ui_last_us"] = z.get("ui_last_us")
+        kw["ui_days_since"] = z.get("ui_days_since_log")
+        if kw["ui_last_us"] is None and kw["ui_days_since"] is None:
+            raise KeyError("ui_days_since_log")
         kw["cutoff_us"] = int(kw["cutoff_us"])
         kw["n_categories"] = np.asarray(kw["n_categories"], dtype=np.int64)
         kw["n_items"] = int(kw["n_items"])
         return cls(**kw)
 
 
-def user_range(keys: I64, user: int, n_items: int) -> tuple[int, int]:
+UI_COUNTS = ("ui_views", "ui_carts", "ui_purchases")
+UC_KEYS = ("uc1_keys", "uc2_keys", "uc3_keys")
+
+
+def user_range(keys: I64 | SplitKeys, user: int, n_items: int) -> tuple[int, int]:
     """Where ``user``'s rows are in ``keys``, sorted keys ``user * n_items + item``."""
     lo, hi = np.searchsorted(keys, [user * n_items, (user + 1) * n_items])
     return int(lo), int(hi)
@@ -160,11 +311,13 @@ def _share_table(users: I64, cats: npt.NDArray[np.int32], n_cats: int) -> tuple[
     return uniq, (counts / totals[uniq // n_cats]).astype(np.float32)
 
 
-def _lookup(keys: I64, values: npt.NDArray[np.generic], q: I64, default: float) -> npt.NDArray[np.float64]:
-    if keys.shape[0] == 0:
+def _lookup(
+    keys: npt.NDArray[np.integer[Any]], values: npt.NDArray[np.generic], q: I64, default: float
+) -> npt.NDArray[np.float64]:
+    pos, hit = _find(keys, q)
+    if pos is None:
         return np.full(q.shape[0], default)
-    pos = np.minimum(np.searchsorted(keys, q), keys.shape[0] - 1)
-    return np.where((keys[pos] == q) & (q >= 0), values[pos], default).astype(np.float64)
+    return np.where(hit, values[pos].astype(np.float64), default)
 
 
 def build_feature_tables(
@@ -279,16 +432,17 @@ def compute_features(
     pos, hit = _find(t.ui_keys, ui)  # one search for the four user x item columns
 
     def ui_value(values: npt.NDArray[np.generic], default: float) -> npt.NDArray[np.float64]:
+        # gathered first, then float64: the same values whether the table is float32 or a narrow
+        # integer type (a ufunc on uint8 would compute in float16)
         if pos is None:
             return np.full(n, default)
-        return np.where(hit, values[pos], default).astype(np.float64)
+        return np.where(hit, values[pos].astype(np.float64), default)
 
-    last = ui_value(t.ui_last_us, -1.0)
     cols += [
         np.log1p(ui_value(t.ui_views, 0.0)),
         np.log1p(ui_value(t.ui_carts, 0.0)),
         np.log1p(ui_value(t.ui_purchases, 0.0)),
-        np.log1p(np.where(last >= 0, (t.cutoff_us - last) / US_PER_DAY, NEVER_DAYS)),
+        ui_value(t.ui_days_since_log, float(np.log1p(NEVER_DAYS))),
     ]
     for j, c in enumerate(cols, start=ITEM_COLS.stop):
         out[:, j] = c
@@ -298,8 +452,17 @@ def compute_features(
 ITEM_COLS = slice(FEATURES.index("item_events_1d_log"), FEATURES.index("item_repeatable") + 1)
 
 
-def _find(keys: I64, q: I64) -> tuple[I64 | None, npt.NDArray[np.bool_]]:
+def _find(keys: npt.NDArray[np.integer[Any]] | SplitKeys, q: I64) -> tuple[I64 | None, npt.NDArray[np.bool_]]:
+    """Where each of ``q`` is in the sorted ``keys`` (any integer type) and whether it is there."""
     if keys.shape[0] == 0:
         return None, np.zeros(q.shape[0], dtype=bool)
-    pos = np.minimum(np.searchsorted(keys, q), keys.shape[0] - 1)
+    if isinstance(keys, SplitKeys):
+        return keys.find(q)
+    probe = q
+    if keys.dtype != q.dtype:  # search in the keys' own type: never a converted copy of the keys
+        info = np.iinfo(keys.dtype)
+        if q.shape[0] and (int(q.min()) < info.min or int(q.max()) > info.max):
+            probe = np.clip(q, info.min, info.max)  # a clipped probe finds no equal key
+        probe = probe.astype(keys.dtype)
+    pos = np.minimum(np.searchsorted(keys, probe), keys.shape[0] - 1)
     return pos, (keys[pos] == q) & (q >= 0)

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from recommndr.arrays import load_arrays, save_arrays
 from recommndr.data.interactions import Catalogue, Interactions
 from recommndr.params import EventWeights, PopularityConfig
 from recommndr.retrieval.base import F32, I64, Query, Retriever
@@ -73,12 +74,13 @@ class PopularityRetriever(Retriever):
 
     def save(self, path: Path) -> None:
         """The fitted scores to ``path`` (.npz); the lists above are recomputed on load."""
-        np.savez(path, pop=self.pop, new_arrival=self.new_arrival, per_category=self.per_category)
+        save_arrays(path, {"pop": self.pop, "new_arrival": self.new_arrival,
+                           "per_category": np.int64(self.per_category)})  # fmt: skip
 
     @classmethod
     def load(cls, path: Path, catalogue: Catalogue) -> PopularityRetriever:
-        with np.load(path) as z:
-            return cls(catalogue, z["pop"], z["new_arrival"], int(z["per_category"]))
+        z = load_arrays(path)
+        return cls(catalogue, z["pop"], z["new_arrival"], int(z["per_category"]))
 
     def _seen(self) -> npt.NDArray[np.bool_]:
         seen: npt.NDArray[np.bool_] | None = getattr(self._local, "seen", None)

@@ -19,29 +19,58 @@ I64 = npt.NDArray[np.int64]
 
 @dataclass
 class ProductCatalogue:
+    """The products as Python columns (a row's dict is built when asked for: 100,000 dicts of
+    7 keys, as earlier versions held, cost ~70 MB per API process at full scale; the columns, each
+    distinct string once, ~20 MB)."""
+
     item_ids: I64  # sorted, same order as the model's dense indices
-    table: pa.Table
+    _columns: dict[str, list[Any]]  # every column but created_at, in the table's order
     _search: (
         pl.Series
     )  # lower-case title, brand and categories (pyarrow.compute would import pandas: ~1 s of start-up)
-    _rows: list[dict[str, Any]]
     _by_category: dict[str, I64]  # lower-case category name (any level) -> product positions
     _price: npt.NDArray[np.float64]
     _categories: list[dict[str, Any]]
 
     @classmethod
     def load(cls, artifacts: Path) -> ProductCatalogue:
+        """The products of the bundle in ``artifacts``. Arrow allocates through the system
+        allocator meanwhile, which gives the Parquet read's buffers back (mimalloc, Arrow's
+        default, kept ~17 MB more in each API process at full scale)."""
+        previous = pa.default_memory_pool()
+        pa.set_memory_pool(pa.system_memory_pool())
+        try:
+            return cls._read(artifacts)
+        finally:
+            pa.set_memory_pool(previous)
+
+    @classmethod
+    def _read(cls, artifacts: Path) -> ProductCatalogue:
         t = read_table(artifacts, "products").sort_by("item_id")
-        text = pl.from_arrow(t.select(["title", "brand", "category_l1", "category_l2", "category_l3"]))
-        assert isinstance(text, pl.DataFrame)
-        search = text.select(
-            pl.concat_str([pl.col(c).cast(pl.String) for c in text.columns], separator=" ").str.to_lowercase()
-        ).to_series()
-        rows = t.drop(["created_at"]).to_pylist()
+        columns: dict[str, list[Any]] = {}
+        for name in t.column_names:
+            if name == "created_at":
+                continue
+            values = t.column(name).to_pylist()
+            if any(isinstance(v, str) for v in values[:1000]):
+                shared: dict[str, str] = {}  # one object per distinct string (brands, categories)
+                values = [v if v is None else shared.setdefault(v, v) for v in values]
+            columns[name] = values
+        # the search text in Python, then one polars column (polars' own string expressions kept
+        # ~20 MB more per process); null where a field is null, as polars' concat_str makes it
+        text = [columns[c] for c in ("title", "brand", "category_l1", "category_l2", "category_l3")]
+        search = pl.Series(
+            "search",
+            [
+                None if None in row else " ".join(str(v) for v in row).lower()
+                for row in zip(*text, strict=True)
+            ],
+            dtype=pl.String,
+        )
         by_category: dict[str, list[int]] = {}
-        for i, r in enumerate(rows):
-            for level in ("category_l1", "category_l2", "category_l3"):
-                members = by_category.setdefault(str(r[level]).strip().lower(), [])
+        for level in ("category_l1", "category_l2", "category_l3"):
+            for i, v in enumerate(columns[level]):
+                members = by_category.setdefault(str(v).strip().lower(), [])
                 if not members or members[-1] != i:
                     members.append(i)
         index = {k: np.array(v, dtype=np.int64) for k, v in by_category.items()}
@@ -50,7 +79,10 @@ class ProductCatalogue:
         assert isinstance(numbers, pl.DataFrame)
         ids = numbers["item_id"].to_numpy().astype(np.int64)
         price = numbers["price"].to_numpy().astype(np.float64)
-        return cls(ids, t, search, rows, index, price, cls._category_tree(rows))
+        tree = cls._category_tree(columns["category_l1"], columns["category_l2"])
+        del t, numbers
+        pa.default_memory_pool().release_unused()
+        return cls(ids, columns, search, index, price, tree)
 
     def index_of(self, item_id: int) -> int:
         pos = int(np.searchsorted(self.item_ids, item_id))
@@ -65,7 +97,7 @@ class ProductCatalogue:
         return np.asarray(pos[self.item_ids[pos] == ids], dtype=np.int64)
 
     def product(self, idx: int) -> dict[str, Any]:
-        return self._rows[idx]
+        return {name: values[idx] for name, values in self._columns.items()}
 
     def category_mask(self, category: str) -> npt.NDArray[np.bool_]:
         """Products whose category at any level equals ``category`` (case-insensitive)."""
@@ -78,8 +110,8 @@ class ProductCatalogue:
         return self._categories
 
     @staticmethod
-    def _category_tree(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        counts = Counter((r["category_l1"], r["category_l2"]) for r in rows)
+    def _category_tree(level1: list[Any], level2: list[Any]) -> list[dict[str, Any]]:
+        counts = Counter(zip(level1, level2, strict=True))
         tree: dict[str, list[dict[str, Any]]] = {}
         for (l1, l2), n in sorted(counts.items(), key=lambda kv: [(v is None, v or "") for v in kv[0]]):
             tree.setdefault(l1, []).append({"name": l2, "count": n})
@@ -109,4 +141,4 @@ class ProductCatalogue:
                 mask &= self._search.str.contains(word, literal=True).fill_null(False).to_numpy()
         idx = np.flatnonzero(mask)
         start = (page - 1) * page_size
-        return int(idx.shape[0]), [self._rows[i] for i in idx[start : start + page_size]]
+        return int(idx.shape[0]), [self.product(int(i)) for i in idx[start : start + page_size]]

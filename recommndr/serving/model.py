@@ -3,6 +3,7 @@ and the explanations ("because you bought ...", "popular in ...", "trending").""
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import logging
 import time
@@ -18,7 +19,7 @@ from recommndr.data.interactions import Catalogue
 from recommndr.errors import ArtifactError, RecommndrError
 from recommndr.features.online import UserRealtime
 from recommndr.loading import load_bundle
-from recommndr.ranking.candidates import RECENT, SOURCE_COPURCHASE, SOURCE_EXPLORE
+from recommndr.ranking.candidates import RECENT, SOURCE_COPURCHASE, SOURCE_EXPLORE, user_recent
 from recommndr.ranking.two_stage import TwoStageRecommender, popular
 from recommndr.registry.artifacts import read_manifest
 from recommndr.retrieval.base import Query
@@ -31,6 +32,16 @@ TRENDING = 2.0  # last week's daily events at least twice the month's
 TRENDING_MIN_EVENTS = 3  # events last week for /trending (a rise from nothing is noise)
 MAX_SHOPPERS = 20  # the most /shoppers answers
 I64 = npt.NDArray[np.int64]
+
+
+def trim_heap() -> None:
+    """Give the heap that loading freed back to the system: glibc keeps freed memory for reuse
+    (~10 MB of a full-scale load's temporaries). Nothing where the C library is not glibc."""
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):  # pragma: no cover - not glibc
+        return
+    trim(0)
 
 
 class ModelUnavailableError(RecommndrError):
@@ -95,6 +106,7 @@ class ServingModel:
                 raise
             model = cls._load_popularity(Path(artifacts), str(exc))
         model.warm()
+        trim_heap()
         log.info("loaded model %s from %s in %.2f s", model.version, artifacts, time.perf_counter() - t0)
         return model
 
@@ -139,9 +151,7 @@ class ServingModel:
         self, b: Bundle, user_id: int, online: UserRealtime | None, exclude: Exclude = NOTHING
     ) -> Query:
         u = int(b.user_index(np.array([user_id], dtype=np.int64))[0])
-        recent = (
-            b.recent_items[b.recent_indptr[u] : b.recent_indptr[u + 1]] if u >= 0 else np.zeros(0, np.int64)
-        )
+        recent = user_recent(b.recent_indptr, b.recent_items, u)
         blocked = np.zeros(0, np.int64)
         if online is not None and (online.recent_items or online.purchased_items):
             # what the shopper did since the cut-off comes first; unknown product ids are ignored

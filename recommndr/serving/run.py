@@ -30,8 +30,9 @@ def quiet_ctrl_c() -> None:
 
 def default_workers() -> int:
     """Two processes where there are two cores: a request is mostly Python holding the GIL, so a
-    second process doubles throughput (measured: benchmarks/bench_serve.py) for a second copy of
-    the models."""
+    second process doubles throughput (measured: benchmarks/bench_serve.py). The workers share the
+    model's arrays, mapped from the bundle's files (benchmarks/bench_memory.py: two take ~0.65 GB
+    together at full scale, one ~0.45 GB); each has its own catalogue and Python heap (~0.16 GB)."""
     return 2 if (os.cpu_count() or 1) >= 2 else 1
 
 

@@ -17,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
+from recommndr.arrays import load_arrays, save_arrays
 from recommndr.data.interactions import Interactions
 from recommndr.params import CopurchaseConfig
 from recommndr.retrieval.base import F32, I64, Query, Retriever
@@ -33,13 +34,13 @@ class CoPurchase:
     n_baskets: int
 
     def save(self, path: Path) -> None:
-        np.savez(path, indptr=self.indptr, nbr=self.nbr, score=self.score, support=self.support,
-                 n_baskets=self.n_baskets)  # fmt: skip
+        save_arrays(path, {"indptr": self.indptr, "nbr": self.nbr, "score": self.score,
+                           "support": self.support, "n_baskets": np.int64(self.n_baskets)})  # fmt: skip
 
     @classmethod
     def load(cls, path: Path) -> CoPurchase:
-        with np.load(path) as z:
-            return cls(z["indptr"], z["nbr"], z["score"], z["support"], int(z["n_baskets"]))
+        z = load_arrays(path)
+        return cls(z["indptr"], z["nbr"], z["score"], z["support"], int(z["n_baskets"]))
 
     def neighbours(self, item: int, k: int) -> tuple[I64, F32]:
         s, e = self.indptr[item], min(self.indptr[item + 1], self.indptr[item] + k)
