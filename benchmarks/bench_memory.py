@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from api_ready import wait_ready
 
 MB = 1024.0  # smaps counts kB
 
@@ -125,17 +126,7 @@ def run_once(a: argparse.Namespace, n_workers: int, ids: dict[str, np.ndarray], 
     server = subprocess.Popen(cmd, env=env, cwd=scratch, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{a.port}"
     try:
-        while True:  # ready: every worker has loaded (recommndr_ready is their minimum)
-            try:
-                with urllib.request.urlopen(f"{base}/metrics", timeout=1) as r:
-                    if b"\nrecommndr_ready 1.0" in r.read():
-                        break
-            except OSError:
-                pass
-            if time.perf_counter() - t0 > 180 or server.poll() is not None:
-                raise SystemExit("the API did not become ready")
-            time.sleep(0.1)
-        ready = time.perf_counter() - t0
+        ready = wait_ready(base, server, t0, 180, 0.1)
         time.sleep(1.0)
         pids = workers_of(server.pid, n_workers)
         if len(pids) != n_workers:

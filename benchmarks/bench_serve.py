@@ -20,10 +20,10 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
+from api_ready import wait_ready
 
 EXE = str(Path(sys.executable).parent / "recommndr")
 LUA = """
@@ -109,17 +109,7 @@ def main() -> None:
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     base = f"http://127.0.0.1:{a.port}"
     try:
-        while True:  # ready: every worker has loaded (/metrics sums them; recommndr_ready is their minimum)
-            try:
-                with urllib.request.urlopen(f"{base}/metrics", timeout=1) as r:
-                    if b"\nrecommndr_ready 1.0" in r.read():
-                        break
-            except OSError:
-                pass
-            if time.perf_counter() - t0 > 120 or server.poll() is not None:
-                raise SystemExit("the API did not become ready")
-            time.sleep(0.05)
-        ready = time.perf_counter() - t0
+        ready = wait_ready(base, server, t0, 120, 0.05)
         rss = memory_gb(server.pid)
         from recommndr.serving.run import default_workers
 

@@ -96,10 +96,12 @@ def score_split(
     models: tuple[str, ...] = MODELS,
     threads: int = 0,
     explore: float = 0.0,
+    diversity: bool = True,
 ) -> dict[str, Any]:
     """Every model of ``models`` on ``split`` — ``bundle`` must be fit on ``split.train`` (its
     users and exclusions are the training part's) — for at most ``max_users`` test users;
-    ``explore``: two_stage's exploration share (``TwoStageRecommender.explore``)."""
+    ``explore``: two_stage's exploration share (``TwoStageRecommender.explore``); without
+    ``diversity`` no ``diversity@10`` (it needs the products x products co-occurrence counts)."""
     if split.targets.height == 0:
         raise UserInputError("the test part has no events about known products")
     inter = build_interactions(catalogue, split.train, split.end_us)
@@ -115,13 +117,19 @@ def score_split(
     uidx = bundle.user_index(users)
     excl = bundle.exclusions
     lists: dict[str, list[I64]] = {}
-    cooc = baselines.Cooccurrence.fit(inter)
-    item_users = cooc.diag
+    # the co-occurrence counts (products x products) feed sar and diversity only: a search that
+    # scores two_stage alone does not pay for them
+    cooc = baselines.Cooccurrence.fit(inter) if "sar" in models or diversity else None
+    # shoppers per product among each one's most recent products: the co-occurrence diagonal
+    item_users = np.asarray(
+        baselines.user_item_binary(inter, baselines.MAX_ITEMS_PER_USER).sum(axis=0), dtype=np.float32
+    ).ravel()
     if "global_popularity" in models:
         lists["global_popularity"] = baselines.static_lists(baselines.global_popularity(inter), uidx, k, excl)
     if "popularity" in models:
         lists["popularity"] = popularity_lists(bundle, uidx, k)
     if "sar" in models:
+        assert cooc is not None
         lists["sar"] = baselines.sar_lists(inter, cooc, bundle.config.weights, uidx, k, excl)
     if "als_plain" in models:
         uf, itf = baselines.fit_plain_als(inter, bundle.config.seed, threads)
@@ -149,7 +157,8 @@ def score_split(
             float(np.unique(np.concatenate(top10)).shape[0] / catalogue.n_items) if top10 else 0.0
         )
         overall["novelty@10"] = baselines.novelty(top10, item_users, inter.n_users)
-        overall["diversity@10"] = baselines.diversity(top10, cooc)
+        if cooc is not None and diversity:
+            overall["diversity@10"] = baselines.diversity(top10, cooc)
         result[name] = overall | {
             "cold_users": mean_metrics(cold_rows) | {"n_users": len(cold_rows)},
             "cold_items": {

@@ -170,7 +170,14 @@ def tune(
         try:
             fitted = fit_models(catalogue, inner.train, inner.end_us, cfg, {}, labels=protocol,
                                 all_seen=inner.exclude_seen, report=report, similar=False)  # fmt: skip
-            res = score_split(inner, catalogue, fitted.bundle, VALIDATION_USERS, models=("als", "two_stage"))
+            res = score_split(
+                inner,
+                catalogue,
+                fitted.bundle,
+                VALIDATION_USERS,
+                models=("als", "two_stage"),
+                diversity=False,
+            )
         finally:
             trial.set_user_attr("seconds", time.perf_counter() - t0)
             trial.set_user_attr("signals", seen)
