@@ -488,6 +488,140 @@ def artifacts_publish(
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client's multiprocess mode (serving/metrics.py)
 
 
+monitor_app = typer.Typer(
+    no_args_is_help=True, help="Drift checks against the bundle's monitoring reference."
+)
+app.add_typer(monitor_app, name="monitor")
+
+
+def parse_duration(text: str, option: str) -> float:
+    """Seconds from "90", "90s", "30m", "1h" or "2d"; BadParameter naming ``option`` otherwise."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    t = text.strip().lower()
+    try:
+        value = float(t[:-1]) * units[t[-1]] if t and t[-1] in units else float(t)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < float("inf"):  # (NaN fails it too)
+        raise typer.BadParameter(f"{text!r} is not a duration (e.g. 300s, 30m, 1h)", param_hint=option)
+    return value
+
+
+def _reference(artifacts: Path) -> Any:
+    from recommndr.monitoring.reference import FILE, Reference
+    from recommndr.registry.artifacts import read_manifest
+
+    manifest = read_manifest(artifacts, only=(FILE,))  # hash-checked
+    if FILE not in manifest["files"]:
+        raise typer.BadParameter(
+            f"{artifacts} has no monitoring reference ({FILE}): it was trained by an earlier version; retrain it",
+            param_hint="--artifacts",
+        )
+    return Reference.load(artifacts / FILE)
+
+
+@monitor_app.command("drift")
+def monitor_drift_cmd(
+    artifacts: Annotated[Path, typer.Option("--artifacts", help="The bundle whose reference is compared.")],
+    events: Annotated[
+        Path | None,
+        typer.Option(
+            "--events", help="Events to check: .parquet, .csv, .jsonl (the API's event log), or a folder."
+        ),
+    ] = None,
+    api: Annotated[str | None, typer.Option("--api", help="A running API (its /monitoring/window).")] = None,
+    window: Annotated[
+        str, typer.Option("--window", help="How far back: e.g. 30m, 1h (events: before the last one).")
+    ] = "1h",
+    variant: Annotated[str, typer.Option(help="With --api: champion or challenger.")] = "champion",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    log_run: Annotated[
+        bool, typer.Option("--log/--no-log", help="Log a run that flags drift to MLflow.")
+    ] = True,
+) -> None:
+    """Compare a window of traffic with the bundle's reference: PSI, KS, Wasserstein and
+    chi-square per quantity (Holm-corrected), score drift, confidence drop and the validation
+    failure rate. Exit code 0 whether or not it drifted: it reports."""
+    if (events is None) == (api is None):
+        raise typer.BadParameter("give either --events or --api", param_hint="--events")
+    if variant not in ("champion", "challenger"):
+        raise typer.BadParameter("champion or challenger", param_hint="--variant")
+    seconds = parse_duration(window, "--window")
+    ref = _reference(artifacts)
+    if api is not None:
+        from recommndr.monitoring.watch import check_api
+
+        report = check_api(ref, api, variant, min(seconds, 3600.0), get_settings())
+    else:
+        from recommndr.loading import load_bundle
+        from recommndr.monitoring import drift, profile
+
+        bundle = load_bundle(artifacts)
+        frame = profile.read_events(events)  # type: ignore[arg-type]
+        w = profile.events_check_window(bundle, bundle.catalogue, frame, seconds)
+        report = drift.check(ref, w)
+        report["variant"] = "replay"
+    if report["drift"] and log_run:
+        from recommndr.registry.tracking import log_drift
+
+        try:
+            report["mlflow_run_id"] = log_drift(
+                report, {"variant": str(report["variant"]), "artifacts": str(artifacts)}
+            )
+        except Exception as exc:  # the report stands without its MLflow copy
+            err.print(f"[yellow]warning[/yellow]: the drift run was not logged to MLflow: {exc}")
+    if as_json:
+        sys.stdout.write(json.dumps(report) + "\n")
+        return
+    from recommndr.monitoring.profile import summary
+
+    out.print(summary(report), markup=False, highlight=False)
+
+
+@monitor_app.command("watch")
+def monitor_watch_cmd(
+    artifacts: Annotated[Path, typer.Option("--artifacts", help="The champion's bundle (its reference).")],
+    api: Annotated[str, typer.Option("--api", help="The running API.")] = "http://127.0.0.1:8000",
+    challenger: Annotated[
+        Path | None, typer.Option("--challenger", help="The challenger's bundle, to check its traffic too.")
+    ] = None,
+    every: Annotated[str, typer.Option("--every", help="How often: e.g. 60s, 5m.")] = "5m",
+    window: Annotated[str, typer.Option("--window", help="How far back each check looks.")] = "1h",
+    port: Annotated[
+        int, typer.Option(help="Serve the gauges on this port (/metrics); 0: not at all.", min=0, max=65535)
+    ] = 9109,
+    host: Annotated[str, typer.Option(help="Address the gauges listen on.")] = "127.0.0.1",
+    count: Annotated[
+        int | None, typer.Option(help="Stop after this many rounds (default: until Ctrl-C).", min=1)
+    ] = None,
+) -> None:
+    """Check the API's traffic on a timer: the results as Prometheus gauges
+    (recommndr_feature_psi, recommndr_drift, ...) for the alert rules, each alerting check as an
+    MLflow run."""
+    from recommndr.monitoring.watch import DriftGauges, watch
+
+    every_s, seconds = parse_duration(every, "--every"), parse_duration(window, "--window")
+    refs = {"champion": _reference(artifacts)}
+    if challenger is not None:
+        refs["challenger"] = _reference(challenger)
+    gauges = DriftGauges()
+    if port:
+        from prometheus_client import start_http_server
+
+        start_http_server(port, addr=host, registry=gauges.registry)
+        err.print(f"drift gauges on http://{host}:{port}/metrics; checking {api} every {every_s:.0f} s")
+
+    def show(report: dict[str, Any]) -> None:
+        flagged = [k for k, v in report["kinds"].items() if v]
+        err.print(f"{time.strftime('%H:%M:%S')} {report['variant']}: {report['lists']} lists, {report['events']} events"
+                  f" - {'DRIFT: ' + ', '.join(flagged) if flagged else 'no drift'}")  # fmt: skip
+
+    try:
+        watch(refs, api, every_s, min(seconds, 3600.0), get_settings(), gauges, count, show)
+    except KeyboardInterrupt:
+        err.print("stopped")
+
+
 @app.command("serve")
 def serve_cmd(
     artifacts: Annotated[

@@ -21,6 +21,7 @@ from recommndr.retrieval.popularity import PopularityRetriever
 
 log = logging.getLogger(__name__)
 TREND_COL = FEATURES.index("item_trend")
+TOP_FEATURE_ROWS = 3  # feature rows kept per ranked list (Ranked.top_features), for monitoring
 Mask = npt.NDArray[np.bool_]
 U8 = npt.NDArray[np.uint8]
 
@@ -78,7 +79,9 @@ class Ranked:
     """One query's answer: dense item indices best first, their scores, candidate sources
     (``SOURCE_*`` bits) and ``item_trend`` (for the reasons); ``cold`` for the cold-start path;
     ``popular`` when the list is the popularity list (the cold-start path, or no candidate in the
-    mask); ``degraded`` when the ranker failed and the list is in retrieval order."""
+    mask); ``degraded`` when the ranker failed and the list is in retrieval order.
+    ``top_features``: the feature rows of the ranked list's first :data:`TOP_FEATURE_ROWS`
+    products, for monitoring (None on the popularity paths, which compute no features)."""
 
     items: I64
     scores: F32
@@ -87,6 +90,7 @@ class Ranked:
     cold: bool
     popular: bool
     degraded: bool
+    top_features: F32 | None = None
 
 
 def _select(c: Candidates, keep: Mask) -> Candidates:
@@ -146,7 +150,8 @@ class TwoStageRecommender:
         sources[place] = SOURCE_EXPLORE
         sources[~place] = ranked.sources[: (~place).sum()]
         trend = self.tables.item_trend[items]
-        return Ranked(items, ranked.scores, sources, trend, ranked.cold, ranked.popular, ranked.degraded)
+        return Ranked(items, ranked.scores, sources, trend, ranked.cold, ranked.popular, ranked.degraded,
+                      ranked.top_features)  # fmt: skip
 
     def _popular(self, k: int, mask: Mask | None, exclude: I64, cold: bool) -> Ranked:
         items, scores = popular(self.generator.popularity, k, mask, exclude)
@@ -233,4 +238,5 @@ class TwoStageRecommender:
             order = np.argsort(-s, kind="stable")[:k]
             trend = X[start + order, TREND_COL]
             start += n
-            out[i] = Ranked(c.items[order], s[order], c.sources[order], trend, False, False, degraded)
+            top = X[start - n + order[:TOP_FEATURE_ROWS]]
+            out[i] = Ranked(c.items[order], s[order], c.sources[order], trend, False, False, degraded, top)

@@ -45,8 +45,9 @@ BUNDLE_FILES = frozenset(
         "timings.json",
     }
 )
-# Accepted when listed, never required: the int8 index, built by versions before the exact scan.
-OPTIONAL_BUNDLE_FILES = frozenset({"retrieval_int8.onnx"})
+# Accepted when listed, never required: the int8 index, built by versions before the exact scan,
+# and the monitoring reference (recommndr/monitoring/reference.py), which earlier bundles lack.
+OPTIONAL_BUNDLE_FILES = frozenset({"retrieval_int8.onnx", "monitoring.npz"})
 SIGNATURE = "signature"
 SIGNATURE_ALG = "HMAC-SHA256"
 log = logging.getLogger(__name__)

@@ -233,3 +233,61 @@ def _log_plots(mlflow: Any, artifacts: Path, metrics: dict[str, Any] | None) -> 
         fig.tight_layout()
         mlflow.log_figure(fig, "plots/metrics_by_k.png")
         plt.close(fig)
+
+
+def log_drift(report: dict[str, Any], tags: dict[str, str], uri: str | None = None) -> str:
+    """A drift check that flagged something, as an MLflow run: the verdicts and the figures as
+    metrics, the per-feature table as ``drift/features.json`` and a plot of every quantity's PSI
+    against its threshold. Returns the run id."""
+    import json
+
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    import matplotlib
+    import mlflow
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    uri = uri or tracking_uri()
+    exp_id = _experiment(mlflow, uri)
+    with mlflow.start_run(experiment_id=exp_id, run_name=f"drift {tags.get('variant', '')}".strip()) as run:
+        mlflow.set_tags({"recommndr.kind": "drift", **tags})
+        metrics: dict[str, float] = {f"drift.{k}": float(v) for k, v in report["kinds"].items()}
+        metrics["validation_failure_rate"] = float(report["validation_failure_rate"])
+        for name, f in report["features"].items():
+            if f["psi"] is not None:
+                metrics[_metric_name(f"psi.{name}")] = float(f["psi"])
+        for part in ("score", "confidence"):
+            if report[part]["psi"] is not None:
+                metrics[f"{part}.psi"] = float(report[part]["psi"])
+        metrics["confidence.drop"] = float(report["confidence"]["drop"])
+        mlflow.log_metrics(metrics)
+        mlflow.log_text(json.dumps(report, indent=2), "drift/report.json")
+        rows = [
+            (n, f["psi"], f["threshold"], f["drift"])
+            for n, f in report["features"].items()
+            if f["psi"] is not None
+        ]
+        rows += [(p, report[p]["psi"], report[p]["threshold"], report[p]["drift"]) for p in ("score", "confidence")
+                 if report[p]["psi"] is not None]  # fmt: skip
+        mlflow.log_text(json.dumps([dict(zip(("name", "psi", "threshold", "drift"), r, strict=True)) for r in rows],
+                                   indent=2), "drift/features.json")  # fmt: skip
+        if rows:
+            rows.sort(key=lambda r: r[1])
+            fig, ax = plt.subplots(figsize=(7, max(3, 0.25 * len(rows))))
+            ax.barh(
+                [r[0] for r in rows],
+                [r[1] for r in rows],
+                color=["tab:red" if r[3] else "tab:blue" for r in rows],
+            )
+            ax.scatter(
+                [r[2] for r in rows], [r[0] for r in rows], marker="|", color="black", s=80, label="threshold"
+            )
+            ax.set_xscale("log")
+            ax.set_xlabel("PSI (red: flagged)")
+            ax.legend(loc="lower right")
+            ax.set_title("Drift per quantity")
+            fig.tight_layout()
+            mlflow.log_figure(fig, "plots/drift_psi.png")
+            plt.close(fig)
+        return str(run.info.run_id)

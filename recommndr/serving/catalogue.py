@@ -96,6 +96,12 @@ class ProductCatalogue:
         pos = np.minimum(np.searchsorted(self.item_ids, ids), self.item_ids.shape[0] - 1)
         return np.asarray(pos[self.item_ids[pos] == ids], dtype=np.int64)
 
+    def price_of(self, idx: int) -> float:
+        return float(self._price[idx])
+
+    def category_l1(self, idx: int) -> str:
+        return str(self._columns["category_l1"][idx])
+
     def product(self, idx: int) -> dict[str, Any]:
         return {name: values[idx] for name, values in self._columns.items()}
 

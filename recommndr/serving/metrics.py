@@ -77,6 +77,11 @@ class ApiMetrics:
         self.events = Counter(
             "recommndr_events_total", "Events accepted", ["event_type", "variant"], registry=r
         )
+        self.events_rejected = Counter(
+            "recommndr_events_rejected_total",
+            "Events refused by validation (each event of a refused batch that failed; 1 for a body that is not events)",
+            registry=r,
+        )
         # across workers: a version is loaded if any live worker has it; ready when all are
         self.model_info = Gauge("recommndr_model_info", "Loaded model versions (value 1)", ["variant", "version"],
                                 registry=r, multiprocess_mode="livemax")  # fmt: skip

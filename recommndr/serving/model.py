@@ -19,7 +19,11 @@ from recommndr.data.interactions import Catalogue
 from recommndr.errors import ArtifactError, RecommndrError
 from recommndr.features.online import UserRealtime
 from recommndr.loading import load_bundle
+from recommndr.monitoring.reference import FILE as REFERENCE_FILE
+from recommndr.monitoring.reference import Reference
+from recommndr.monitoring.window import LiveWindow
 from recommndr.ranking.candidates import RECENT, SOURCE_COPURCHASE, SOURCE_EXPLORE, user_recent
+from recommndr.ranking.features import FEATURES
 from recommndr.ranking.two_stage import TwoStageRecommender, popular
 from recommndr.registry.artifacts import read_manifest
 from recommndr.retrieval.base import Query
@@ -89,6 +93,9 @@ class ServingModel:
         self._trend = self._trend_order(bundle) if bundle is not None else None
         self._shoppers = self._pick_shoppers(bundle, MAX_SHOPPERS) if bundle is not None else []
         self.loaded_at = time.time()
+        # what this model served, for the drift check (bounded: LiveWindow.capacity_bytes)
+        self.window = LiveWindow(FEATURES)
+        self.reference: Reference | None = None  # the bundle's monitoring reference, if it has one
 
     @staticmethod
     def _version(manifest: dict[str, Any]) -> str:
@@ -106,6 +113,7 @@ class ServingModel:
                 raise
             model = cls._load_popularity(Path(artifacts), str(exc))
         model.warm()
+        model.window = LiveWindow(FEATURES)  # the warm-up's lists are not traffic
         trim_heap()
         log.info("loaded model %s from %s in %.2f s", model.version, artifacts, time.perf_counter() - t0)
         return model
@@ -118,7 +126,13 @@ class ServingModel:
             raise ArtifactError(f"{artifacts}: products.parquet does not match the model's catalogue")
         bundle.als.use_index()
         version = cls._version(bundle.manifest)
-        return cls(bundle, catalogue, version, bundle.catalogue, bundle.popularity, bundle.manifest)
+        model = cls(bundle, catalogue, version, bundle.catalogue, bundle.popularity, bundle.manifest)
+        if REFERENCE_FILE in bundle.manifest["files"]:  # hash-checked with the bundle (an optional file)
+            try:
+                model.reference = Reference.load(artifacts / REFERENCE_FILE)
+            except (KeyError, ValueError, OSError) as exc:  # monitoring is blind, serving is not
+                log.error("%s: the monitoring reference does not load: %s", artifacts, exc)
+        return model
 
     @classmethod
     def _load_popularity(cls, artifacts: Path, why: str) -> ServingModel:
@@ -204,6 +218,8 @@ class ServingModel:
         r = self.ranking.rank([q], k, None if mask is None else [mask], explore=explore)[0]
         if r.popular:
             return self._popular_recs(r.items, r.scores), r.cold, None
+        if r.top_features is not None:
+            self.window.record_list(r.top_features, r.scores, r.sources)
         reasons = self._reasons(q, r.items, r.sources, r.trend)
         ids = self.catalogue.item_ids[r.items].tolist()
         recs = [Recommendation(i, s, why) for i, s, why in zip(ids, r.scores.tolist(), reasons, strict=True)]

@@ -12,6 +12,8 @@ from pathlib import Path
 from recommndr.config import Settings
 from recommndr.errors import RecommndrError
 from recommndr.features.online import OnlineFeatures, open_online_store
+from recommndr.monitoring.window import LiveWindow
+from recommndr.ranking.features import FEATURES
 from recommndr.serving.events import EventLog
 from recommndr.serving.metrics import ApiMetrics
 from recommndr.serving.model import ServingModel
@@ -49,6 +51,8 @@ class ServingState:
             lambda: model_source(settings, artifacts), self.traffic, self.metrics, settings.challenger_traffic
         )
         self.events = EventLog(event_dir or settings.event_log_dir, settings.event_flush_ms)
+        # the events this process accepted and refused, for the drift check (bounded)
+        self.event_window = LiveWindow(FEATURES)
         self.online: OnlineFeatures | None = None
         self.pool: ThreadPoolExecutor | None = None
         self._tasks: list[asyncio.Task[None]] = []

@@ -36,6 +36,8 @@ from recommndr.data.schema import conform, read_table, write_table
 from recommndr.errors import UserInputError
 from recommndr.evaluation.evaluate import score_split
 from recommndr.evaluation.protocols import Protocol, graded_targets, random_pairs, span_us, temporal_split
+from recommndr.monitoring.profile import build_reference, events_with_price
+from recommndr.monitoring.reference import FILE as REFERENCE_FILE
 from recommndr.params import TrainConfig
 from recommndr.ranking.candidates import CandidateGenerator, Exclusions, queries_for, recent_items
 from recommndr.ranking.features import FEATURES, build_feature_tables
@@ -356,6 +358,12 @@ def train(
         )  # the storefront's catalogue
         importance = dict(zip(FEATURES, model.feature_importance("gain").tolist(), strict=True))
         (out / "feature_importance.json").write_text(json.dumps(importance, indent=2) + "\n")
+    with _timed(timings, "monitoring reference"):
+        # what the served bundle serves the latest days' shoppers, and those days' events
+        reference = build_reference(bundle, catalogue, events_with_price(data), t_end,
+                                    max(cfg.holdout_days, 7), seed=cfg.seed)  # fmt: skip
+        reference.save(out / REFERENCE_FILE)
+    with _timed(timings, "write artifacts"):
         (out / "timings.json").write_text(
             json.dumps({"seconds": timings, "peak_rss_gb_after": PEAK_RSS}, indent=2) + "\n"
         )

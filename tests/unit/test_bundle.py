@@ -17,10 +17,11 @@ from recommndr.arrays import load_arrays
 from recommndr.bundle import FORMAT, Bundle
 from recommndr.errors import ArtifactError
 from recommndr.loading import load_bundle, rewrite_bundle
+from recommndr.monitoring.reference import FILE as REFERENCE
 from recommndr.ranking.candidates import queries_for
 from recommndr.ranking.features import FEATURES, FeatureTables
 from recommndr.ranking.two_stage import TwoStageRecommender, candidate_features
-from recommndr.registry.artifacts import BUNDLE_FILES, MANIFEST
+from recommndr.registry.artifacts import BUNDLE_FILES, MANIFEST, OPTIONAL_BUNDLE_FILES
 from recommndr.retrieval.index import NormBoundIndex
 from recommndr.retrieval.rows import QuantisedRows
 
@@ -47,7 +48,9 @@ FEATURES_2 = {f.name for f in fields(FeatureTables)} - {"ui_last_us", "ui_days_s
 
 
 def test_training_writes_exactly_the_registrys_bundle_files(artifacts: Path) -> None:
-    assert {p.name for p in artifacts.iterdir()} == BUNDLE_FILES | {MANIFEST}
+    # the monitoring reference is optional to readers (earlier bundles lack it); training writes it
+    assert REFERENCE in OPTIONAL_BUNDLE_FILES
+    assert {p.name for p in artifacts.iterdir()} == BUNDLE_FILES | {MANIFEST, REFERENCE}
     assert Bundle.FILES <= BUNDLE_FILES
     assert set(Bundle.POPULARITY_FILES) <= Bundle.FILES
 
@@ -159,7 +162,7 @@ def test_a_format_1_bundle_loads_and_rewrites_to_the_same_model(format_1: Path, 
     assert isinstance(old.als.user_factors, np.ndarray) and old.als.user_factors.dtype == np.float32
     assert old.features.ui_last_us is not None
     written = rewrite_bundle(format_1, tmp_path / "v2")
-    assert written["format"] == FORMAT and set(written["files"]) == BUNDLE_FILES
+    assert written["format"] == FORMAT and set(written["files"]) == BUNDLE_FILES | {REFERENCE}
     new = load_bundle(tmp_path / "v2")
     # the user factors: int8 codes, each value within half a step of the float32 one
     users = new.als.user_factors
@@ -195,7 +198,7 @@ def test_a_format_1_bundle_loads_and_rewrites_to_the_same_model(format_1: Path, 
 def test_a_rewritten_bundle_verifies_and_holds_the_same_model(artifacts: Path, tmp_path: Path) -> None:
     written = rewrite_bundle(artifacts, tmp_path / "again")
     original, again = load_bundle(artifacts), load_bundle(tmp_path / "again")  # hashes checked
-    assert set(written["files"]) == BUNDLE_FILES and again.manifest == written
+    assert set(written["files"]) == BUNDLE_FILES | {REFERENCE} and again.manifest == written
     assert {k: v for k, v in written.items() if k not in ("files", "versions")} == {
         k: v for k, v in original.manifest.items() if k not in ("files", "versions", "signature")
     }

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 
-from recommndr.errors import ConflictError
+from recommndr.errors import ConflictError, NotFoundError
+from recommndr.monitoring.window import MAX_WINDOW_S
 from recommndr.serving.deps import Admin, State
 from recommndr.serving.schemas import RollbackIn, TrafficIn, errors
 
@@ -37,3 +38,32 @@ async def rollback(claims: Admin, state: State, body: RollbackIn | None = None) 
     saved = state.traffic.save(0.0, str(claims.get("sub", "?")), reason)
     log.warning("rolled back to the champion by %s: %s", claims.get("sub", "?"), reason)
     return {"traffic": state.traffic.shares, "reason": reason, "shared": saved}
+
+
+@router.get("/monitoring/window", responses=errors(401, 403, 404, 422))
+async def monitoring_window(
+    claims: Admin,
+    state: State,
+    variant: Literal["champion", "challenger"] = "champion",
+    seconds: Annotated[float, Query(gt=0, le=MAX_WINDOW_S, description="how far back")] = MAX_WINDOW_S,
+) -> dict[str, Any]:
+    """Admin: what this API process served (``variant``'s lists) and received (every event) in
+    the last ``seconds``, as uniform samples — what ``recommndr monitor drift --api`` checks. With
+    several worker processes, the one that answers reports its own traffic: a random share of
+    the whole, as a load balancer spreads requests."""
+    model = state.slots.champion if variant == "champion" else state.slots.challenger
+    if model is None:
+        raise NotFoundError(f"no {variant} is loaded", code="no_model")
+    lists = model.window.snapshot(seconds)
+    events = state.event_window.snapshot(seconds)
+    return {
+        "variant": variant,
+        "model_version": model.version,
+        "window": combine_json(lists.to_json(), events.to_json()),
+    }
+
+
+def combine_json(lists: dict[str, Any], events: dict[str, Any]) -> dict[str, Any]:
+    """One window's JSON: the lists of ``lists``, the events of ``events``."""
+    keep = ("price", "category", "event_type", "failures", "events_seen")
+    return lists | {k: events[k] for k in keep}

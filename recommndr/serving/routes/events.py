@@ -17,6 +17,7 @@ from recommndr.errors import InvalidRequestError, ServiceUnavailableError
 from recommndr.serving.deps import State
 from recommndr.serving.events import EventIn
 from recommndr.serving.handlers import validation_message
+from recommndr.serving.runtime import ServingState
 from recommndr.serving.schemas import EventsAccepted, errors
 
 log = logging.getLogger(__name__)
@@ -47,11 +48,14 @@ async def events(request: Request, state: State) -> Any:
     try:
         body = orjson.loads(raw_body)
     except orjson.JSONDecodeError as exc:
+        refused(state, 1)
         raise InvalidRequestError("body: not valid JSON") from exc
     batch = body if isinstance(body, list) else [body]
     if not batch:
+        refused(state, 1)
         raise InvalidRequestError("body: the list of events is empty")
     if len(batch) > MAX_EVENTS_PER_REQUEST:
+        refused(state, 1)
         raise InvalidRequestError(
             f"body: at most {MAX_EVENTS_PER_REQUEST} events per request", code="too_many_events"
         )
@@ -64,6 +68,7 @@ async def events(request: Request, state: State) -> Any:
         except ValidationError as exc:
             problems.append(validation_message(list(exc.errors()), where))  # type: ignore[arg-type]
     if problems:
+        refused(state, len(problems))
         raise InvalidRequestError("; ".join(problems[:20]), code="invalid_event")
     try:
         ids = await state.events.append(parsed)
@@ -79,8 +84,30 @@ async def events(request: Request, state: State) -> Any:
             [(e.user_id, e.item_id, e.event_type,
               int(e.ts.timestamp() * 1e6) if e.ts is not None else now_us) for e in parsed],
         )  # fmt: skip
+    record_fields(state, parsed)
     for e in parsed:  # from a list (variant sent): counted under the variant the API assigns the user,
         # so a caller can neither invent a label nor credit the other variant; else "none"
         variant = state.slots.variant_of(e.user_id) if e.variant is not None else "none"
         state.metrics.events.labels(e.event_type, variant).inc()
     return JSONResponse({"accepted": len(ids), "event_ids": ids}, status_code=202)
+
+
+def refused(state: ServingState, n: int) -> None:
+    """``n`` events failed validation: counted, and kept in the drift check's window."""
+    state.metrics.events_rejected.inc(n)
+    state.event_window.record_events([], failures=n)
+
+
+def record_fields(state: ServingState, parsed: list[EventIn]) -> None:
+    """The accepted events' price (the event's, else the catalogue's), top-level category and
+    type, into the drift check's window (an unknown product: category "(unknown)")."""
+    model = state.slots.champion
+    if model is None:
+        return
+    cat = model.catalogue
+    rows = []
+    for e in parsed:
+        idx = cat.index_of(e.item_id)
+        price = e.price if e.price is not None else (cat.price_of(idx) if idx >= 0 else float("nan"))
+        rows.append((price, cat.category_l1(idx) if idx >= 0 else "(unknown)", e.event_type))
+    state.event_window.record_events(rows)
