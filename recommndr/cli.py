@@ -415,8 +415,14 @@ def abtest_table(result: dict[str, Any]) -> Table:
     for name, d in result["diff"].items():
         t.add_row(name, f"{result['a'][name]:.4f}", f"{result['b'][name]:.4f}", f"{d['estimate']:+.4f}",
                   f"[{d['ci_low']:+.4f}, {d['ci_high']:+.4f}]", f"{d['p_value']:.2g}")  # fmt: skip
+    notes = []
+    if meta.get("few_events"):
+        notes.append(
+            f"fewer than 30 events in an arm, interval and p-value unreliable: {', '.join(meta['few_events'])}"
+        )
     if "mlflow_run" in meta:
-        t.caption = f"MLflow run {meta['mlflow_run']}"
+        notes.append(f"MLflow run {meta['mlflow_run']}")
+    t.caption = "; ".join(notes) or None
     return t
 
 

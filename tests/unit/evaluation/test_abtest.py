@@ -94,6 +94,8 @@ def test_two_stage_beats_popularity_and_a_equals_a(shoppers, tiny_bundle: Bundle
     d = r["diff"]["ctr"]
     assert d["ci_low"] <= d["estimate"] <= d["ci_high"] and d["ci_low"] > 0 and d["p_value"] < 0.01
     assert d["estimate"] == pytest.approx(r["a"]["ctr"] - r["b"]["ctr"])
+    assert "purchases_per_list" in r["_meta"]["few_events"] or r["_meta"]["totals"]["b"]["purchases"] >= 30
+    assert "ctr" not in r["_meta"]["few_events"]
     same = ab.run(shoppers, two, two, users=500, seed=1, resamples=200)
     for dd in same["diff"].values():
         assert dd["estimate"] == dd["ci_low"] == dd["ci_high"] == 0.0 and dd["p_value"] == 1.0

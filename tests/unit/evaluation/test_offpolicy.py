@@ -30,10 +30,21 @@ def test_hand_computed_two_visits_two_slots() -> None:
     # visit 1: 0.4 + 0 + 0.4 + 1 (1 - 0.4) = 1.4 -> 1.5
     flat = np.full((2, 2), 0.4)
     assert op.dr_with(log, target, flat, flat).value == pytest.approx(1.5)
+    # a model predicting 0.4 for the target's products and 0.1 for those shown: visit 0:
+    # 0.4 + 2 (1 - 0.1) + 0.4 + 1 (0 - 0.1) = 2.5; visit 1: 0.4 + 0 + 0.4 + 1 (1 - 0.1) = 1.7
+    assert op.dr_with(log, target, flat, np.full((2, 2), 0.1)).value == pytest.approx(2.1)
     # a second target that matches nothing shown: IPS 0, DR the model's value alone
     other = np.array([[9, 9], [9, 9]])
     assert op.ips(log, other).value == 0.0
     assert op.dr_with(log, other, flat, flat).value == pytest.approx(0.4 + 0.4)
+
+
+def test_snips_normalises_each_slot_by_its_weights() -> None:
+    # three visits shown 5, 5, 7 at propensity 1/2; the target shows 5: weights 2, 2, 0
+    log = op.Log(np.array([[5], [5], [7]]), np.full((3, 1), 0.5), np.array([[1.0], [0.0], [1.0]]))
+    target = np.array([[5], [5], [5]])
+    assert op.ips(log, target).value == pytest.approx(2 / 3)  # (2 + 0 + 0) / 3
+    assert op.snips(log, target).value == pytest.approx(0.5)  # (2 + 0) / (2 + 2)
 
 
 def test_logging_policy_equal_to_the_target_gives_the_on_policy_mean() -> None:
