@@ -24,7 +24,7 @@ from recommndr.loading import load_bundle
 from recommndr.ranking.candidates import queries_for
 from recommndr.ranking.ranker import OnnxRanker
 from recommndr.ranking.two_stage import TwoStageRecommender
-from recommndr.retrieval.base import I64
+from recommndr.retrieval.base import I64, Query
 
 log = logging.getLogger(__name__)
 KS = (10, 20, 50)
@@ -57,15 +57,31 @@ def model_lists(
                 continue
             banned = baselines.banned_items(bundle.exclusions, q.user)
             lists["als"].append(baselines.top_k_masked(scores[row_of[i]], k, banned))
+    lists["two_stage"] = two_stage_lists(bundle, users, k, ranker, explore, queries)
+    return lists
+
+
+def two_stage_lists(
+    bundle: Bundle,
+    users: I64,
+    k: int,
+    ranker: OnnxRanker | None = None,
+    explore: float = 0.0,
+    queries: list[Query] | None = None,
+) -> list[I64]:
+    """The ``two_stage`` top ``k`` (dense item indices) of ``users`` (user ids): what
+    /recommendations serves them without online features (``TwoStageRecommender.rank``), in
+    batches of one ranker call; a failing ranker raises instead of being measured as the
+    retrieval order."""
+    if queries is None:
+        queries = queries_for(bundle.user_index(users), bundle.recent_indptr, bundle.recent_items)
     two = TwoStageRecommender(bundle.candidate_generator(), bundle.features, ranker or bundle.ranker)
-    lists["two_stage"] = []
+    out: list[I64] = []
     for s in range(0, len(queries), BATCH):
         if s and s % 5000 == 0:
             log.info("two_stage: %s of %s users", f"{s:,}", f"{len(queries):,}")
-        lists["two_stage"] += [
-            r.items for r in two.rank(queries[s : s + BATCH], k, degrade=False, explore=explore)
-        ]
-    return lists
+        out += [r.items for r in two.rank(queries[s : s + BATCH], k, degrade=False, explore=explore)]
+    return out
 
 
 def popularity_lists(bundle: Bundle, uidx: I64, k: int) -> list[I64]:

@@ -104,6 +104,43 @@ def log_and_register(
     return RegisteredRun(run_id, versions, flat_metrics, uri)
 
 
+def log_experiment(
+    name: str,
+    kind: str,
+    params: dict[str, Any],
+    metrics: dict[str, Any],
+    figures: dict[str, Any],
+    files: dict[str, str],
+    uri: str | None = None,
+) -> tuple[str, str]:
+    """One run that is not a training run (an offline A/B test, say): its parameters, every
+    number of ``metrics`` (nested dicts flattened to ``a.ctr``, ``diff.ctr.ci_low``), plots
+    (``name.png`` -> matplotlib figure, under ``plots/``) and text files; tagged
+    ``recommndr.kind``. Returns the run id and the tracking URI."""
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    import mlflow
+
+    uri = uri or tracking_uri()
+    exp_id = _experiment(mlflow, uri)
+    flat = _flat("", metrics, {})
+    numbers = {
+        _metric_name(metric_key(k)): float(v)
+        for k, v in flat.items()
+        if isinstance(v, (int, float)) and not isinstance(v, bool)
+    }
+    with mlflow.start_run(experiment_id=exp_id, run_name=name) as run:
+        mlflow.set_tag("recommndr.kind", kind)
+        mlflow.log_params({k: str(v)[:500] for k, v in _flat("", params, {}).items()})
+        mlflow.log_metrics(numbers)
+        for fname, fig in figures.items():
+            mlflow.log_figure(fig, f"plots/{fname}")
+        for fname, text in files.items():
+            mlflow.log_text(text, fname)
+        run_id = str(run.info.run_id)
+    log.info("logged %s run %s", kind, run_id)
+    return run_id, uri
+
+
 def _experiment(mlflow: Any, uri: str) -> str:
     """The experiment's id at ``uri`` (created with its artifacts under ./mlruns for SQLite)."""
     mlflow.set_tracking_uri(uri)
