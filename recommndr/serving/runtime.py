@@ -20,6 +20,7 @@ from recommndr.serving.sources import FolderSource, ModelSource, RegistrySource,
 from recommndr.serving.traffic import TrafficSplit
 
 log = logging.getLogger(__name__)
+PROCESS_SAMPLE_S = 1.0  # how stale another worker's RSS and CPU seconds may be in a scrape
 
 
 def model_source(settings: Settings, artifacts: Path | None = None) -> ModelSource:
@@ -93,6 +94,8 @@ class ServingState:
         if settings.reload_interval_s > 0:
             self._tasks.append(asyncio.create_task(self._watch()))
         self._tasks.append(asyncio.create_task(self._sync_split()))
+        if self.metrics.multiprocess:  # a scrape reaches one worker: the others keep their share fresh
+            self._tasks.append(asyncio.create_task(self._sample_process()))
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -109,6 +112,11 @@ class ServingState:
         while True:
             await asyncio.sleep(1.0)
             self.traffic.sync(self.slots.challenger is not None)
+
+    async def _sample_process(self) -> None:
+        while True:
+            self.metrics.sample_process()
+            await asyncio.sleep(PROCESS_SAMPLE_S)
 
     async def _watch(self) -> None:
         while True:
