@@ -1,5 +1,5 @@
 """What one API process holds while it serves: the model slots, the traffic split, the event
-log, the online features, metrics and the recommendation thread pool; started and stopped by the
+log, the online features, metrics, the alert inbox and the recommendation thread pool; started and stopped by the
 app's lifespan, with the background tasks that follow the model source and the shared split."""
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from pathlib import Path
 from recommndr.config import Settings
 from recommndr.errors import RecommndrError
 from recommndr.features.online import OnlineFeatures, open_online_store
+from recommndr.serving.alerts import AlertInbox
 from recommndr.serving.events import EventLog
 from recommndr.serving.metrics import ApiMetrics
 from recommndr.serving.model import ServingModel
@@ -50,6 +51,7 @@ class ServingState:
             lambda: model_source(settings, artifacts), self.traffic, self.metrics, settings.challenger_traffic
         )
         self.events = EventLog(event_dir or settings.event_log_dir, settings.event_flush_ms)
+        self.alerts = AlertInbox(settings.alert_inbox_path, settings.alert_inbox_size)
         self.online: OnlineFeatures | None = None
         self.pool: ThreadPoolExecutor | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -106,6 +108,7 @@ class ServingState:
             self.pool.shutdown(wait=True)
         if self.online is not None:
             self.online.close()
+        self.alerts.close()
         self.metrics.close()
 
     async def _sync_split(self) -> None:
