@@ -51,9 +51,9 @@ class ServingState:
             lambda: model_source(settings, artifacts), self.traffic, self.metrics, settings.challenger_traffic
         )
         self.events = EventLog(event_dir or settings.event_log_dir, settings.event_flush_ms)
-        self.alerts = AlertInbox(settings.alert_inbox_path, settings.alert_inbox_size)
         self.online: OnlineFeatures | None = None
         self.pool: ThreadPoolExecutor | None = None
+        self.alerts = AlertInbox(settings.alert_inbox_path, settings.alert_inbox_size)
         self._tasks: list[asyncio.Task[None]] = []
 
     @property
