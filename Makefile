@@ -9,8 +9,9 @@ STAMP := $(VENV)/.installed
 # the installers themselves are pinned too (a new uv can resolve or install differently)
 PIP_VERSION := 26.3
 UV_VERSION := 0.13.9
-# Debian packages the tests need (installed with apt when missing and running as root).
-APT_PACKAGES := git redis-server chromium
+# Debian packages the tests need (installed with apt when missing and running as root); prometheus
+# brings promtool, prometheus-alertmanager amtool (infra/monitoring, tests/monitoring_stack.py).
+APT_PACKAGES := git redis-server chromium prometheus prometheus-alertmanager
 # npm tools the integration tests start (Azurite: the Azure Storage emulator), installed into .tools/
 # with `npm ci` from the committed lockfile in tools/
 TOOLS := .tools

@@ -117,6 +117,21 @@ class Settings(BaseSettings):
         description="Share of each /recommendations list given to new products (every 1/share-th place); "
         "a request's explore= overrides it. 0 turns exploration off.",
     )
+    alert_webhook_token: str | None = Field(
+        None,
+        description="Bearer secret (at least 32 bytes) Alertmanager sends to POST /alerts/webhook "
+        "(its http_config.authorization.credentials_file holds the same); the webhook is off without it.",
+    )
+    alert_inbox_path: Path = Field(
+        Path("data/serving/alerts.db"),
+        description="SQLite file keeping the last alerts received, shared by the API's worker processes.",
+    )
+    alert_inbox_size: int = Field(
+        500,
+        ge=1,
+        le=100_000,
+        description="How many received alerts the inbox keeps (older ones are dropped).",
+    )
     max_event_body_bytes: int = Field(
         1 << 20, ge=1024, le=64 << 20, description="Largest POST /events body (bytes); larger is a 413."
     )
@@ -131,10 +146,11 @@ class Settings(BaseSettings):
                 raise ValueError(f"{net!r} is not a network (CIDR such as 10.0.0.0/8 or ::1/128)") from exc
         return v
 
-    @field_validator("admin_jwt_secret", "bundle_signing_key")
+    @field_validator("admin_jwt_secret", "bundle_signing_key", "alert_webhook_token")
     @classmethod
     def _key_long_enough(cls, v: str | None, info: ValidationInfo) -> str | None:
-        """HS256 (admin tokens) and HMAC-SHA256 (bundle manifests) keys: at least 32 bytes."""
+        """HS256 (admin tokens) and HMAC-SHA256 (bundle manifests) keys, and the alert webhook's
+        bearer secret: at least 32 bytes."""
         if v is not None and len(v.encode()) < 32:
             raise ValueError(
                 f"{info.field_name} (RECOMMNDR_{str(info.field_name).upper()}) is {len(v.encode())} bytes: "

@@ -56,6 +56,7 @@ def _fresh_settings(
     online = tmp_path_factory.mktemp("online") / "features.db"
     monkeypatch.setenv("RECOMMNDR_ONLINE_STORE_PATH", str(online))
     monkeypatch.setenv("RECOMMNDR_TRAFFIC_FILE", str(online.parent / "traffic.json"))
+    monkeypatch.setenv("RECOMMNDR_ALERT_INBOX_PATH", str(online.parent / "alerts.db"))
     get_settings.cache_clear()
     yield
     get_settings.cache_clear()

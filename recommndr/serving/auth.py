@@ -1,6 +1,7 @@
 """Admin endpoints' guard: a JWT bearer token (signature, issuer, audience, expiry and a capped
 lifetime checked, HS256 with a key of at least 32 bytes from the settings, which Key Vault fills
-on Azure) and an allowed client IP.
+on Azure) and an allowed client IP; the alert webhook's guard, a static bearer secret (what
+Alertmanager can send), compared in constant time.
 
 The client IP is the socket's peer, except behind a proxy that is trusted: a configured
 ``trusted_proxies`` network, or the Azure Functions host, which hands requests to the app
@@ -9,6 +10,8 @@ in-process (no socket peer) after its front end appended the caller's address to
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import ipaddress
 from typing import Any
 
@@ -102,3 +105,17 @@ def check_admin(
             f"the token lives {lifetime:.0f} s (exp - iat); at most {max_lifetime_s} s are accepted"
         )
     return claims
+
+
+def check_webhook(authorization: str | None, secret: str | None) -> None:
+    """The alert webhook's caller holds the configured secret, or UnauthorizedError / Forbidden.
+    Both sides are hashed first, so the comparison takes the same time whatever the lengths."""
+    if not secret:
+        raise ForbiddenError(
+            "the alert webhook is disabled: no token is configured (RECOMMNDR_ALERT_WEBHOOK_TOKEN)"
+        )
+    if not authorization or not authorization.lower().startswith("bearer "):
+        raise UnauthorizedError("a bearer token is required (Authorization: Bearer <webhook token>)")
+    given = hashlib.sha256(authorization.split(" ", 1)[1].strip().encode()).digest()
+    if not hmac.compare_digest(given, hashlib.sha256(secret.encode()).digest()):
+        raise UnauthorizedError("wrong webhook token")

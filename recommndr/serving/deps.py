@@ -1,5 +1,6 @@
 """What routes need, as ``Annotated`` dependencies: the process' serving state, the champion
-(or a 503 saying why there is none) and an admin's verified claims. No route builds its own."""
+(or a 503 saying why there is none), an admin's verified claims and the alert webhook's caller.
+No route builds its own."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from fastapi import Depends, Path, Query, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from recommndr.serving import filters
-from recommndr.serving.auth import check_admin, client_address
+from recommndr.serving.auth import check_admin, check_webhook, client_address
 from recommndr.serving.model import Recommendation, ServingModel
 from recommndr.serving.runtime import ServingState
 
@@ -96,6 +97,24 @@ async def _admin(
 
 
 Admin = Annotated[dict[str, Any], Depends(_admin)]
+
+_WEBHOOK_BEARER = HTTPBearer(
+    auto_error=False,
+    scheme_name="AlertWebhookToken",
+    description="the alert webhook's secret (RECOMMNDR_ALERT_WEBHOOK_TOKEN), as Alertmanager sends it "
+    "(http_config.authorization.credentials_file)",
+)
+
+
+async def _alert_sender(
+    request: Request,
+    state: State,
+    _documented: Annotated[HTTPAuthorizationCredentials | None, Depends(_WEBHOOK_BEARER)],
+) -> None:
+    check_webhook(request.headers.get("authorization"), state.settings.alert_webhook_token)
+
+
+AlertSender = Depends(_alert_sender)
 
 
 def json_response(body: dict[str, Any]) -> Response:

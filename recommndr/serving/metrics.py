@@ -4,20 +4,53 @@ With several worker processes (``recommndr serve --workers N``), ``serve`` point
 ``PROMETHEUS_MULTIPROC_DIR`` at a fresh folder: each worker then writes its values there and
 ``/metrics``, whichever worker answers, reports the sum over all of them (prometheus_client's
 multiprocess mode). The per-variant rates are computed at scrape time from those totals.
+
+The process metrics (``process_resident_memory_bytes``, ``process_cpu_seconds_total``) are the
+API's, not one worker's: each worker samples itself (at every render, and every second from a
+background task in multiprocess mode) into a live-sum gauge and a counter, so the rendered RSS is
+the sum over the live workers (a worker that ended cleanly drops out; shared pages, such as the
+memory-mapped bundle, count once per worker, as RSS does) and the CPU counter keeps the seconds of
+workers that have ended (it never goes down when one is replaced, which ``rate()`` would read as a
+reset). prometheus_client's own ``ProcessCollector`` reports only the process that answers.
 """
 
 from __future__ import annotations
 
 import os
+import threading
+import time
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, values
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0)
+# 0.3 s is the latency alert's threshold (infra/monitoring/rules/alerts.yml): with a bucket edge there,
+# "p95 > 300 ms" is "more than 5 % of requests took over 0.3 s", not an interpolation in (0.25, 1]
+LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.02, 0.05, 0.1, 0.25, 0.3, 0.5, 1.0)
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+# the alert names of infra/monitoring/rules/alerts.yml (a test keeps the two equal): a received
+# alert is counted under its name only if it is one of these, so a sender cannot grow the label set
+ALERT_NAMES = frozenset({
+    "RecommndrLatencyP95High", "RecommndrErrorRateHigh", "RecommndrCtrBelowChampion",
+    "RecommndrCtrBelowTrailingDay", "RecommndrConversionBelowChampion",
+    "RecommndrConversionBelowTrailingDay", "RecommndrFeatureDrift", "RecommndrScoreDrift",
+    "RecommndrConfidenceDrop", "RecommndrValidationFailureSpike", "RecommndrEventsRejectedSpike",
+    "RecommndrDriftCheckStale", "RecommndrMemoryHigh", "RecommndrMemoryGrowth", "RecommndrCpuSaturated",
+    "RecommndrCpuPerRequestGrowth",
+    "RecommndrTargetDown",
+})  # fmt: skip
+SEVERITIES = frozenset({"critical", "warning", "info"})
+
+
+def resident_bytes() -> float | None:
+    """This process' resident set size, from ``/proc/self/statm`` (Linux; None elsewhere)."""
+    try:
+        return float(int(Path("/proc/self/statm").read_bytes().split()[1]) * os.sysconf("SC_PAGE_SIZE"))
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def variant_rates(families: Iterable[Metric]) -> GaugeMetricFamily:
@@ -91,6 +124,21 @@ class ApiMetrics:
         self.degraded = Counter(
             "recommndr_degraded_total", "Responses served by a fallback", ["reason"], registry=r
         )
+        self.alerts = Counter(
+            "recommndr_alerts_received_total",
+            "Alerts received on the webhook (alertname 'other' for a name the rules do not define)",
+            ["alertname", "status", "severity"],
+            registry=r,
+        )
+        self.rss = Gauge("process_resident_memory_bytes", "Resident memory of the API: the sum over its live "
+                         "worker processes", registry=r, multiprocess_mode="livesum")  # fmt: skip
+        self.cpu = Counter("process_cpu_seconds", "User and system CPU time of the API's worker processes, "
+                           "those that have ended included", registry=r)  # fmt: skip
+        self.workers = Gauge("recommndr_worker_processes", "Live worker processes of the API", registry=r,
+                             multiprocess_mode="livesum")  # fmt: skip
+        self.workers.set(1)
+        self._cpu_counted = 0.0
+        self._sample_lock = threading.Lock()
         self._source: Collector = r
         if self.multiprocess:
             from prometheus_client import multiprocess
@@ -98,9 +146,25 @@ class ApiMetrics:
             self._source = CollectorRegistry()
             multiprocess.MultiProcessCollector(self._source)  # type: ignore[no-untyped-call]
 
+    def sample_process(self) -> None:
+        """Add this process' CPU seconds since the last sample to the counter and set its RSS."""
+        with self._sample_lock:  # render (event loop) and the sampling task may overlap
+            cpu = time.process_time()
+            self.cpu.inc(max(0.0, cpu - self._cpu_counted))
+            self._cpu_counted = max(cpu, self._cpu_counted)
+        rss = resident_bytes()
+        if rss is not None:
+            self.rss.set(rss)
+
+    def count_alert(self, alertname: str | None, status: str, severity: str | None) -> None:
+        """One alert received on the webhook; names and severities outside the rules' are 'other'."""
+        name = alertname if alertname in ALERT_NAMES else "other"
+        self.alerts.labels(name, status, severity if severity in SEVERITIES else "other").inc()
+
     def render(self) -> bytes:
         """The exposition text: every metric (summed over the workers in multiprocess mode) and
         the per-variant rates."""
+        self.sample_process()
         families = list(self._source.collect())
         return generate_latest(_Families([*families, variant_rates(families)]))
 

@@ -1,5 +1,5 @@
 """What one API process holds while it serves: the model slots, the traffic split, the event
-log, the online features, metrics and the recommendation thread pool; started and stopped by the
+log, the online features, metrics, the alert inbox and the recommendation thread pool; started and stopped by the
 app's lifespan, with the background tasks that follow the model source and the shared split."""
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from recommndr.errors import RecommndrError
 from recommndr.features.online import OnlineFeatures, open_online_store
 from recommndr.monitoring.window import LiveWindow
 from recommndr.ranking.features import FEATURES
+from recommndr.serving.alerts import AlertInbox
 from recommndr.serving.events import EventLog
 from recommndr.serving.metrics import ApiMetrics
 from recommndr.serving.model import ServingModel
@@ -22,6 +23,7 @@ from recommndr.serving.sources import FolderSource, ModelSource, RegistrySource,
 from recommndr.serving.traffic import TrafficSplit
 
 log = logging.getLogger(__name__)
+PROCESS_SAMPLE_S = 1.0  # how stale another worker's RSS and CPU seconds may be in a scrape
 
 
 def model_source(settings: Settings, artifacts: Path | None = None) -> ModelSource:
@@ -55,6 +57,7 @@ class ServingState:
         self.event_window = LiveWindow(FEATURES)
         self.online: OnlineFeatures | None = None
         self.pool: ThreadPoolExecutor | None = None
+        self.alerts = AlertInbox(settings.alert_inbox_path, settings.alert_inbox_size)
         self._tasks: list[asyncio.Task[None]] = []
 
     @property
@@ -97,6 +100,8 @@ class ServingState:
         if settings.reload_interval_s > 0:
             self._tasks.append(asyncio.create_task(self._watch()))
         self._tasks.append(asyncio.create_task(self._sync_split()))
+        if self.metrics.multiprocess:  # a scrape reaches one worker: the others keep their share fresh
+            self._tasks.append(asyncio.create_task(self._sample_process()))
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -107,12 +112,18 @@ class ServingState:
             self.pool.shutdown(wait=True)
         if self.online is not None:
             self.online.close()
+        self.alerts.close()
         self.metrics.close()
 
     async def _sync_split(self) -> None:
         while True:
             await asyncio.sleep(1.0)
             self.traffic.sync(self.slots.challenger is not None)
+
+    async def _sample_process(self) -> None:
+        while True:
+            self.metrics.sample_process()
+            await asyncio.sleep(PROCESS_SAMPLE_S)
 
     async def _watch(self) -> None:
         while True:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 
 class ErrorDetail(BaseModel):
@@ -17,13 +20,15 @@ class ErrorOut(BaseModel):
 
 
 _WHY = {
-    401: "no valid admin token (missing, expired, wrong signature, issuer, audience or lifetime)",
-    403: "admin endpoints disabled, or the client address is not allowed",
+    401: "no valid admin token (missing, expired, wrong signature, issuer, audience or lifetime); "
+    "on the alert webhook, no bearer token or a wrong one",
+    403: "admin endpoints disabled, or the client address is not allowed; the alert webhook disabled "
+    "(no token configured)",
     404: "unknown item",
     409: "the request conflicts with what is loaded (no challenger to send traffic to)",
     413: "the body is over the limit",
     422: "invalid input: the message names the field",
-    503: "not ready (no model loaded) or, for events, not stored: retry",
+    503: "not ready (no model loaded) or, for events and alerts, not stored: retry",
 }
 
 
@@ -74,3 +79,69 @@ class CategoryListOut(BaseModel):
     category: str | None
     model_version: str
     items: list[ItemOut]
+
+
+# Alertmanager's webhook body (version 4), bounded: at most MAX_ALERTS alerts, each label set at
+# most MAX_LABELS pairs of bounded strings (Alertmanager's webhook max_alerts is set to MAX_ALERTS,
+# so it never sends more; infra/monitoring/alertmanager.yml)
+MAX_ALERTS = 100
+MAX_LABELS = 64
+_Name = Annotated[str, StringConstraints(max_length=256)]
+_Text = Annotated[str, StringConstraints(max_length=4096)]
+_Labels = Annotated[dict[_Name, _Text], Field(max_length=MAX_LABELS)]
+_Url = Annotated[str, StringConstraints(max_length=2048)]
+
+
+class AlertIn(BaseModel):
+    """One alert of the webhook body (unknown fields are ignored: later Alertmanagers add some)."""
+
+    model_config = ConfigDict(strict=True)
+    status: Literal["firing", "resolved"]
+    labels: _Labels = Field(description="alertname, severity, variant (where it applies), ...")
+    annotations: _Labels = {}
+    starts_at: datetime = Field(alias="startsAt")
+    ends_at: datetime = Field(alias="endsAt", description="0001-01-01T00:00:00Z while firing")
+    generator_url: _Url = Field("", alias="generatorURL")
+    fingerprint: Annotated[str, StringConstraints(max_length=64)] = ""
+
+
+class AlertWebhookIn(BaseModel):
+    """Alertmanager's webhook payload, version 4."""
+
+    model_config = ConfigDict(strict=True)
+    version: Literal["4"]
+    group_key: _Text = Field(alias="groupKey")
+    truncated_alerts: int = Field(0, ge=0, alias="truncatedAlerts")
+    status: Literal["firing", "resolved"]
+    receiver: _Name
+    group_labels: _Labels = Field({}, alias="groupLabels")
+    common_labels: _Labels = Field({}, alias="commonLabels")
+    common_annotations: _Labels = Field({}, alias="commonAnnotations")
+    external_url: _Url = Field("", alias="externalURL")
+    alerts: list[AlertIn] = Field(min_length=1, max_length=MAX_ALERTS)
+
+
+class AlertsReceived(BaseModel):
+    received: int = Field(description="how many alerts of the body were stored")
+    ids: list[int] = Field(description="their ids in the inbox (GET /alerts?after=...)")
+
+
+class StoredAlert(BaseModel):
+    id: int = Field(description="increasing with each alert received")
+    received_at: float = Field(description="when the API received it (Unix seconds)")
+    receiver: str
+    status: Literal["firing", "resolved"]
+    alertname: str
+    severity: str
+    variant: str | None = Field(description="the variant the alert is about, if any")
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    starts_at: str
+    ends_at: str
+    fingerprint: str
+    generator_url: str
+
+
+class AlertsOut(BaseModel):
+    alerts: list[StoredAlert] = Field(description="in the order received (ascending id)")
+    capacity: int = Field(description="how many alerts the inbox keeps")

@@ -1,7 +1,8 @@
 """The OpenAPI document is exact: schemathesis, with all its checks, against the real API
 (``recommndr serve``) finds nothing — every status a path answers is declared, undeclared methods
 get 405 with ``Allow``, schema-valid requests are accepted and schema-violating ones refused, and
-no request gets a 5xx. The admin routes are fuzzed with a valid token (and without one)."""
+no request gets a 5xx. The admin routes are fuzzed with a valid token (and without one); so is the
+alert webhook, whose secret is set to that same token (schemathesis sends one Authorization header)."""
 
 from __future__ import annotations
 
@@ -23,12 +24,14 @@ SEED = "20261201"  # fixed: a failure reproduces; the examples still cover every
 
 def test_schemathesis_all_checks_find_nothing(artifacts: Path, tmp_path: Path) -> None:
     port = free_port()
-    env = clean_env(RECOMMNDR_ADMIN_JWT_SECRET=SECRET, RECOMMNDR_EVENT_LOG_DIR=str(tmp_path / "events"),
-                    RECOMMNDR_ONLINE_STORE_PATH=str(tmp_path / "online.db"),
-                    RECOMMNDR_TRAFFIC_FILE=str(tmp_path / "traffic.json"))  # fmt: skip
     now = int(time.time())
     token = jwt.encode({"sub": "fuzz", "iss": "recommndr", "aud": "recommndr-admin", "iat": now,
                         "exp": now + 3000}, SECRET, algorithm="HS256")  # fmt: skip
+    env = clean_env(RECOMMNDR_ADMIN_JWT_SECRET=SECRET, RECOMMNDR_EVENT_LOG_DIR=str(tmp_path / "events"),
+                    RECOMMNDR_ONLINE_STORE_PATH=str(tmp_path / "online.db"),
+                    RECOMMNDR_TRAFFIC_FILE=str(tmp_path / "traffic.json"),
+                    RECOMMNDR_ALERT_INBOX_PATH=str(tmp_path / "alerts.db"),
+                    RECOMMNDR_ALERT_WEBHOOK_TOKEN=token)  # fmt: skip
     cli = Path(sys.executable).parent
     serve = [
         str(cli / "recommndr"),
@@ -55,4 +58,4 @@ def test_schemathesis_all_checks_find_nothing(artifacts: Path, tmp_path: Path) -
     assert rc == 0, (
         f"schemathesis found failures:\n{text[-12000:]}\n--- API log:\n{log_tail(tmp_path / 'serve.log')}"
     )
-    assert "Tested: 16" in text, text[-3000:]  # every operation of the document was exercised
+    assert "Tested: 18" in text, text[-3000:]  # every operation of the document was exercised
