@@ -4,15 +4,27 @@ With several worker processes (``recommndr serve --workers N``), ``serve`` point
 ``PROMETHEUS_MULTIPROC_DIR`` at a fresh folder: each worker then writes its values there and
 ``/metrics``, whichever worker answers, reports the sum over all of them (prometheus_client's
 multiprocess mode). The per-variant rates are computed at scrape time from those totals.
+Process metrics (``process_resident_memory_bytes``, ``process_cpu_seconds_total``, ...) describe
+the one process, or, with several workers, each live worker under a ``pid`` label.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, values
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+    values,
+)
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -56,6 +68,31 @@ class _Families(Collector):
         return iter(self.families)
 
 
+class _WorkerProcesses(Collector):
+    """Each live worker's process metrics, labelled by pid. prometheus_client has none in
+    multiprocess mode (its ProcessCollector reads the answering process only, so a scrape would
+    show whichever worker answered); a live worker is one whose ``recommndr_ready`` file is there
+    (``mark_process_dead`` removes it when the worker stops)."""
+
+    _LIVE = re.compile(r"gauge_livemin_(\d+)\.db")
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def collect(self) -> Iterator[Metric]:
+        merged: dict[str, Metric] = {}
+        for entry in sorted(self.folder.iterdir()):
+            m = self._LIVE.fullmatch(entry.name)
+            if m is None:
+                continue
+            pid = int(m.group(1))
+            for fam in ProcessCollector(pid=lambda pid=pid: pid, registry=None).collect():  # type: ignore[misc]
+                out = merged.setdefault(fam.name, Metric(fam.name, fam.documentation, fam.type, fam.unit))
+                for s in fam.samples:
+                    out.add_sample(s.name, {**s.labels, "pid": str(pid)}, s.value)
+        return iter(merged.values())
+
+
 class ApiMetrics:
     def __init__(self) -> None:
         # what prometheus_client chose when it was imported (the variable may have been set since:
@@ -92,6 +129,9 @@ class ApiMetrics:
 
             self._source = CollectorRegistry()
             multiprocess.MultiProcessCollector(self._source)  # type: ignore[no-untyped-call]
+            self._source.register(_WorkerProcesses(Path(os.environ[MULTIPROC_ENV])))
+        else:
+            ProcessCollector(registry=r)
 
     def render(self) -> bytes:
         """The exposition text: every metric (summed over the workers in multiprocess mode) and

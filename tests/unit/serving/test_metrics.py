@@ -4,6 +4,7 @@ writes its values to the shared folder; whichever renders reports the totals and
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -68,3 +69,36 @@ print(b.render().decode())
     mine, other = out.split("---")
     assert 'recommndr_recommendations_served_total{path="two_stage",variant="champion"} 2.0' in mine
     assert "recommndr_recommendations_served_total{" not in other
+
+
+def _rss_pids(text: str) -> set[str]:
+    return {line.split('pid="')[1].split('"')[0] for line in text.splitlines()
+            if line.startswith("process_resident_memory_bytes{")}  # fmt: skip
+
+
+def test_each_live_worker_reports_its_own_memory_and_cpu(tmp_path: Path) -> None:
+    """Multiprocess mode: the rendering worker and a live sibling each under their pid; a worker
+    that ended (its files left behind, as after a crash) reports nothing."""
+    _worker(tmp_path, lists=0, views=0)  # ended: its pid is gone
+    (dead,) = {p.name.split("_")[-1][:-3] for p in tmp_path.glob("gauge_livemin_*.db")}
+    sibling = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    try:
+        # the file its ApiMetrics would write (a copy of the ended worker's)
+        shutil.copy(tmp_path / f"gauge_livemin_{dead}.db", tmp_path / f"gauge_livemin_{sibling.pid}.db")
+        text = _worker(tmp_path, lists=0, views=0)
+    finally:
+        sibling.communicate(b"")
+    pids = _rss_pids(text)
+    assert str(sibling.pid) in pids and dead not in pids and len(pids) == 2  # the renderer is the other
+    assert f'process_cpu_seconds_total{{pid="{sibling.pid}"}}' in text
+
+
+def test_one_process_reports_its_memory_and_cpu() -> None:
+    code = "from recommndr.serving.metrics import ApiMetrics\nprint(ApiMetrics().render().decode())"
+    env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    text = subprocess.run(
+        [sys.executable, "-c", code], env=env, check=True, capture_output=True, text=True
+    ).stdout
+    rss = [line for line in text.splitlines() if line.startswith("process_resident_memory_bytes ")]
+    assert len(rss) == 1 and float(rss[0].split()[1]) > 10e6
+    assert "process_cpu_seconds_total " in text
