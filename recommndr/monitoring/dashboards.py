@@ -258,11 +258,11 @@ def api_dashboard() -> Dashboard:
     d = d.with_panel(
         _series(
             "Events accepted per type and variant",
-            "Accepted events per second; variant none: an event not from a served list.",
+            "Accepted events per second; variant none: an event not from a served list (shown under All).",
             "reqps",
             [
                 (
-                    f"sum by (event_type, variant) (rate(recommndr_events_total[{RATE_INTERVAL}]))",
+                    f'sum by (event_type, variant) (rate(recommndr_events_total{{variant=~"$variant"}}[{RATE_INTERVAL}]))',
                     "{{event_type}} {{variant}}",
                 )
             ],

@@ -147,6 +147,8 @@ def draw(
     for panel, data in panels:
         g = panel["gridPos"]
         ax = fig.add_subplot(grid[g["y"] : g["y"] + g["h"], g["x"] : g["x"] + g["w"]])
+        box = ax.get_position()  # room for the title and the axis labels inside the panel's cell
+        ax.set_position((box.x0 + 0.012, box.y0 + 0.014, box.width - 0.018, box.height - 0.03))
         ax.set_title(data.title, fontsize=9, loc="left")
         ax.tick_params(labelsize=7)
         if data.kind in ("stat", "table") or not data.series:

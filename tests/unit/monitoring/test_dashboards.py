@@ -177,3 +177,28 @@ def test_the_rate_panels_compute_the_wilson_interval(tmp_path: Path) -> None:
     r = subprocess.run([promtool(), "test", "rules", "test.yml"], cwd=tmp_path, capture_output=True, text=True,
                        timeout=60, check=False)  # fmt: skip
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_render_refuses_what_it_cannot_use(tmp_path: Path) -> None:
+    from tests.ports import free_port
+
+    def render(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "recommndr.cli", "monitor", "render", *args],
+                              capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+
+    api = str(COMMITTED / "recommndr-api.json")
+    down = render(
+        "--dashboard",
+        api,
+        "--prometheus",
+        f"http://127.0.0.1:{free_port()}",
+        "--out",
+        str(tmp_path / "x.png"),
+    )
+    assert down.returncode == 2 and "not reachable" in down.stderr and "Traceback" not in down.stderr
+    bad = render("--dashboard", api, "--rate-interval", "1m; drop", "--out", str(tmp_path / "x.png"))
+    assert bad.returncode == 2 and "not a duration" in bad.stderr
+    (tmp_path / "no.json").write_text('{"title": "x"}')
+    notdash = render("--dashboard", str(tmp_path / "no.json"), "--out", str(tmp_path / "x.png"))
+    assert notdash.returncode == 2 and "not a Grafana dashboard" in notdash.stderr
+    assert not (tmp_path / "x.png").exists()
