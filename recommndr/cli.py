@@ -556,13 +556,79 @@ def artifacts_publish(
     out.print(f"published {artifacts} as '{name}' to {where}")
 
 
-MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client's multiprocess mode (serving/metrics.py)
-
-
 monitor_app = typer.Typer(
-    no_args_is_help=True, help="Drift checks against the bundle's monitoring reference."
+    no_args_is_help=True, help="Monitoring: drift checks against the bundle's reference, Grafana dashboards."
 )
 app.add_typer(monitor_app, name="monitor")
+DASHBOARDS_DIR = Path("infra/monitoring/dashboards")
+
+
+def _dashboards_module() -> Any:
+    try:
+        from recommndr.monitoring import dashboards
+    except ImportError as exc:  # grafana-foundation-sdk is the dashboards extra, not a core dependency
+        raise typer.BadParameter(
+            f"{exc.name or exc} is missing: install the dashboards extra (pip install 'recommndr[dashboards]')"
+        ) from exc
+    return dashboards
+
+
+@monitor_app.command("dashboards")
+def monitor_dashboards(
+    out_dir: Annotated[
+        Path, typer.Option("--out", help="Folder of the dashboard JSON files.")
+    ] = DASHBOARDS_DIR,
+    check: Annotated[
+        bool,
+        typer.Option("--check", help="Write nothing; exit 1 if a file differs from what would be written."),
+    ] = False,
+) -> None:
+    """Write the Grafana dashboards (grafana-foundation-sdk) as JSON, one file per dashboard."""
+    dashboards = _dashboards_module()
+    if check:
+        stale = dashboards.stale_dashboards(out_dir)
+        if stale:
+            err.print(f"[red]stale[/red]: {', '.join(f'{n}.json' for n in stale)} in {out_dir} differ from the "
+                      "generator; run `recommndr monitor dashboards`")  # fmt: skip
+            raise typer.Exit(1)
+        out.print(f"{len(dashboards.DASHBOARDS)} dashboards in {out_dir} are up to date")
+        return
+    for path in dashboards.write_dashboards(out_dir):
+        out.print(f"wrote {path}")
+
+
+@monitor_app.command("render")
+def monitor_render(
+    dashboard: Annotated[
+        Path, typer.Option("--dashboard", help="A dashboard JSON file.", exists=True, dir_okay=False)
+    ],
+    prometheus: Annotated[
+        str, typer.Option("--prometheus", help="Prometheus base URL.")
+    ] = "http://127.0.0.1:9090",
+    out_file: Annotated[Path, typer.Option("--out", help="PNG to write.")] = Path("dashboard.png"),
+    minutes: Annotated[float, typer.Option(min=0.1, max=1440, help="Time range: the last N minutes.")] = 15.0,
+    rate_interval: Annotated[
+        str, typer.Option(help="What $__rate_interval stands for (Grafana: 4 scrape intervals).")
+    ] = "1m",
+) -> None:
+    """Draw a dashboard's panels from Prometheus into a PNG (no Grafana needed)."""
+    import re
+
+    if not re.fullmatch(r"[1-9][0-9]{0,5}(ms|s|m|h|d)", rate_interval):
+        raise typer.BadParameter(
+            f"{rate_interval!r} is not a duration such as 30s or 1m", param_hint="--rate-interval"
+        )
+    if not prometheus.startswith(("http://", "https://")):
+        raise typer.BadParameter(f"{prometheus!r} is not an http(s) URL", param_hint="--prometheus")
+    dashboards = _dashboards_module()
+    from recommndr.monitoring.render import load_dashboard, render
+
+    data = load_dashboard(dashboard)
+    path = render(data, prometheus, out_file, dashboards.default_values(data, rate_interval), minutes)
+    out.print(f"wrote {path} ({path.stat().st_size // 1024} KB)")
+
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client's multiprocess mode (serving/metrics.py)
 
 
 def parse_duration(text: str, option: str) -> float:

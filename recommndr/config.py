@@ -12,7 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError, ValidationInfo, field_validator
+from pydantic import AliasChoices, Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from recommndr.errors import UserInputError
@@ -44,6 +44,12 @@ class Settings(BaseSettings):
         None, description="Azure Blob Storage (or Azurite) for artifacts; on Azure, Key Vault fills it."
     )
     blob_container: str = Field("models", description="Blob container holding published bundles.")
+    applicationinsights_connection_string: str | None = Field(
+        None,
+        validation_alias=AliasChoices("APPLICATIONINSIGHTS_CONNECTION_STRING"),
+        description="Application Insights (Azure's own variable name, no prefix): when set, the API "
+        "exports traces, logs and its metrics to Azure Monitor (serving/telemetry.py).",
+    )
     bundle_signing_key: str | None = Field(
         None,
         description="HMAC-SHA256 key (at least 32 bytes) that signs each bundle's manifest at training "

@@ -27,6 +27,10 @@ from recommndr.serving.runtime import ServingState
 def create_app(artifacts: Path | None = None, event_log_dir: Path | None = None) -> FastAPI:
     """The API; ``artifacts`` (a folder) overrides the configured model source."""
     state = ServingState(get_settings(), artifacts, event_log_dir)
+    if state.settings.applicationinsights_connection_string:  # before FastAPI(): it instruments the class
+        from recommndr.serving.telemetry import enable_azure_monitor
+
+        enable_azure_monitor(state.metrics, state.settings.applicationinsights_connection_string)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
