@@ -1,1 +1,4 @@
-"""Monitoring: the Grafana dashboards (as code) and what reads them back (queries, the renderer)."""
+"""Monitoring: the reference a bundle records at training time (``reference``, ``profile``), what
+the API keeps of its traffic (``window``), the drift check and its calibration (``drift``,
+``stats``), the watcher that runs it on a timer (``watch``), and the Grafana dashboards as code
+with their renderer (``dashboards``, ``render``)."""
