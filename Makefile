@@ -30,6 +30,8 @@ FRONTEND_SRC := $(shell find $(FRONTEND)/app $(FRONTEND)/components $(FRONTEND)/
                 $(FRONTEND)/next.config.ts $(FRONTEND)/tsconfig.json
 API_PORT ?= 8000
 SHOP_PORT ?= 3000
+MONITOR_PORT ?= 9109
+DRIFT_EVERY ?= 60s
 DEMO_DATA ?= data/demo
 DEMO_ARTIFACTS ?= artifacts/demo
 PYTEST_ARGS ?=
@@ -100,18 +102,22 @@ demo: setup
 	$(BIN)/recommndr data profile $(DEMO_DATA)
 	$(BIN)/recommndr train --data $(DEMO_DATA) --out $(DEMO_ARTIFACTS)
 	$(BIN)/recommndr evaluate --data $(DEMO_DATA) --artifacts $(DEMO_ARTIFACTS) --protocol random
-	@trap 'kill $$api $$shop 2>/dev/null; wait' EXIT; trap 'exit 130' INT TERM; \
+	@trap 'kill $$api $$shop $$mon 2>/dev/null; wait' EXIT; trap 'exit 130' INT TERM; \
+	export RECOMMNDR_ADMIN_JWT_SECRET=$${RECOMMNDR_ADMIN_JWT_SECRET:-$$($(BIN)/python -c 'import secrets; print(secrets.token_hex(32))')}; \
 	$(BIN)/recommndr serve --artifacts $(DEMO_ARTIFACTS) --host 127.0.0.1 --port $(API_PORT) & api=$$!; \
 	until $(BIN)/python -c 'import sys, urllib.request as u; u.urlopen(sys.argv[1], timeout=1)' \
 	  http://127.0.0.1:$(API_PORT)/ready 2>/dev/null; do kill -0 $$api 2>/dev/null || exit 1; sleep 0.5; done; \
 	(cd $(FRONTEND) && RECOMMNDR_API_URL=http://127.0.0.1:$(API_PORT) exec node_modules/.bin/next start -H 127.0.0.1 -p $(SHOP_PORT)) & shop=$$!; \
+	$(BIN)/recommndr monitor watch --artifacts $(DEMO_ARTIFACTS) --api http://127.0.0.1:$(API_PORT) \
+	  --every $(DRIFT_EVERY) --port $(MONITOR_PORT) & mon=$$!; \
 	echo "API:        http://127.0.0.1:$(API_PORT)  (docs: http://127.0.0.1:$(API_PORT)/docs)"; \
-	echo "Storefront: http://127.0.0.1:$(SHOP_PORT)  (Ctrl-C stops both)"; \
+	echo "Storefront: http://127.0.0.1:$(SHOP_PORT)"; \
+	echo "Drift:      http://127.0.0.1:$(MONITOR_PORT)/metrics  (checked every $(DRIFT_EVERY); Ctrl-C stops all three)"; \
 	wait -n
 
 lint: setup
-	$(BIN)/ruff check recommndr tests benchmarks training_colab function_app.py
-	$(BIN)/ruff format --check recommndr tests benchmarks training_colab function_app.py
+	$(BIN)/ruff check recommndr tests benchmarks training_colab functions function_app.py
+	$(BIN)/ruff format --check recommndr tests benchmarks training_colab functions function_app.py
 	$(BIN)/lint-imports --no-cache --no-logo
 
 typecheck: setup

@@ -74,12 +74,13 @@ def fetch_window(
 
 
 class DriftGauges:
-    """The check's results as Prometheus gauges, in their own registry (served by ``watch``)."""
+    """The check's results as Prometheus gauges, in their own registry (served by ``watch``) or
+    in ``registry`` (the API's, for the check inside it: ``serving/drift_check.py``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, registry: Any = None) -> None:
         from prometheus_client import CollectorRegistry, Gauge
 
-        self.registry = r = CollectorRegistry()
+        self.registry = r = registry if registry is not None else CollectorRegistry()
         self.psi = Gauge("recommndr_feature_psi", "PSI of a monitored quantity against the bundle's reference",
                          ["variant", "feature"], registry=r)  # fmt: skip
         self.drift = Gauge("recommndr_drift", "1 when the calibrated drift check flags this kind",

@@ -12,6 +12,7 @@ from pathlib import Path
 from recommndr.config import Settings
 from recommndr.errors import RecommndrError
 from recommndr.features.online import OnlineFeatures, open_online_store
+from recommndr.monitoring.watch import DriftGauges
 from recommndr.monitoring.window import LiveWindow
 from recommndr.ranking.features import FEATURES
 from recommndr.serving.alerts import AlertInbox
@@ -55,6 +56,7 @@ class ServingState:
         self.events = EventLog(event_dir or settings.event_log_dir, settings.event_flush_ms)
         # the events this process accepted and refused, for the drift check (bounded)
         self.event_window = LiveWindow(FEATURES)
+        self.drift_gauges: DriftGauges | None = None  # made by the first in-process check (drift_check.py)
         self.online: OnlineFeatures | None = None
         self.pool: ThreadPoolExecutor | None = None
         self.alerts = AlertInbox(settings.alert_inbox_path, settings.alert_inbox_size)

@@ -77,3 +77,30 @@ def test_binomial_excess_is_the_binomial_tail() -> None:
     assert stats.binomial_excess(30, 1000, 0.02) == pytest.approx(ss.binom.sf(29, 1000, 0.02))
     assert stats.binomial_excess(0, 1000, 0.02) == 1.0
     assert stats.binomial_excess(5, 0, 0.02) == 1.0
+
+
+@pytest.mark.parametrize("z", [0.1, 0.3, 0.5, 0.8, 1.0, 1.36, 1.63, 2.5, 4.0])
+def test_kolmogorov_tail_matches_scipy(z: float) -> None:
+    assert stats.kolmogorov_sf(z) == pytest.approx(float(ss.kstwobign.sf(z)), abs=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("x", "df"), [(0.5, 1), (3.84, 1), (10.0, 3), (2.0, 9), (30.0, 9), (200.0, 40), (0.0, 2)]
+)
+def test_chi_square_tail_matches_scipy(x: float, df: int) -> None:
+    assert stats.chi2_sf(x, df) == pytest.approx(float(ss.chi2.sf(x, df)), rel=1e-9, abs=1e-300)
+
+
+@pytest.mark.parametrize(("k", "n", "p"), [(1, 10, 0.1), (30, 1000, 0.02), (5, 10_000, 0.0001), (60, 100, 0.5),
+                                           (900, 1000, 0.85), (10, 10, 0.99), (11, 10, 0.5)])  # fmt: skip
+def test_binomial_tail_matches_scipy(k: int, n: int, p: float) -> None:
+    assert stats.binomial_sf(k, n, p) == pytest.approx(float(ss.binom.sf(k - 1, n, p)), rel=1e-8, abs=1e-300)
+
+
+def test_the_check_does_not_import_scipy() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, recommndr.monitoring.drift; print('scipy' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
