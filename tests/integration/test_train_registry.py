@@ -16,6 +16,7 @@ import pytest
 from recommndr.config import get_settings
 from recommndr.errors import ArtifactError
 from recommndr.loading import load_bundle
+from recommndr.monitoring.reference import FILE as REFERENCE
 from recommndr.registry.artifacts import BUNDLE_FILES, MANIFEST, sha256
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -37,8 +38,8 @@ def test_artifacts_are_complete_and_verified(trained: Path) -> None:
     bundle = load_bundle(trained)
     m = bundle.manifest
     # the one list of a bundle's files is what training writes (metrics.json sits beside it)
-    assert set(m["files"]) == BUNDLE_FILES
-    assert {p.name for p in trained.iterdir()} - BUNDLE_FILES == {MANIFEST, "metrics.json"}
+    assert set(m["files"]) == BUNDLE_FILES | {REFERENCE}
+    assert {p.name for p in trained.iterdir()} - BUNDLE_FILES == {MANIFEST, "metrics.json", REFERENCE}
     for name in (
         "retrieval.onnx",
         "ranker.onnx",

@@ -16,7 +16,11 @@ from tests.unit.test_cli import run
 pytestmark = pytest.mark.unit
 
 
-def test_abtest_json_mlflow_replay_and_refusals(tiny_dataset: Path, artifacts: Path, tmp_path: Path) -> None:
+def test_abtest_json_mlflow_replay_and_refusals(
+    tiny_dataset: Path, artifacts: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # this test's own tracking store (an in-process mlflow.set_tracking_uri elsewhere sets the variable)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     r = run("abtest", "--data", str(tiny_dataset), "--a", str(artifacts), "--b", "popularity",
             "--users", "2000", "--resamples", "200", "--json", cwd=tmp_path)  # fmt: skip
     assert r.returncode == 0, r.stderr
