@@ -40,6 +40,7 @@ from recommndr.errors import UserInputError
 from recommndr.evaluation.evaluate import score_split
 from recommndr.evaluation.protocols import Protocol, split
 from recommndr.params import TrainConfig
+from recommndr.ranking.ranker import ExportError
 from recommndr.training.pipeline import Retrieval, fit_ranker, fit_retrieval, prepare
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,9 @@ RANKER_PARAMS = (
 # fraction of a retrieval trial (Complete Journey here: ~15 s against ~45 s), so a third of the
 # time buys about as many trials as the rest
 RANKER_SHARE = 1 / 3
+# a trial whose ranker fails its ONNX parity check (many trees can drift past the tolerance)
+# is recorded as failed and the search goes on; it can never be the best
+CATCH = (ExportError,)
 # phase 2's hill climb: parameters moved per trial, and a log-scale step's spread (x/÷ ~1.65)
 RETRIEVAL_MOVES = 2
 LOG_STEP = 0.5
@@ -250,7 +254,9 @@ def tune(
         # phase 1: the ranker's parameters, retrieval as given (every trial after the first reuses it)
         study.sampler = _partly_fixed({n: v for n, v in fixed.items() if n not in RANKER_PARAMS}, tpe)
         phase1 = None if budget is None else max(budget - ready, 0.0) * RANKER_SHARE
-        study.optimize(objective, n_trials=first, timeout=phase1, callbacks=[after], gc_after_trial=True)
+        study.optimize(
+            objective, n_trials=first, timeout=phase1, callbacks=[after], gc_after_trial=True, catch=CATCH
+        )
         # phase 2: retrieval, from the best trial so far (its ranker kept): each trial moves
         # RETRIEVAL_MOVES of the retrieval parameters a step from it (a hill climb; see neighbour)
         phase["name"] = "retrieval"
@@ -264,7 +270,7 @@ def tune(
                 break
             incumbent = study.best_trial
             study.enqueue_trial(neighbour(incumbent.params, incumbent.distributions, names, rng))
-            study.optimize(objective, n_trials=1, callbacks=[after], gc_after_trial=True)
+            study.optimize(objective, n_trials=1, callbacks=[after], gc_after_trial=True, catch=CATCH)
         done = [t for t in study.trials if t.value is not None]
         if not done:
             raise UserInputError("no trial finished within the budget: give more --minutes")

@@ -168,3 +168,24 @@ def test_a_neighbour_moves_few_parameters_and_stays_in_the_search_space() -> Non
             assert t.distributions[n]._contains(t.distributions[n].to_internal_repr(p[n]))
         cfg = tune_mod.suggest(optuna.trial.FixedTrial(p), BASE)  # a valid configuration
         assert cfg.candidates.total >= 200
+
+
+def test_a_ranker_that_fails_its_export_check_fails_its_trial_not_the_search(
+    plain_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from recommndr.ranking.ranker import ExportError
+
+    real = tune_mod.fit_ranker
+    calls: list[int] = []
+
+    def flaky(*a, **kw):  # type: ignore[no-untyped-def]
+        calls.append(1)
+        if len(calls) == 2:
+            raise ExportError("ONNX ranker differs from LightGBM by 1.30e-05 (> 1e-05)")
+        return real(*a, **kw)
+
+    monkeypatch.setattr(tune_mod, "fit_ranker", flaky)
+    r = tune_mod.tune(plain_dir, tmp_path / "b.yaml", BASE, "temporal", minutes=0, trials=3, track=False)
+    states = {x["number"]: x["state"] for x in r.trials}
+    assert len(states) == 3 and states[1] == "fail" and states[0] == "complete"
+    assert r.best == tune_mod.suggest(__import__("optuna").trial.FixedTrial(r.trials[0]["params"]), BASE)
