@@ -12,12 +12,13 @@ parameters equal the previous trial's is reused, so a trial that changes only th
 LightGBM and scores, nothing else. The search runs in two phases to use that: first the
 ranker's parameters with retrieval at the starting parameters (``RANKER_SHARE`` of the budget),
 then the retrieval parameters with the ranker at the best found so far. TPE (seeded) samples
-the ranker; retrieval climbs from the best trial by small steps (:func:`neighbour`, seeded). The first trial is the starting parameters, so the best is never
-worse than them on validation; a trial whose candidates hold less of the ranker's labels than the
-median of the other retrieval fits is pruned before its stage B and ranker are fit. Each trial is
-an MLflow child run under one parent run, which gets the plots (optimisation history, parameter
-importances) and the best parameters; those are written as a params file that
-``recommndr train --params`` reads.
+the ranker; retrieval climbs from the best trial by small steps (:func:`neighbour`, seeded).
+The first trial is the starting parameters, so the best is never worse than them on validation;
+a trial whose candidates hold less of the ranker's labels than the median of the finished
+retrieval fits is pruned before its stage B and ranker are fit. Each trial is an MLflow child
+run under one parent run, which gets the plots (optimisation history, parameter importances)
+and the best parameters; those are written as a params file that ``recommndr train --params``
+reads.
 """
 
 from __future__ import annotations
@@ -161,9 +162,9 @@ def tune(
         "tuning on %s validation users (%s protocol)", f"{inner.targets['user_id'].n_unique():,}", protocol
     )
 
-    # a small budget (Complete Journey: ~15 retrieval trials in 10 minutes here) cannot spend many
-    # trials at random: TPE models after 4; the pruner compares a trial's candidate recall with the
-    # median of at least 2 other retrieval fits (a reused fit reports nothing: its recall is known)
+    # a small budget (Complete Journey, 10 minutes here under load: 8 ranker trials, 9 retrieval
+    # trials of which 3 pruned) cannot spend many trials at random: TPE models after 4; the pruner
+    # compares a trial's candidate recall with the median of at least 2 finished retrieval fits (a reused fit reports nothing: its recall is known)
     tpe = optuna.samplers.TPESampler(seed=seed, n_startup_trials=4)
     study = optuna.create_study(
         direction="maximize",
