@@ -467,9 +467,10 @@ def tune_cmd(
     out_file = out_file or Path("tuned") / f"{data.name}-{protocol}.yaml"
 
     def show(row: dict[str, Any]) -> None:
-        value = "pruned" if row["state"] == "pruned" else f"{row['value']:.4f}"
-        err.print(f"trial {row['number']:3d}  {row['state']:8s} ndcg@10 {value:>8s}  best {row['best']:.4f}  "
-                  f"candidate recall {row['candidate_recall']:.3f}  {row['seconds']:5.1f} s  "
+        value = row["state"] if row["state"] in ("pruned", "fail") else f"{row['value']:.4f}"
+        err.print(f"trial {row['number']:3d}  {row['phase']:9s} {row['state']:8s} ndcg@10 {value:>8s}  "
+                  f"best {row['best']:.4f}  candidate recall {row['candidate_recall']:.3f}"
+                  f"{' (reused)' if row['retrieval'] == 'reused' else '         '}  {row['seconds']:5.1f} s  "
                   f"elapsed {row['elapsed'] / 60:4.1f} min")  # fmt: skip
 
     r = tune(data, out_file, load_train_config(params), protocol, minutes, trials, seed, users, track, show)

@@ -15,7 +15,7 @@ import numpy as np
 import polars as pl
 
 from recommndr.bundle import Bundle
-from recommndr.data.interactions import Catalogue, build_interactions, load_events
+from recommndr.data.interactions import Catalogue, Interactions, build_interactions, load_events
 from recommndr.errors import UserInputError
 from recommndr.evaluation import baselines
 from recommndr.evaluation.metrics import mean_metrics, user_metrics
@@ -35,17 +35,22 @@ BATCH = 1000  # two_stage queries per ranker call
 
 
 def model_lists(
-    bundle: Bundle, users: I64, k: int, ranker: OnnxRanker | None = None, explore: float = 0.0
+    bundle: Bundle,
+    users: I64,
+    k: int,
+    ranker: OnnxRanker | None = None,
+    explore: float = 0.0,
+    models: tuple[str, ...] = ("als", "two_stage"),
 ) -> dict[str, list[I64]]:
     """The bundle's ``als`` (first stage: known users' factors, new users folded in from their
     recent products, the bundle's exclusions) and ``two_stage`` top ``k`` (dense item indices) for
     ``users`` (user ids). ``two_stage`` is the ranking /recommendations serves
     (``TwoStageRecommender.rank``), in batches of one ranker call; a failing ranker raises here
-    instead of being measured as the retrieval order."""
+    instead of being measured as the retrieval order. ``models``: which of the two."""
     uidx = bundle.user_index(users)
     queries = queries_for(uidx, bundle.recent_indptr, bundle.recent_items)
     lists: dict[str, list[I64]] = {"als": []}
-    for s in range(0, len(queries), baselines.BATCH):
+    for s in range(0, len(queries) if "als" in models else 0, baselines.BATCH):
         block = queries[s : s + baselines.BATCH]
         vecs = {i: v for i, q in enumerate(block) if (v := bundle.als.user_vector(q)) is not None}
         have = list(vecs)
@@ -57,7 +62,8 @@ def model_lists(
                 continue
             banned = baselines.banned_items(bundle.exclusions, q.user)
             lists["als"].append(baselines.top_k_masked(scores[row_of[i]], k, banned))
-    lists["two_stage"] = two_stage_lists(bundle, users, k, ranker, explore, queries)
+    if "two_stage" in models:
+        lists["two_stage"] = two_stage_lists(bundle, users, k, ranker, explore, queries)
     return lists
 
 
@@ -113,15 +119,19 @@ def score_split(
     threads: int = 0,
     explore: float = 0.0,
     diversity: bool = True,
+    inter: Interactions | None = None,
 ) -> dict[str, Any]:
     """Every model of ``models`` on ``split`` — ``bundle`` must be fit on ``split.train`` (its
     users and exclusions are the training part's) — for at most ``max_users`` test users;
     ``explore``: two_stage's exploration share (``TwoStageRecommender.explore``); without
-    ``diversity`` no ``diversity@10`` (it needs the products x products co-occurrence counts)."""
+    ``diversity`` no ``diversity@10`` (it needs the products x products co-occurrence counts);
+    ``inter``: the training part's interactions, when the caller has them (a search scores many
+    fits of one split)."""
     if split.targets.height == 0:
         raise UserInputError("the test part has no events about known products")
-    inter = build_interactions(catalogue, split.train, split.end_us)
-    if not np.array_equal(inter.user_ids, bundle.user_ids):
+    if inter is None:
+        inter = build_interactions(catalogue, split.train, split.end_us)
+    if inter.cutoff_us != split.end_us or not np.array_equal(inter.user_ids, bundle.user_ids):
         raise ValueError("the bundle was not fit on this split's training part")
     users = sample_users(split.targets, max_users, seed)
     t = split.targets.filter(pl.col("user_id").is_in(users.tolist()))
@@ -151,7 +161,7 @@ def score_split(
         uf, itf = baselines.fit_plain_als(inter, bundle.config.seed, threads)
         lists["als_plain"] = baselines.factor_lists(uf, itf, uidx, k, excl)
     if "als" in models or "two_stage" in models:
-        lists |= model_lists(bundle, users, k, ranker, explore)
+        lists |= model_lists(bundle, users, k, ranker, explore, models)
     known_items = bundle.als.item_known
     cold_user = uidx < 0
     result: dict[str, Any] = {}

@@ -3,16 +3,27 @@
 The search never sees the protocol's test part: the data is split by the protocol (as
 ``recommndr evaluate`` splits it), and the training part is split again the same way into the
 search's own training and validation parts; each trial fits every model on the first and scores
-``two_stage`` NDCG@10 on the second. TPE sampling (seeded); the first trial is the starting
-parameters, so the best is never worse than them on validation; a trial whose candidates hold
-less of the ranker's labels than the median trial at that point is pruned before its ranker is
-trained. Each trial is an MLflow child run under one parent run, which gets the plots (optimisation
-history, parameter importances) and the best parameters; those are written as a params file that
-``recommndr train --params`` reads.
+``two_stage`` NDCG@10 on the second (every validation user up to ``VALIDATION_USERS``).
+
+A trial is made cheap without changing what it measures. What no searched parameter changes (the
+ranker's labels, each stage's interactions, co-purchase counts, exclusions and recent products)
+is built once per search (``pipeline.prepare``); the retrieval fit of a trial whose retrieval
+parameters equal the previous trial's is reused, so a trial that changes only the ranker trains
+LightGBM and scores, nothing else. The search runs in two phases to use that: first the
+ranker's parameters with retrieval at the starting parameters (``RANKER_SHARE`` of the budget),
+then the retrieval parameters with the ranker at the best found so far. TPE (seeded) samples
+the ranker; retrieval climbs from the best trial by small steps (:func:`neighbour`, seeded).
+The first trial is the starting parameters, so the best is never worse than them on validation;
+a trial whose candidates hold less of the ranker's labels than the median of the finished
+retrieval fits is pruned before its stage B and ranker are fit. Each trial is an MLflow child
+run under one parent run, which gets the plots (optimisation history, parameter importances)
+and the best parameters; those are written as a params file that ``recommndr train --params``
+reads.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
@@ -30,11 +41,29 @@ from recommndr.errors import UserInputError
 from recommndr.evaluation.evaluate import score_split
 from recommndr.evaluation.protocols import Protocol, split
 from recommndr.params import TrainConfig
-from recommndr.training.pipeline import fit_models
+from recommndr.ranking.ranker import ExportError
+from recommndr.training.pipeline import Retrieval, fit_ranker, fit_retrieval, prepare
 
 log = logging.getLogger(__name__)
 OBJECTIVE = "ndcg@10"
 VALIDATION_USERS = 5000
+# the ranker's parameters: a trial that changes only these reuses the previous trial's retrieval
+RANKER_PARAMS = (
+    "ranker.n_estimators",
+    "ranker.num_leaves",
+    "ranker.learning_rate",
+    "ranker.min_child_samples",
+)
+# the first phase's share of the budget (time, or trials with --trials): ranker trials cost a
+# fraction of a retrieval trial (Complete Journey here: ~15 s against ~45 s), so a third of the
+# time buys about as many trials as the rest
+RANKER_SHARE = 1 / 3
+# a trial whose ranker fails its ONNX parity check (many trees can drift past the tolerance)
+# is recorded as failed and the search goes on; it can never be the best
+CATCH = (ExportError,)
+# phase 2's hill climb: parameters moved per trial, and a log-scale step's spread (x/÷ ~1.65)
+RETRIEVAL_MOVES = 2
+LOG_STEP = 0.5
 
 
 def suggest(trial: Any, base: TrainConfig) -> TrainConfig:
@@ -57,8 +86,11 @@ def suggest(trial: Any, base: TrainConfig) -> TrainConfig:
         "als": trial.suggest_int("candidates.als", 50, 400, step=25),
         "copurchase": trial.suggest_int("candidates.copurchase", 0, 100, step=10),
         "popularity": trial.suggest_int("candidates.popularity", 20, 200, step=20),
-        # the request path ranks at most this many: capped where the API's latency was measured
-        "total": trial.suggest_int("candidates.total", 100, 300, step=50),
+        # the request path ranks at most this many: capped where the API's latency was measured;
+        # fewer than 200 lost recall and NDCG in every search so far (Complete Journey: 100-150
+        # candidates held 0.11-0.13 of the labels against 0.28 at 300; the small shop's and
+        # MovieLens' best were 250-300), so a short budget does not spend trials there
+        "total": trial.suggest_int("candidates.total", 200, 300, step=50),
     }
     d["ranker"] |= {
         "n_estimators": trial.suggest_int("ranker.n_estimators", 20, 200, step=10),
@@ -130,13 +162,14 @@ def tune(
         "tuning on %s validation users (%s protocol)", f"{inner.targets['user_id'].n_unique():,}", protocol
     )
 
+    # a small budget (Complete Journey, 10 minutes here under load: 8 ranker trials, 9 retrieval
+    # trials of which 3 pruned) cannot spend many trials at random: TPE models after 4; the pruner
+    # compares a trial's candidate recall with the median of at least 2 finished retrieval fits (a reused fit reports nothing: its recall is known)
+    tpe = optuna.samplers.TPESampler(seed=seed, n_startup_trials=4)
     study = optuna.create_study(
         direction="maximize",
-        # a small budget (Complete Journey: ~6 trials in 10 minutes here) cannot spend many
-        # trials at random: TPE models after 4, and a trial whose candidates hold less of the
-        # labels than the median of those before it is stopped once 2 have finished
-        sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=4),
-        pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0),
+        sampler=tpe,
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0, n_min_trials=2),
     )
     study.enqueue_trial(searched(base))
     search = None
@@ -155,11 +188,21 @@ def tune(
                 "objective": f"two_stage {OBJECTIVE} (validation)",
             },
         )
+    prep_seconds = time.perf_counter()
+    prepared = prepare(catalogue, inner.train, inner.end_us, base, {}, labels=protocol,
+                       all_seen=inner.exclude_seen)  # fmt: skip
+    log.info("per-search inputs prepared in %.1f s", time.perf_counter() - prep_seconds)
+    last: dict[str, Any] = {}  # the previous trial's retrieval: key, fit, its als figure
+    phase = {"name": "ranker"}
 
     def objective(trial: Any) -> float:
         cfg = suggest(trial, base)
         t0 = time.perf_counter()
         seen: dict[str, float] = {}
+        key = retrieval_key(cfg)
+        reused = last.get("key") == key
+        trial.set_user_attr("phase", phase["name"])
+        trial.set_user_attr("retrieval", "reused" if reused else "fit")
 
         def report(name: str, value: float) -> None:
             seen[name] = value
@@ -168,22 +211,31 @@ def tune(
                 raise optuna.TrialPruned()
 
         try:
-            fitted = fit_models(catalogue, inner.train, inner.end_us, cfg, {}, labels=protocol,
-                                all_seen=inner.exclude_seen, report=report, similar=False)  # fmt: skip
+            if reused:
+                retrieval: Retrieval = last["fit"]
+                seen["candidate_recall"] = retrieval.recall
+            else:
+                last.clear()  # the previous fit's memory goes before this one is made
+                retrieval = fit_retrieval(catalogue, inner.train, inner.end_us, cfg, {}, labels=protocol,
+                                          all_seen=inner.exclude_seen, report=report, prepared=prepared)  # fmt: skip
+            fitted = fit_ranker(catalogue, retrieval, cfg, {}, similar=False)
             res = score_split(
                 inner,
                 catalogue,
                 fitted.bundle,
                 VALIDATION_USERS,
-                models=("als", "two_stage"),
+                models=("two_stage",) if reused else ("als", "two_stage"),
                 diversity=False,
+                inter=prepared.b.inter,
             )
+            if not reused:
+                last.update(key=key, fit=retrieval, als=float(res["als"][OBJECTIVE]))
         finally:
             trial.set_user_attr("seconds", time.perf_counter() - t0)
             trial.set_user_attr("signals", seen)
         value = float(res["two_stage"][OBJECTIVE])
         trial.set_user_attr("recall@50", float(res["two_stage"]["recall@50"]))
-        trial.set_user_attr("als_ndcg@10", float(res["als"][OBJECTIVE]))
+        trial.set_user_attr("als_ndcg@10", last["als"])  # the first stage alone: the retrieval's
         return value
 
     def after(study: Any, trial: Any) -> None:
@@ -196,8 +248,30 @@ def tune(
             progress(row | {"best": best, "elapsed": time.perf_counter() - t_start})
 
     try:
-        study.optimize(objective, n_trials=trials, timeout=minutes * 60 if minutes > 0 else None,
-                       callbacks=[after], gc_after_trial=True)  # fmt: skip
+        budget = minutes * 60 if minutes > 0 else None
+        ready = time.perf_counter() - t_start  # the prepared inputs' time counts against the budget
+        first = None if trials is None else max(1, round(trials * RANKER_SHARE))
+        fixed = searched(base)
+        # phase 1: the ranker's parameters, retrieval as given (every trial after the first reuses it)
+        study.sampler = _partly_fixed({n: v for n, v in fixed.items() if n not in RANKER_PARAMS}, tpe)
+        phase1 = None if budget is None else max(budget - ready, 0.0) * RANKER_SHARE
+        study.optimize(
+            objective, n_trials=first, timeout=phase1, callbacks=[after], gc_after_trial=True, catch=CATCH
+        )
+        # phase 2: retrieval, from the best trial so far (its ranker kept): each trial moves
+        # RETRIEVAL_MOVES of the retrieval parameters a step from it (a hill climb; see neighbour)
+        phase["name"] = "retrieval"
+        rng = np.random.default_rng(seed)
+        names = [n for n in fixed if n not in RANKER_PARAMS]
+        while (trials is None or len(study.trials) < trials) and (
+            budget is None or time.perf_counter() - t_start < budget
+        ):
+            done = [t for t in study.trials if t.value is not None]
+            if not done:
+                break
+            incumbent = study.best_trial
+            study.enqueue_trial(neighbour(incumbent.params, incumbent.distributions, names, rng))
+            study.optimize(objective, n_trials=1, callbacks=[after], gc_after_trial=True, catch=CATCH)
         done = [t for t in study.trials if t.value is not None]
         if not done:
             raise UserInputError("no trial finished within the budget: give more --minutes")
@@ -223,10 +297,65 @@ def tune(
                       int(inner.targets["user_id"].n_unique()), users)  # fmt: skip
 
 
+def retrieval_key(cfg: TrainConfig) -> str:
+    """``cfg`` without the ranker's searched parameters: equal keys, equal retrieval fits."""
+    d = cfg.model_dump()
+    for name in RANKER_PARAMS:
+        del d["ranker"][name.split(".")[1]]
+    return json.dumps(d, sort_keys=True, default=str)
+
+
+def _partly_fixed(fixed: dict[str, Any], sampler: Any) -> Any:
+    """``sampler`` for every parameter but ``fixed`` (Optuna's PartialFixedSampler)."""
+    import warnings
+
+    import optuna
+    from optuna.exceptions import ExperimentalWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExperimentalWarning)  # "experimental" since Optuna 2.4
+        return optuna.samplers.PartialFixedSampler(fixed, sampler)
+
+
+def neighbour(
+    params: dict[str, Any], distributions: dict[str, Any], names: list[str], rng: np.random.Generator
+) -> dict[str, Any]:
+    """``params`` with ``RETRIEVAL_MOVES`` of ``names`` moved one step inside their search
+    range: a categorical to the next choice up or down, a log-scaled number by a factor
+    exp(N(0, LOG_STEP)), a number on a grid by one or two grid steps. A short budget affords a
+    handful of retrieval fits; TPE given trials that all share the incumbent's retrieval values
+    rates every other region higher (its "bad" group outnumbers its "good" one) and samples far
+    from the start, where Complete Journey's candidates held half the labels; steps from the best
+    point keep the search where the starting parameters already are good."""
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    out = dict(params)
+    for name in rng.choice(names, size=min(RETRIEVAL_MOVES, len(names)), replace=False).tolist():
+        d, v = distributions[name], params[name]
+        sign = 1 if rng.random() < 0.5 else -1
+        if isinstance(d, CategoricalDistribution):
+            i = list(d.choices).index(v)
+            j = i + sign if 0 <= i + sign < len(d.choices) else i - sign
+            out[name] = d.choices[j]
+        elif isinstance(d, FloatDistribution) and d.log:
+            out[name] = float(np.clip(v * math.exp(rng.normal(0.0, LOG_STEP)), d.low, d.high))
+        elif isinstance(d, IntDistribution) and d.log:
+            out[name] = int(np.clip(round(v * math.exp(rng.normal(0.0, LOG_STEP))), d.low, d.high))
+        elif isinstance(d, IntDistribution | FloatDistribution):
+            step = d.step or (d.high - d.low) / 10
+            moved = v + sign * step * int(rng.integers(1, 3))
+            if not d.low <= moved <= d.high:  # at the edge: the other way
+                moved = v - sign * step * int(rng.integers(1, 3))
+            out[name] = type(v)(min(max(moved, d.low), d.high))
+    return out
+
+
 def _row(trial: Any) -> dict[str, Any]:
     return {
         "number": trial.number,
         "state": trial.state.name.lower(),
+        "phase": str(trial.user_attrs.get("phase", "")),
+        "retrieval": str(trial.user_attrs.get("retrieval", "")),
         "value": float(trial.value) if trial.value is not None else math.nan,
         "seconds": float(trial.user_attrs.get("seconds", math.nan)),
         "candidate_recall": float(trial.user_attrs.get("signals", {}).get("candidate_recall", math.nan)),

@@ -47,7 +47,7 @@ from recommndr.registry.artifacts import dataset_hash, write_manifest
 from recommndr.retrieval.als import ALSRetriever
 from recommndr.retrieval.index import OnnxIndex, build_index
 from recommndr.retrieval.popularity import PopularityRetriever
-from recommndr.similarity.copurchase import CoPurchaseRetriever, fit_copurchase
+from recommndr.similarity.copurchase import CoPurchase, CoPurchaseRetriever, fit_copurchase
 from recommndr.similarity.similar import SimilarItems, similar_table
 
 log = logging.getLogger(__name__)
@@ -91,6 +91,39 @@ class Stage:
     recent: tuple[np.ndarray, np.ndarray]
 
 
+@dataclass
+class StageInputs:
+    """What a stage fit needs that no searched parameter changes: the interactions before its
+    cut-off, the co-purchase counts (``cfg.copurchase``), the exclusions and each user's recent
+    products. A search builds them once for all its trials (co-purchase alone was a third of a
+    Complete Journey trial)."""
+
+    inter: Interactions
+    copurchase: CoPurchase
+    exclusions: Exclusions
+    recent: tuple[np.ndarray, np.ndarray]
+
+
+def stage_inputs(
+    catalogue: Catalogue,
+    events: pl.DataFrame,
+    cutoff: int,
+    cfg: TrainConfig,
+    timings: dict[str, float],
+    tag: str,
+    all_seen: bool = False,
+) -> StageInputs:
+    with _timed(timings, f"{tag}: interactions"):
+        inter = build_interactions(catalogue, events, cutoff)
+        if inter.n_users == 0:
+            raise UserInputError("no events before the training cut-off: the dataset is too short")
+    with _timed(timings, f"{tag}: co-purchase, exclusions"):
+        cop = fit_copurchase(inter, cfg.copurchase)
+        excl = Exclusions.fit(inter, all_seen=all_seen)
+        recent = recent_items(inter)
+    return StageInputs(inter, cop, excl, recent)
+
+
 def fit_stage(
     catalogue: Catalogue,
     events: pl.DataFrame,
@@ -99,24 +132,23 @@ def fit_stage(
     timings: dict[str, float],
     tag: str,
     all_seen: bool = False,
+    inputs: StageInputs | None = None,
 ) -> tuple[Stage, Any]:
-    with _timed(timings, f"{tag}: interactions"):
-        inter = build_interactions(catalogue, events, cutoff)
-        if inter.n_users == 0:
-            raise UserInputError("no events before the training cut-off: the dataset is too short")
+    """Retrieval, popularity and the feature tables on ``inputs`` (built from ``events`` before
+    ``cutoff`` when not given)."""
+    if inputs is None:
+        inputs = stage_inputs(catalogue, events, cutoff, cfg, timings, tag, all_seen)
+    inter, cop, excl = inputs.inter, inputs.copurchase, inputs.exclusions
     with _timed(timings, f"{tag}: ALS"):
         als = ALSRetriever.fit(inter, cfg.weights, cfg.als, cfg.seed)
-    with _timed(timings, f"{tag}: popularity, co-purchase, exclusions"):
+    with _timed(timings, f"{tag}: popularity"):
         pop = PopularityRetriever.fit(inter, cfg.weights, cfg.popularity)
-        cop = fit_copurchase(inter, cfg.copurchase)
-        excl = Exclusions.fit(inter, all_seen=all_seen)
-        recent = recent_items(inter)
     gen = CandidateGenerator(
         als, pop, CoPurchaseRetriever(cop, cfg.copurchase.recent_items), excl, cfg.candidates
     )
     with _timed(timings, f"{tag}: feature tables"):
         tables = build_feature_tables(inter, pop.pop, excl.repeatable_l3)
-    return Stage(inter, als, pop, gen, recent), (cop, excl, tables)
+    return Stage(inter, als, pop, gen, inputs.recent), (cop, excl, tables)
 
 
 def ranker_training_set(
@@ -216,7 +248,61 @@ def ranker_labels(
     return events.filter(pl.col("ts_us") < label_cut), graded_targets(window, catalogue), label_cut
 
 
-def fit_models(
+@dataclass
+class Prepared:
+    """What every fit of one search on the same events shares: the ranker's labels and each
+    stage's :class:`StageInputs`, made once (:func:`prepare`) for ``key``: the end, the label rule
+    and the parameters they depend on (none of them searched). A fit given a ``Prepared`` made
+    for another key refuses it."""
+
+    key: tuple[Any, ...]
+    label_frame: pl.DataFrame
+    label_cut: int | None
+    a: StageInputs
+    b: StageInputs
+
+
+def _prepared_key(end_us: int, cfg: TrainConfig, labels: Protocol, all_seen: bool) -> tuple[Any, ...]:
+    return (end_us, labels, all_seen, cfg.label_days, cfg.seed, cfg.copurchase.model_dump())
+
+
+def prepare(
+    catalogue: Catalogue,
+    events: pl.DataFrame,
+    end_us: int,
+    cfg: TrainConfig,
+    timings: dict[str, float],
+    labels: Protocol = "temporal",
+    all_seen: bool = False,
+    tag: str = "",
+) -> Prepared:
+    """The parts of :func:`fit_models` on ``events`` before ``end_us`` that no searched parameter
+    changes (ALS, weights, half-lives, candidates and the ranker's trees may vary between fits
+    that share them)."""
+    fit_on, label_frame, label_cut = ranker_labels(catalogue, events, end_us, cfg, labels)
+    p = f"{tag}: " if tag else ""
+    a = stage_inputs(catalogue, fit_on, label_cut or end_us, cfg, timings, f"{p}A (ranker data)", all_seen)
+    b = stage_inputs(catalogue, events, end_us, cfg, timings, f"{p}B", all_seen)
+    return Prepared(_prepared_key(end_us, cfg, labels, all_seen), label_frame, label_cut, a, b)
+
+
+@dataclass
+class Retrieval:
+    """A fit up to its ranker: the ranker's training rows from stage A's candidates and their
+    recall of the labels, and stage B (retrieval, popularity, co-purchase, exclusions and feature
+    tables on every event before the end). The ranker's own parameters (trees, leaves, learning
+    rate, minimum leaf size) change nothing here, so fits that differ only in them share one."""
+
+    training: TrainingSet
+    recall: float
+    stage_b: Stage
+    copurchase: CoPurchase
+    exclusions: Exclusions
+    tables_b: Any
+    label_cut: int | None
+
+
+def fit_retrieval(
     catalogue: Catalogue,
     events: pl.DataFrame,
     end_us: int,
@@ -227,29 +313,48 @@ def fit_models(
     tag: str = "",
     reuse: tuple[Stage, Any] | None = None,
     report: Callable[[str, float], None] | None = None,
-    similar: bool = True,
-) -> Fitted:
-    """Every model on ``events`` before ``end_us``. Stage A fits retrieval on the ranker's data
-    (:func:`ranker_labels`) and learns the ranker on its candidates; stage B refits retrieval,
-    popularity, co-purchase, similar items and the feature tables on all of it. ``reuse``: an
-    earlier fit whose end is this fit's label cut-off serves as stage A (same events, same
-    parameters: the served fit after the hold-out evaluation, when label_days == holdout_days).
-    ``report(name, value)`` hears the candidates' recall of the ranker's labels; without
-    ``similar`` the bundle's similar-items table is left empty (nothing scored needs it)."""
-    fit_on, label_frame, label_cut = ranker_labels(catalogue, events, end_us, cfg, labels)
+    prepared: Prepared | None = None,
+) -> Retrieval:
+    """Stage A, the ranker's training rows and stage B (see :func:`fit_models`). ``prepared``
+    (:func:`prepare`, for the same events, end, labels and unsearched parameters) replaces the
+    labels and each stage's inputs; ``report(name, value)`` hears the candidates' recall of the
+    ranker's labels before stage B is fit (a search stops a hopeless trial there)."""
     p = f"{tag}: " if tag else ""
+    if prepared is not None:
+        if prepared.key != _prepared_key(end_us, cfg, labels, all_seen):
+            raise ValueError("the prepared inputs were made for another end, label rule or parameters")
+        fit_on, label_frame, label_cut = events, prepared.label_frame, prepared.label_cut
+    else:
+        fit_on, label_frame, label_cut = ranker_labels(catalogue, events, end_us, cfg, labels)
     if reuse is not None and label_cut is not None and reuse[0].inter.cutoff_us == label_cut:
         stage_a, tables_a = reuse
         log.info("%sstage A is the earlier fit before %s (reused)", p, label_cut)
     else:
-        stage_a, (_, _, tables_a) = fit_stage(
-            catalogue, fit_on, label_cut or end_us, cfg, timings, f"{p}A (ranker data)", all_seen
-        )
+        stage_a, (_, _, tables_a) = fit_stage(catalogue, fit_on, label_cut or end_us, cfg, timings,
+                                              f"{p}A (ranker data)", all_seen,
+                                              prepared.a if prepared else None)  # fmt: skip
     with _timed(timings, f"{p}ranker: candidates and features"):
         ts, recall = ranker_training_set(stage_a, tables_a, label_frame, cfg)
     log.info("%scandidates hold %.1f %% of the ranker's labels", p, 100 * recall)
-    if report is not None:  # a search may stop a hopeless trial here, before the ranker is trained
+    del stage_a, tables_a
+    if report is not None:  # a search may stop a hopeless trial here, before anything else is fit
         report("candidate_recall", recall)
+    stage_b, (cop, excl, tables_b) = fit_stage(catalogue, events, end_us, cfg, timings, f"{p}B", all_seen,
+                                               prepared.b if prepared else None)  # fmt: skip
+    return Retrieval(ts, recall, stage_b, cop, excl, tables_b, label_cut)
+
+
+def fit_ranker(
+    catalogue: Catalogue,
+    retrieval: Retrieval,
+    cfg: TrainConfig,
+    timings: dict[str, float],
+    tag: str = "",
+    similar: bool = True,
+) -> Fitted:
+    """The ranker on ``retrieval``'s rows with ``cfg.ranker``, and the bundle of both."""
+    p = f"{tag}: " if tag else ""
+    ts, stage_b = retrieval.training, retrieval.stage_b
     with _timed(timings, f"{p}ranker: LightGBM"):
         model = train_ranker(ts, cfg.ranker, cfg.seed)
     with _timed(timings, f"{p}ranker: ONNX export and parity"):
@@ -258,8 +363,6 @@ def fit_models(
             np.random.default_rng(cfg.seed).choice(ts.X.shape[0], min(20_000, ts.X.shape[0]), replace=False)
         ]
         parity = check_parity(model, ranker_onnx, sample)
-    del stage_a, tables_a
-    stage_b, (cop, excl, tables_b) = fit_stage(catalogue, events, end_us, cfg, timings, f"{p}B", all_seen)
     if similar:
         with _timed(timings, f"{p}similar items"):
             nbr, sim = similar_table(stage_b.als.item_factors, stage_b.als.item_known, cfg.similar_items)
@@ -275,14 +378,41 @@ def fit_models(
         recent_items=stage_b.recent[1],
         als=stage_b.als,
         popularity=pop,
-        copurchase=cop,
-        exclusions=excl,
-        features=tables_b,
+        copurchase=retrieval.copurchase,
+        exclusions=retrieval.exclusions,
+        features=retrieval.tables_b,
         ranker=OnnxRanker(ranker_onnx, threads=2),
         similar=SimilarItems(catalogue, nbr, sim, stage_b.als.item_known, pop.pop),
     )
-    return Fitted(bundle, model, int(ts.X.shape[0]), int(ts.group.shape[0]), parity, stage_b, tables_b,
-                  label_cut)  # fmt: skip
+    return Fitted(bundle, model, int(ts.X.shape[0]), int(ts.group.shape[0]), parity, stage_b,
+                  retrieval.tables_b, retrieval.label_cut)  # fmt: skip
+
+
+def fit_models(
+    catalogue: Catalogue,
+    events: pl.DataFrame,
+    end_us: int,
+    cfg: TrainConfig,
+    timings: dict[str, float],
+    labels: Protocol = "temporal",
+    all_seen: bool = False,
+    tag: str = "",
+    reuse: tuple[Stage, Any] | None = None,
+    report: Callable[[str, float], None] | None = None,
+    similar: bool = True,
+    prepared: Prepared | None = None,
+) -> Fitted:
+    """Every model on ``events`` before ``end_us``. Stage A fits retrieval on the ranker's data
+    (:func:`ranker_labels`) and learns the ranker on its candidates; stage B refits retrieval,
+    popularity, co-purchase, similar items and the feature tables on all of it. ``reuse``: an
+    earlier fit whose end is this fit's label cut-off serves as stage A (same events, same
+    parameters: the served fit after the hold-out evaluation, when label_days == holdout_days).
+    ``report(name, value)`` hears the candidates' recall of the ranker's labels; without
+    ``similar`` the bundle's similar-items table is left empty (nothing scored needs it);
+    ``prepared``: the parts a search shares between its fits (:func:`prepare`)."""
+    retrieval = fit_retrieval(catalogue, events, end_us, cfg, timings, labels, all_seen, tag, reuse, report,
+                              prepared)  # fmt: skip
+    return fit_ranker(catalogue, retrieval, cfg, timings, tag, similar)
 
 
 def headline(metrics: dict[str, Any]) -> dict[str, dict[str, float]]:
