@@ -99,7 +99,7 @@ def main() -> None:
     n_lists = tests[0].scores.shape[0]
     n_events = len(tests[0].event_type)
     print(
-        f"test windows: {len(tests)} ({n_lists:,} lists, {n_events:,} events each; half replays, half bootstrap)"
+        f"test windows: {len(tests)} ({n_lists:,} lists, {n_events:,} events each; replays of time slices, the rest bootstrap resamples)"
     )
     flagged = [drift.check(ref, w) for w in tests]
     fa = float(np.mean([r["drift"] for r in flagged]))

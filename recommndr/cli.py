@@ -645,17 +645,28 @@ def parse_duration(text: str, option: str) -> float:
     return value
 
 
-def _reference(artifacts: Path) -> Any:
+def _reference(artifacts: Path) -> tuple[Any, str]:
+    """The bundle's monitoring reference (hash-checked) and the version the API serves it as."""
     from recommndr.monitoring.reference import FILE, Reference
-    from recommndr.registry.artifacts import read_manifest
+    from recommndr.registry.artifacts import model_version, read_manifest
 
-    manifest = read_manifest(artifacts, only=(FILE,))  # hash-checked
+    manifest = read_manifest(artifacts, only=(FILE,))
     if FILE not in manifest["files"]:
         raise typer.BadParameter(
             f"{artifacts} has no monitoring reference ({FILE}): it was trained by an earlier version; retrain it",
             param_hint="--artifacts",
         )
-    return Reference.load(artifacts / FILE)
+    return Reference.load(artifacts / FILE), model_version(manifest)
+
+
+def _api_window(seconds: float) -> float:
+    from recommndr.monitoring.window import MAX_WINDOW_S
+
+    if seconds > MAX_WINDOW_S:
+        raise typer.BadParameter(
+            f"the API keeps its last {MAX_WINDOW_S // 60} minutes", param_hint="--window"
+        )
+    return seconds
 
 
 @monitor_app.command("drift")
@@ -685,11 +696,11 @@ def monitor_drift_cmd(
     if variant not in ("champion", "challenger"):
         raise typer.BadParameter("champion or challenger", param_hint="--variant")
     seconds = parse_duration(window, "--window")
-    ref = _reference(artifacts)
+    ref, version = _reference(artifacts)
     if api is not None:
         from recommndr.monitoring.watch import check_api
 
-        report = check_api(ref, api, variant, min(seconds, 3600.0), get_settings())
+        report = check_api(ref, api, variant, _api_window(seconds), get_settings(), version)
     else:
         from recommndr.loading import load_bundle
         from recommndr.monitoring import drift, profile
@@ -746,7 +757,12 @@ def monitor_watch_cmd(
     if port:
         from prometheus_client import start_http_server
 
-        start_http_server(port, addr=host, registry=gauges.registry)
+        try:
+            start_http_server(port, addr=host, registry=gauges.registry)
+        except OSError as exc:
+            raise typer.BadParameter(
+                f"cannot listen on {host}:{port}: {exc.strerror}", param_hint="--port"
+            ) from exc
         err.print(f"drift gauges on http://{host}:{port}/metrics; checking {api} every {every_s:.0f} s")
 
     def show(report: dict[str, Any]) -> None:
@@ -755,7 +771,7 @@ def monitor_watch_cmd(
                   f" - {'DRIFT: ' + ', '.join(flagged) if flagged else 'no drift'}")  # fmt: skip
 
     try:
-        watch(refs, api, every_s, min(seconds, 3600.0), get_settings(), gauges, count, show)
+        watch(refs, api, every_s, _api_window(seconds), get_settings(), gauges, count, show)
     except KeyboardInterrupt:
         err.print("stopped")
 

@@ -124,9 +124,13 @@ def check(ref: Reference, w: Window, alpha: float = ALPHA) -> dict[str, Any]:
                    "drop": min(max(drop, 0.0), 1.0)}  # fmt: skip
     confidence["drift"] = bool(confidence["drift"] and drop > 0)
     rate = w.failures / w.events_seen if w.events_seen else 0.0
-    p_val = stats.binomial_excess(w.failures, w.events_seen, ref.validation_failure_rate + VALIDATION_MARGIN)
+    # like every quantity, tested only on MIN_N events or more (one malformed post to an idle
+    # instance is not a spike)
+    p_val = (stats.binomial_excess(w.failures, w.events_seen, ref.validation_failure_rate + VALIDATION_MARGIN)
+             if w.events_seen >= MIN_N else None)  # fmt: skip
     validation = {"failures": w.failures, "events": w.events_seen, "rate": rate,
-                  "reference_rate": ref.validation_failure_rate, "p_value": p_val, "drift": p_val < alpha}  # fmt: skip
+                  "reference_rate": ref.validation_failure_rate, "p_value": p_val,
+                  "drift": p_val is not None and p_val < alpha}  # fmt: skip
     kinds = {
         "feature": any(f["drift"] for f in features.values()),
         "score": score["drift"],

@@ -86,9 +86,10 @@ def served_lists(
 
 def event_failures(events: pl.DataFrame, catalogue: Catalogue) -> npt.NDArray[np.bool_]:
     """Which rows of an events frame (columns ``user_id``, ``item_id``, ``event_type``, ``price``,
-    ``quantity``, ``ts``; missing optional ones are fine) fail the checks the API and the data
-    validation make: a known event type, ids present and non-negative, a product of the catalogue,
-    a price > 0 where given, a quantity >= 1, a timestamp."""
+    ``quantity``, ``ts``; missing optional ones are fine) fail the checks ``POST /events`` makes:
+    a known event type, ids present and non-negative, a price > 0 where given, a quantity >= 1, a
+    timestamp. A product the catalogue does not know is accepted, as the API accepts it (its
+    category reads "(unknown)")."""
     n = events.height
     bad = np.zeros(n, bool)
     cols = events.columns
@@ -99,8 +100,6 @@ def event_failures(events: pl.DataFrame, catalogue: Catalogue) -> npt.NDArray[np
     iid = events["item_id"].cast(pl.Int64, strict=False)
     bad |= (uid.is_null() | (uid.fill_null(-1) < 0)).to_numpy()
     bad |= (iid.is_null() | (iid.fill_null(-1) < 0)).to_numpy()
-    known = catalogue.index_of(iid.fill_null(-1).to_numpy().astype(np.int64)) >= 0
-    bad |= ~known
     bad |= ~events["event_type"].cast(pl.String).is_in(list(EVENT_TYPES)).fill_null(False).to_numpy()
     bad |= events["ts"].is_null().to_numpy()
     if "price" in cols:
@@ -120,11 +119,20 @@ def event_window(
     bad = event_failures(events, catalogue) if bad is None else bad
     ok = events.filter(pl.Series(~bad))
     idx = catalogue.index_of(ok["item_id"].cast(pl.Int64).to_numpy())
-    price = catalogue.price[idx].astype(np.float64)
+    known = idx >= 0
+    price = np.where(known, catalogue.price[np.maximum(idx, 0)].astype(np.float64), np.nan)
     if "price" in ok.columns:
         given = ok["price"].cast(pl.Float64, strict=False).to_numpy()
         price = np.where(np.isfinite(given), given, price)
-    l1 = np.asarray(catalogue.l1_names, dtype=object)[catalogue.l1[idx]] if idx.size else np.zeros(0, object)
+    price = np.round(price, 2).astype(
+        np.float64
+    )  # money: cents, as the API records it (float32 prices would break ties)
+    names = np.asarray([*catalogue.l1_names, "(unknown)"], dtype=object)
+    l1 = (
+        names[np.where(known, catalogue.l1[np.maximum(idx, 0)], len(catalogue.l1_names))]
+        if idx.size
+        else np.zeros(0, object)
+    )
     f = len(FEATURES)
     return Window(FEATURES, np.zeros((0, f), np.float32), np.zeros((0, SCORES_PER_LIST), np.float32),
                   np.zeros(0, np.float32), np.zeros((0, SCORES_PER_LIST), np.uint8), price, l1.tolist(),
@@ -267,10 +275,13 @@ def read_events(path: Path) -> pl.DataFrame:
         if isinstance(exc, UserInputError):
             raise
         raise UserInputError(f"--events: {path} could not be read: {exc}") from exc
-    if "ts" in df.columns and df["ts"].dtype == pl.String:
-        df = df.with_columns(pl.col("ts").str.to_datetime(time_zone="UTC", strict=False))
     if "ts" not in df.columns:
         raise UserInputError(f"--events: {path}: no 'ts' column")
+    if df["ts"].dtype == pl.String:
+        df = df.with_columns(pl.col("ts").str.to_datetime(time_zone="UTC", strict=False))
+    if not isinstance(df["ts"].dtype, pl.Datetime):
+        raise UserInputError(f"--events: {path}: 'ts' must be a timestamp (ISO 8601 text or a datetime), "
+                             f"not {df['ts'].dtype}")  # fmt: skip
     return df.with_columns(pl.col("ts").dt.epoch("us").alias("ts_us")).sort("ts_us", nulls_last=True)
 
 

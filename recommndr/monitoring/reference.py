@@ -67,7 +67,7 @@ class Reference:
         arrays: dict[str, Any] = {}
         for name, r in self.numeric.items():
             arrays |= {f"num.{name}.edges": r.edges, f"num.{name}.shares": r.shares,
-                       f"num.{name}.sample": r.sample.astype(np.float32)}  # fmt: skip
+                       f"num.{name}.sample": r.sample.astype(np.float64)}  # fmt: skip
         for name, c in self.categorical.items():
             arrays[f"cat.{name}.shares"] = c.shares
         meta = {
@@ -142,7 +142,7 @@ def counts_of(ref: Categorical, values: list[str]) -> F64:
 
 def reference_from(w: Window, seed: int = 0) -> Reference:
     """Bins, shares and samples of every quantity of ``w`` (thresholds are set by calibration)."""
-    from recommndr.monitoring import stats  # scipy: not at the API's start-up, which loads references
+    from recommndr.monitoring import stats
 
     rng = np.random.default_rng(seed)
     numeric: dict[str, Numeric] = {}

@@ -25,7 +25,9 @@ def quantile_edges(x: npt.ArrayLike, bins: int = 10) -> F64:
     if a.size == 0:
         return np.zeros(0)
     edges = np.unique(np.quantile(a, np.linspace(0, 1, bins + 1)[1:-1], method="inverted_cdf"))
-    return edges
+    return np.asarray(
+        edges[edges > a.min()], np.float64
+    )  # an edge at the minimum would leave the first bin empty
 
 
 def bin_counts(x: npt.ArrayLike, edges: F64) -> F64:
@@ -108,6 +110,18 @@ def chi_square(ref_shares: npt.ArrayLike, counts: npt.ArrayLike, floor: float = 
     if n <= 0 or c.shape[0] < 2:
         return 1.0
     expected = _shares(np.asarray(ref_shares, np.float64), floor) * n
+    # the test needs expected counts of about 5 or more: rarer categories (an unseen one included)
+    # are pooled into one cell, and that cell into the smallest other one while it is too small
+    rare = expected < 5
+    if rare.any():
+        keep_e, keep_c = list(expected[~rare]), list(c[~rare])
+        pool_e, pool_c = float(expected[rare].sum()), float(c[rare].sum())
+        while pool_e < 5 and keep_e:
+            j = int(np.argmin(keep_e))
+            pool_e, pool_c = pool_e + keep_e.pop(j), pool_c + keep_c.pop(j)
+        expected, c = np.array([*keep_e, pool_e]), np.array([*keep_c, pool_c])
+    if c.shape[0] < 2:
+        return 1.0
     stat = float(np.sum((c - expected) ** 2 / expected))
     return chi2_sf(stat, c.shape[0] - 1)
 

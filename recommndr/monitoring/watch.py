@@ -8,10 +8,11 @@ is); the statistics run here, not in the API, which keeps its request path free 
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import httpx
@@ -23,7 +24,7 @@ from recommndr.monitoring.reference import Reference
 from recommndr.monitoring.window import Window
 
 log = logging.getLogger(__name__)
-MAX_WINDOW_BYTES = 64 * 1024 * 1024  # an answer larger than any window the API can hold is refused
+MAX_WINDOW_BYTES = 16 * 1024 * 1024  # a full window is ~7 MB of JSON; a larger answer is refused
 
 
 def admin_token(settings: Settings, lifetime_s: int = 300) -> str:
@@ -48,25 +49,38 @@ def admin_token(settings: Settings, lifetime_s: int = 300) -> str:
 def fetch_window(
     api: str, variant: str, seconds: float, token: str, timeout_s: float = 30.0
 ) -> tuple[Window, str]:
-    """The API's window for ``variant`` and the model version serving it."""
+    """The API's window for ``variant`` and the model version serving it; UserInputError for an
+    API that cannot be reached, refuses, or answers with anything but a window of bounded size."""
     url = api.rstrip("/") + "/monitoring/window"
     try:
-        with httpx.Client(timeout=timeout_s) as client:
-            r = client.get(url, params={"variant": variant, "seconds": seconds},
-                           headers={"Authorization": f"Bearer {token}"})  # fmt: skip
-    except httpx.HTTPError as exc:
+        with (
+            httpx.Client(timeout=timeout_s) as client,
+            client.stream(
+                "GET",
+                url,
+                params={"variant": variant, "seconds": seconds},
+                headers={"Authorization": f"Bearer {token}"},
+            ) as r,
+        ):
+            chunks, size = [], 0
+            for chunk in r.iter_bytes():
+                size += len(chunk)
+                if size > MAX_WINDOW_BYTES:
+                    raise UserInputError(
+                        f"--api: {url} sent more than {MAX_WINDOW_BYTES:,} bytes; a window is less"
+                    )
+                chunks.append(chunk)
+            status, raw = r.status_code, b"".join(chunks)
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:
         raise UserInputError(f"--api: {url} could not be reached: {exc}") from exc
-    if r.status_code != 200:
-        try:
-            detail = r.json().get("error", {}).get("message", r.text[:200])
-        except ValueError:
-            detail = r.text[:200]
-        raise UserInputError(f"--api: {url} answered {r.status_code}: {detail}")
-    if len(r.content) > MAX_WINDOW_BYTES:
-        raise UserInputError(
-            f"--api: {url} sent {len(r.content):,} bytes; a window is at most {MAX_WINDOW_BYTES:,}"
-        )
-    body = r.json()
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        body = None
+    if status != 200:
+        error = body.get("error") if isinstance(body, dict) else None
+        detail = error.get("message") if isinstance(error, dict) else raw[:200].decode(errors="replace")
+        raise UserInputError(f"--api: {url} answered {status}: {detail}")
     try:
         return Window.from_json(body["window"]), str(body["model_version"])
     except (KeyError, TypeError, ValueError) as exc:
@@ -110,17 +124,26 @@ class DriftGauges:
         self.last_check.set(time.time())
 
 
-def check_api(ref: Reference, api: str, variant: str, seconds: float, settings: Settings) -> dict[str, Any]:
-    """One check of the API's ``variant`` against ``ref``."""
-    window, version = fetch_window(api, variant, seconds, admin_token(settings))
+def check_api(
+    ref: Reference, api: str, variant: str, seconds: float, settings: Settings, version: str | None = None
+) -> dict[str, Any]:
+    """One check of the API's ``variant`` against ``ref``, the reference of the bundle with
+    ``version`` (when given, a window served by another version is refused: after a promotion
+    or a rollback that traffic is not this reference's to judge)."""
+    window, served = fetch_window(api, variant, seconds, admin_token(settings))
+    if version is not None and served != version:
+        raise UserInputError(
+            f"the API's {variant} is version {served}, the reference's bundle is {version}: "
+            "check it against the bundle it serves"
+        )
     report = drift.check(ref, window)
     report["variant"] = variant
-    report["model_version"] = version
+    report["model_version"] = served
     return report
 
 
 def watch(
-    refs: dict[str, Reference],
+    refs: Mapping[str, tuple[Reference, str | None]],
     api: str,
     every_s: float,
     seconds: float,
@@ -130,15 +153,18 @@ def watch(
     on_report: Callable[[dict[str, Any]], None] | None = None,
     log_runs: bool = True,
 ) -> int:
-    """Check each variant of ``refs`` every ``every_s`` seconds (``count`` times, or until
-    interrupted); a check that flags drift is logged to MLflow. Returns the checks made."""
+    """Check each variant of ``refs`` (its reference and bundle version) every ``every_s``
+    seconds (``count`` times, or until interrupted); a check that flags drift is logged to
+    MLflow. Returns the rounds made. A check that fails (the API down, another version serving,
+    a malformed answer) is logged and skipped: the watcher outlives what it watches."""
+    admin_token(settings)  # no admin access is a set-up error: said once, at the start
     done = 0
     while count is None or done < count:
         t0 = time.monotonic()
-        for variant, ref in refs.items():
+        for variant, (ref, version) in refs.items():
             try:
-                report = check_api(ref, api, variant, seconds, settings)
-            except UserInputError as exc:  # the API is down or has no such variant: try again later
+                report = check_api(ref, api, variant, seconds, settings, version)
+            except Exception as exc:  # try again next round
                 log.warning("drift check of %s skipped: %s", variant, exc)
                 continue
             gauges.set(variant, report)

@@ -61,7 +61,7 @@ class Window:
     meta: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        """Plain JSON (lists of numbers; NaN as null) for ``GET /admin/monitoring/window``."""
+        """Plain JSON (lists of numbers; NaN as null) for ``GET /monitoring/window``."""
 
         def nums(a: npt.NDArray[Any]) -> list[Any]:
             """Numbers as JSON has them: NaN and infinities as null."""
@@ -103,7 +103,7 @@ class Window:
                 arr("features", f),
                 arr("scores", SCORES_PER_LIST),
                 arr("margin", None).reshape(-1),
-                np.asarray(d["sources"], np.int64).reshape(-1, SCORES_PER_LIST).astype(np.uint8),
+                _sources(d["sources"]),
                 np.asarray(d["price"], np.float64).reshape(-1),
                 [str(c) for c in d["category"]],
                 [str(t) for t in d["event_type"]],
@@ -113,11 +113,25 @@ class Window:
                 float(d.get("seconds", 0.0)),
                 dict(d.get("meta", {})),
             )
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
             raise ValueError(f"not a monitoring window: {exc}") from exc
         if len(w.category) != w.price.shape[0] or len(w.event_type) != w.price.shape[0]:
             raise ValueError("not a monitoring window: price, category and event_type differ in length")
+        if not 0 <= w.failures <= w.events_seen or w.lists_seen < 0:
+            raise ValueError("not a monitoring window: the counts are inconsistent")
+        if (
+            w.features.shape[0] != w.scores.shape[0] * ROWS_PER_LIST
+            or w.sources.shape[0] != w.scores.shape[0]
+        ):
+            raise ValueError("not a monitoring window: features, scores and sources differ in length")
         return w
+
+
+def _sources(value: Any) -> npt.NDArray[np.uint8]:
+    a = np.asarray(value, np.int64).reshape(-1, SCORES_PER_LIST)
+    if a.size and (a.min() < 0 or a.max() > 255):
+        raise ValueError("sources outside 0..255")
+    return a.astype(np.uint8)
 
 
 class _Reservoir:
@@ -180,7 +194,7 @@ class LiveWindow:
     ) -> None:
         """One served list: its top products' feature rows (best first), its scores and sources."""
         n = min(scores.shape[0], SCORES_PER_LIST)
-        if n == 0:
+        if n == 0 or features.ndim != 2 or sources.shape[0] < n:
             return
         with self._lock:
             b = self._bucket(time.time() if now is None else now)
@@ -215,7 +229,7 @@ class LiveWindow:
         code = self._codes.get(name)
         if code is None:
             if len(self._names) >= MAX_LABELS:
-                return self._code("(other)") if name != "(other)" else len(self._names) - 1
+                return len(self._names)  # snapshot names this code "(other)"
             code = self._codes[name] = len(self._names)
             self._names.append(name)
         return code

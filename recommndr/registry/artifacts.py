@@ -62,6 +62,11 @@ def sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def model_version(manifest: dict[str, Any]) -> str:
+    """The version a bundle is served as (``/models``, ``model_version``): a hash of its files."""
+    return hashlib.sha256(str(sorted(manifest["files"].items())).encode()).hexdigest()[:12]
+
+
 def dataset_hash(root: Path) -> str:
     """SHA-256 over the dataset's Parquet files (names and bytes), ground truth excluded."""
     h = hashlib.sha256()

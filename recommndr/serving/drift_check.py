@@ -4,8 +4,9 @@ exports (``recommndr_feature_psi``, ``recommndr_drift``, ...) in the API's own r
 ``serving/telemetry.py`` forwards to Application Insights on Azure — and each alerting check
 logged (and sent to MLflow where it is installed and ``MLFLOW_TRACKING_URI`` is set).
 
-On Azure this is the timer Function of ``functions/drift.py`` (every 5 minutes): a Functions
-instance is one process, so its window is its own traffic. Locally ``recommndr monitor watch``
+On Azure this is the timer Function of ``functions/drift.py`` (every 5 minutes): it checks the
+window of the worker process it runs in — with a scaled-out app (a timer runs on one instance) or
+several worker processes, a share of the traffic, not all of it. Locally ``recommndr monitor watch``
 runs the same check from outside, over ``GET /monitoring/window``.
 """
 

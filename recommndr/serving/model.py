@@ -4,7 +4,6 @@ and the explanations ("because you bought ...", "popular in ...", "trending").""
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import logging
 import time
 from dataclasses import dataclass
@@ -24,8 +23,8 @@ from recommndr.monitoring.reference import Reference
 from recommndr.monitoring.window import LiveWindow
 from recommndr.ranking.candidates import RECENT, SOURCE_COPURCHASE, SOURCE_EXPLORE, user_recent
 from recommndr.ranking.features import FEATURES
-from recommndr.ranking.two_stage import TwoStageRecommender, popular
-from recommndr.registry.artifacts import read_manifest
+from recommndr.ranking.two_stage import Ranked, TwoStageRecommender, popular
+from recommndr.registry.artifacts import model_version, read_manifest
 from recommndr.retrieval.base import Query
 from recommndr.retrieval.popularity import PopularityRetriever
 from recommndr.serving.catalogue import ProductCatalogue
@@ -99,7 +98,7 @@ class ServingModel:
 
     @staticmethod
     def _version(manifest: dict[str, Any]) -> str:
-        return hashlib.sha256(str(sorted(manifest["files"].items())).encode()).hexdigest()[:12]
+        return model_version(manifest)
 
     @classmethod
     def load(cls, artifacts: Path, allow_fallback: bool = False) -> ServingModel:
@@ -218,12 +217,25 @@ class ServingModel:
         r = self.ranking.rank([q], k, None if mask is None else [mask], explore=explore)[0]
         if r.popular:
             return self._popular_recs(r.items, r.scores), r.cold, None
-        if r.top_features is not None:
-            self.window.record_list(r.top_features, r.scores, r.sources)
+        if r.top_features is not None and mask is None and not exclude:
+            self._monitor(r)
         reasons = self._reasons(q, r.items, r.sources, r.trend)
         ids = self.catalogue.item_ids[r.items].tolist()
         recs = [Recommendation(i, s, why) for i, s, why in zip(ids, r.scores.tolist(), reasons, strict=True)]
         return recs, r.cold, "ranker_unavailable" if r.degraded else None
+
+    def _monitor(self, r: Ranked) -> None:
+        """Keep an unfiltered ranked list for the drift check, as the reference was ranked: its
+        explored slots (new products placed by the exploration share) are left out of the
+        sources; a failure here is logged, never the request's."""
+        if r.top_features is None:
+            return
+        try:
+            self.window.record_list(
+                r.top_features, r.scores, np.where(r.sources & SOURCE_EXPLORE, 0, r.sources)
+            )
+        except Exception:
+            log.exception("the drift window did not record a list")
 
     def _reasons(self, q: Query, items: np.ndarray, sources: np.ndarray, trend: np.ndarray) -> list[str]:
         """Why each item is shown, for all of them at once: a co-purchase with a recent product,

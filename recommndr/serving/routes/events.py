@@ -84,7 +84,10 @@ async def events(request: Request, state: State) -> Any:
             [(e.user_id, e.item_id, e.event_type,
               int(e.ts.timestamp() * 1e6) if e.ts is not None else now_us) for e in parsed],
         )  # fmt: skip
-    record_fields(state, parsed)
+    try:  # the events are durable already: monitoring never turns their 202 into an error
+        record_fields(state, parsed)
+    except Exception:
+        log.exception("the drift window did not record the events")
     for e in parsed:  # from a list (variant sent): counted under the variant the API assigns the user,
         # so a caller can neither invent a label nor credit the other variant; else "none"
         variant = state.slots.variant_of(e.user_id) if e.variant is not None else "none"
@@ -109,5 +112,5 @@ def record_fields(state: ServingState, parsed: list[EventIn]) -> None:
     for e in parsed:
         idx = cat.index_of(e.item_id)
         price = e.price if e.price is not None else (cat.price_of(idx) if idx >= 0 else float("nan"))
-        rows.append((price, cat.category_l1(idx) if idx >= 0 else "(unknown)", e.event_type))
+        rows.append((round(price, 2), cat.category_l1(idx) if idx >= 0 else "(unknown)", e.event_type))
     state.event_window.record_events(rows)

@@ -95,6 +95,11 @@ def test_a_validation_failure_spike_is_flagged_and_a_trickle_is_not(ref: Referen
     assert not r["kinds"]["validation"] and r["validation_failure_rate"] == pytest.approx(4 / 4004)
 
 
+def test_one_refused_event_on_an_idle_instance_is_not_a_spike(ref: Reference) -> None:
+    r = drift.check(ref, window(np.random.default_rng(14), lists=0, events=1, failures=1))
+    assert not r["kinds"]["validation"] and r["validation"]["p_value"] is None
+
+
 def test_a_window_too_small_to_test_is_reported_untested(ref: Reference) -> None:
     r = drift.check(ref, window(np.random.default_rng(10), lists=20, events=50, shift_b=2.0))
     assert not r["drift"]

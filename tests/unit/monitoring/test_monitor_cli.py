@@ -112,3 +112,17 @@ def test_an_unreachable_api_and_missing_admin_access_are_clear(monkeypatch: pyte
         admin_token(get_settings())
     monkeypatch.setenv("RECOMMNDR_ADMIN_TOKEN", "given")
     assert admin_token(get_settings()) == "given"
+
+
+def test_numeric_timestamps_are_refused_not_misread(artifacts: Path, tmp_path: Path) -> None:
+    path = tmp_path / "epoch.jsonl"
+    path.write_text('{"user_id": 1, "item_id": 1, "event_type": "view", "ts": 1767225600}\n')
+    r = run("monitor", "drift", "--artifacts", str(artifacts), "--events", str(path), "--no-log")
+    assert r.returncode != 0 and "'ts' must be a timestamp" in said(r) and "Traceback" not in r.stderr
+
+
+def test_the_api_window_is_at_most_an_hour(artifacts: Path) -> None:
+    r = run(
+        "monitor", "drift", "--artifacts", str(artifacts), "--api", "http://127.0.0.1:9", "--window", "2h"
+    )
+    assert r.returncode != 0 and "keeps its last 60 minutes" in said(r)

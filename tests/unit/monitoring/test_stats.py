@@ -104,3 +104,15 @@ def test_the_check_does_not_import_scipy() -> None:
     code = "import sys, recommndr.monitoring.drift; print('scipy' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_no_bin_is_empty_by_construction() -> None:
+    x = np.concatenate([np.zeros(600), np.arange(1, 401, dtype=float)])
+    counts = stats.bin_counts(x, stats.quantile_edges(x, 10))
+    assert counts.min() > 0 and counts[0] == 600
+
+
+def test_rare_categories_are_pooled_so_one_unseen_value_is_not_significant() -> None:
+    shares = np.array([0.5, 0.3, 0.2, 0.0])  # the last: a category the reference never saw
+    assert stats.chi_square(shares, [49, 30, 20, 1]) > 0.5
+    assert stats.chi_square(shares, [30, 30, 20, 20]) < 1e-6  # a fifth of the window in it: real

@@ -53,11 +53,11 @@ def test_the_reservoir_is_bounded_and_uniform() -> None:
 
 def test_buckets_merge_at_one_rate_so_a_busy_bucket_keeps_its_share() -> None:
     w = LiveWindow(NAMES, seed=2)
-    offer(w, 1.0, 5000, T0 + 1)  # busy: 5,000 lists, 500 kept
-    offer(w, 2.0, 500, T0 + wmod.BUCKET_S + 1)  # quiet: 500 lists, all kept
+    offer(w, 1.0, 5000, T0 + 1)  # busy: 5,000 lists, LISTS_PER_BUCKET kept
+    offer(w, 2.0, 250, T0 + wmod.BUCKET_S + 1)  # quiet: 250 lists, all kept
     s = w.snapshot(2 * wmod.BUCKET_S, now=T0 + wmod.BUCKET_S + 2)
     share = float(np.mean(s.scores[:, 0] == 2.0))
-    assert share == pytest.approx(500 / 5500, abs=0.02)
+    assert share == pytest.approx(250 / 5250, abs=0.02)
 
 
 def test_the_window_looks_back_only_as_far_as_asked_and_forgets_old_buckets() -> None:
@@ -110,3 +110,40 @@ def test_the_json_form_round_trips_and_refuses_garbage() -> None:
     for bad in ({}, {**s.to_json(), "scores": [[1, 2, 3]]}, {**s.to_json(), "category": []}):
         with pytest.raises(ValueError, match="not a monitoring window"):
             Window.from_json(bad)
+
+
+def test_labels_past_the_limit_read_as_other(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(wmod, "MAX_LABELS", 3)
+    w = LiveWindow(NAMES)
+    w.record_events(
+        [(1.0, "a", "view"), (1.0, "b", "view"), (1.0, "c", "view"), (1.0, "d", "purchase")], now=T0
+    )
+    s = w.snapshot(60, now=T0 + 1)
+    assert sorted(zip(s.category, s.event_type, strict=True)) == [
+        ("(other)", "(other)"), ("(other)", "view"), ("a", "view"), ("b", "view")]  # fmt: skip
+
+
+def test_a_malformed_list_is_not_recorded_and_does_not_raise() -> None:
+    w = LiveWindow(NAMES)
+    w.record_list(np.zeros(2, np.float32), np.ones(3, np.float32), np.ones(3, np.uint8), now=T0)  # 1-D rows
+    w.record_list(
+        np.zeros((3, 2), np.float32), np.ones(3, np.float32), np.ones(1, np.uint8), now=T0
+    )  # sources short
+    assert w.snapshot(60, now=T0 + 1).lists_seen == 0
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"failures": float("inf")},
+        {"failures": 10, "events_seen": 1},
+        {"sources": [[2**70] * 10]},
+        {"sources": [[300] * 10]},
+        {"scores": []},
+    ],
+)
+def test_hostile_json_is_refused_by_name(change: dict[str, object]) -> None:
+    w = LiveWindow(NAMES)
+    offer(w, 1.5, 1, T0)
+    with pytest.raises(ValueError, match="not a monitoring window"):
+        Window.from_json({**w.snapshot(60, now=T0 + 1).to_json(), **change})

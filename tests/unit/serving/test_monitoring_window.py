@@ -76,6 +76,22 @@ def test_served_lists_and_received_events_reach_the_window(client: TestClient, a
     assert report["validation"]["failures"] == 3 and report["lists"] == w.lists_seen
 
 
+def test_the_window_keeps_lists_as_the_reference_ranked_them(client: TestClient, artifacts: Path) -> None:
+    users = [int(u["user_id"]) for u in client.get("/shoppers?n=20").json()["shoppers"]]
+    for _ in range(3):
+        for u in users:  # the API's default exploration share (0.1) places new products
+            assert client.get(f"/recommendations/{u}?k=10").status_code == 200
+    category = client.get("/categories").json()["categories"][0]["name"]
+    for u in users[:5]:  # filtered lists are not what the reference describes: not kept
+        client.get(f"/recommendations/{u}?k=10&category={category}")
+        client.get(f"/recommendations/{u}?k=10&exclude=viewed")
+    w = Window.from_json(client.get("/monitoring/window", headers=_auth()).json()["window"])
+    assert w.lists_seen == 3 * len(users)  # every unfiltered list, none of the filtered ones
+    assert not (w.sources & 8).any()  # explored slots are left out of the sources
+    report = drift.check(Reference.load(artifacts / "monitoring.npz"), w)
+    assert report["features"]["source"]["n"] >= 100 and not report["features"]["source"]["drift"]
+
+
 def test_the_window_is_admin_only_and_its_parameters_are_bounded(client: TestClient) -> None:
     assert client.get("/monitoring/window").status_code == 401
     assert client.get("/monitoring/window?seconds=0", headers=_auth()).status_code == 422
