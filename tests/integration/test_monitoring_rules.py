@@ -26,9 +26,11 @@ def _tool(name: str) -> str:
     return exe
 
 
-def _run(*cmd: str | Path) -> None:
+def _run(*cmd: str | Path) -> str:
+    """The tool's output (stdout and stderr) once it has succeeded."""
     r = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, timeout=300, check=False)
     assert r.returncode == 0, f"{' '.join(str(c) for c in cmd)} failed:\n{r.stdout}\n{r.stderr}"
+    return r.stdout + r.stderr
 
 
 def _alerts() -> list[dict[str, Any]]:
@@ -36,13 +38,24 @@ def _alerts() -> list[dict[str, Any]]:
     return [r for g in doc["groups"] for r in g["rules"] if "alert" in r]
 
 
+def _rule_count(path: Path) -> int:
+    return sum(len(g["rules"]) for g in yaml.safe_load(path.read_text())["groups"])
+
+
 def test_prometheus_configuration_and_rules_load() -> None:
-    _run(_tool("promtool"), "check", "config", MONITORING / "prometheus.yml")
-    _run(_tool("promtool"), "check", "rules", RULES / "recording.yml", RULES / "alerts.yml")
+    out = _run(_tool("promtool"), "check", "config", MONITORING / "prometheus.yml")
+    # the configuration's own rule files are found and read, every rule of them
+    for name in ("recording.yml", "alerts.yml"):
+        assert f"SUCCESS: {_rule_count(RULES / name)} rules found" in out, out
+    out = _run(_tool("promtool"), "check", "rules", RULES / "recording.yml", RULES / "alerts.yml")
+    assert out.count("SUCCESS") == 2 and _rule_count(RULES / "alerts.yml") >= 17, out
 
 
 def test_alertmanager_configuration_loads() -> None:
-    _run(_tool("amtool"), "check-config", MONITORING / "alertmanager.yml")
+    out = _run(_tool("amtool"), "check-config", MONITORING / "alertmanager.yml")
+    assert "SUCCESS" in out and " 1 receivers" in out, out
+    [receiver] = yaml.safe_load((MONITORING / "alertmanager.yml").read_text())["receivers"]
+    assert [w["url"].endswith("/alerts/webhook") for w in receiver["webhook_configs"]] == [True]
 
 
 def test_every_alert_rule_unit_test_passes() -> None:

@@ -10,6 +10,7 @@ import orjson
 from fastapi import APIRouter, Query, Response
 
 from recommndr.errors import ConflictError, NotFoundError
+from recommndr.monitoring.profile import combine
 from recommndr.monitoring.window import MAX_WINDOW_S
 from recommndr.serving.deps import Admin, State
 from recommndr.serving.schemas import RollbackIn, TrafficIn, errors
@@ -64,15 +65,7 @@ async def monitoring_window(
         raise NotFoundError(f"no {variant} is loaded", code="no_model")
 
     def build() -> bytes:  # ~7 MB of JSON for a full window: off the event loop, with orjson
-        lists = model.window.snapshot(seconds)
-        events = state.event_window.snapshot(seconds)
-        window = combine_json(lists.to_json(), events.to_json())
-        return orjson.dumps({"variant": variant, "model_version": model.version, "window": window})
+        window = combine(model.window.snapshot(seconds), state.event_window.snapshot(seconds), seconds)
+        return orjson.dumps({"variant": variant, "model_version": model.version, "window": window.to_json()})
 
     return Response(await asyncio.to_thread(build), media_type="application/json")
-
-
-def combine_json(lists: dict[str, Any], events: dict[str, Any]) -> dict[str, Any]:
-    """One window's JSON: the lists of ``lists``, the events of ``events``."""
-    keep = ("price", "category", "event_type", "failures", "events_seen")
-    return lists | {k: events[k] for k in keep}
