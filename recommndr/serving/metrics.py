@@ -107,6 +107,10 @@ class ApiMetrics:
         self.served = Counter(
             "recommndr_recommendations_served_total", "Lists served", ["variant", "path"], registry=r
         )
+        # products shown in those lists: the canary's trials (each a view or not, a purchase or not)
+        self.impressions = Counter(
+            "recommndr_impressions_total", "Products shown in served lists", ["variant"], registry=r
+        )
         self.events = Counter(
             "recommndr_events_total", "Events accepted", ["event_type", "variant"], registry=r
         )

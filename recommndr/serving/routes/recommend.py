@@ -67,6 +67,7 @@ async def recommendations(
     if not answered:
         degraded.append("online_features_unavailable")
     state.metrics.served.labels(variant, "cold_start" if cold else "two_stage").inc()
+    state.metrics.impressions.labels(variant).inc(len(recs))
     for reason in degraded:
         state.metrics.degraded.labels(reason).inc()
     return json_response({"user_id": user_id, "model_version": m.version, "variant": variant,

@@ -60,10 +60,12 @@ def test_split_is_stable_per_user_and_rollback_returns_everyone(app_env: Path, a
         assert set(seen.values()) == {"champion", "challenger"}
         assert 20 < sum(v == "challenger" for v in seen.values()) < 60
         assert all(c.get(f"/recommendations/{u}?k=3").json()["variant"] == seen[u] for u in range(1, 21))
-        assert (
-            'recommndr_recommendations_served_total{path="two_stage",variant="challenger"}'
-            in c.get("/metrics").text
-        )
+        text = c.get("/metrics").text
+        assert 'recommndr_recommendations_served_total{path="two_stage",variant="challenger"}' in text
+        # the canary's trials: 3 products shown per list (100 lists, the 80 above and 20 again)
+        shown = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                    if line.startswith("recommndr_impressions_total{"))  # fmt: skip
+        assert shown == 3 * 100
         r = c.post("/models/rollback", json={"reason": "CTR dropped"}, headers=auth)
         assert r.status_code == 200 and r.json()["traffic"]["challenger"] == 0.0
         assert {c.get(f"/recommendations/{u}?k=3").json()["variant"] for u in range(1, 41)} == {"champion"}
