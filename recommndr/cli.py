@@ -776,6 +776,182 @@ def monitor_watch_cmd(
         err.print("stopped")
 
 
+FAULTS = ("none", "random", "errors", "slow", "drift")
+
+
+def _loop_paths(workdir: Path | None) -> tuple[Path, str, Path]:
+    """The loop's working folder, MLflow URI and audit trail (settings' defaults)."""
+    from recommndr.registry.tracking import tracking_uri
+
+    settings = get_settings()
+    return (workdir or Path("data/loop")), settings.registry_uri or tracking_uri(), settings.audit_path
+
+
+def _rules(
+    rules_json: str | None, step_seconds: float | None, look_seconds: float | None, local: bool
+) -> dict[str, Any]:
+    from pydantic import ValidationError
+
+    from recommndr.lifecycle.canary import CanaryRules
+
+    try:
+        given = json.loads(rules_json) if rules_json else {}
+        if not isinstance(given, dict):
+            raise ValueError("a JSON object is expected")
+    except ValueError as exc:
+        raise typer.BadParameter(f"not a JSON object of rules: {exc}", param_hint="--rules") from exc
+    if local:  # a canary of minutes on one machine, not hours: shorter holds and guard windows
+        given = {"step_seconds": 30.0, "look_seconds": 3.0, "sustain_s": 15.0, "min_requests": 30, **given}
+    if step_seconds is not None:
+        given["step_seconds"] = step_seconds
+    if look_seconds is not None:
+        given["look_seconds"] = look_seconds
+    elif step_seconds is not None:
+        given.setdefault("look_seconds", max(0.5, min(given.get("look_seconds", 15.0), step_seconds / 3)))
+    try:
+        return CanaryRules.model_validate(given).model_dump(mode="json")
+    except ValidationError as exc:
+        raise typer.BadParameter(str(exc).replace("\n", " "), param_hint="--rules") from exc
+
+
+@app.command("retrain")
+def retrain_cmd(
+    data: Annotated[Path, typer.Option("--data", help="Dataset folder to validate and train on.")],
+    local: Annotated[
+        bool, typer.Option("--local", help="Run the workflow on the local durable backend.")
+    ] = False,
+    api: Annotated[
+        str | None,
+        typer.Option(
+            help="The API whose canary this moves (it must follow the same MLflow registry); "
+            "default: start one here, with simulated shoppers, for the run."
+        ),
+    ] = None,
+    step_seconds: Annotated[
+        float | None, typer.Option(min=0.5, max=86_400, help="Hold time of each canary step.")
+    ] = None,
+    look_seconds: Annotated[
+        float | None, typer.Option(min=0.2, max=3_600, help="Time between looks.")
+    ] = None,
+    canary_fault: Annotated[
+        str, typer.Option(help="Inject a fault into the challenger: none, random, errors, slow or drift.")
+    ] = "none",
+    rules: Annotated[
+        str | None, typer.Option(help="Canary rules as JSON (recommndr.lifecycle.canary.CanaryRules).")
+    ] = None,
+    params: Annotated[Path | None, typer.Option(help="Parameters file (its 'train' section).")] = None,
+    rate: Annotated[
+        float, typer.Option(min=0, max=10_000, help="Simulated shoppers' visits per second.")
+    ] = 40.0,
+    workdir: Annotated[Path | None, typer.Option(help="Working folder [default: data/loop].")] = None,
+    eval_users: Annotated[int, typer.Option(min=100, help="Users scored on the hold-out.")] = 20_000,
+    timeout: Annotated[float, typer.Option(min=1, help="Give up after this many seconds.")] = 3600.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the outcome as JSON.")] = False,
+) -> None:
+    """Retrain → validate → gate → register → canary (5 % → 25 % → 50 % → 100 %) → promote or roll
+    back, on the Durable Task SDK's in-memory backend. Prints the outcome, the reason and each step."""
+    from recommndr.lifecycle.local import retrain_local
+
+    if not local:
+        raise typer.BadParameter("only --local runs here; on Azure the Functions app runs the workflow",
+                                 param_hint="--local")  # fmt: skip
+    if canary_fault not in FAULTS:
+        raise typer.BadParameter(f"must be one of {', '.join(FAULTS)}", param_hint="--canary-fault")
+    if not data.is_dir():
+        raise typer.BadParameter(f"{data} is not a folder", param_hint="--data")
+    folder, uri, audit = _loop_paths(workdir)
+    loop_rules = _rules(rules, step_seconds, look_seconds, local=api is None)
+    t0 = time.perf_counter()
+
+    def traffic(url: str) -> Any:
+        from recommndr.streaming.simulate import shoppers_visiting
+
+        return shoppers_visiting(url, data, rate)
+
+    outcome = retrain_local(data, folder, uri, audit, loop_rules, api=api, fault=canary_fault, params=params,
+                            traffic=traffic, eval_users=eval_users, timeout_s=timeout)  # fmt: skip
+    outcome.setdefault("seconds", round(time.perf_counter() - t0, 1))
+    if as_json:
+        sys.stdout.write(json.dumps(outcome, default=str) + "\n")
+        return
+    out.print(f"[bold]{outcome['outcome']}[/bold]: {outcome['reason']} ({outcome['seconds']:.0f} s)")
+    for step in outcome.get("steps", []):
+        out.print("  " + ", ".join(f"{k}={v}" for k, v in step.items() if k not in ("traffic",)))
+
+
+def _step_input(api: str | None, workdir: Path | None, reason: str, by: str = "cli") -> dict[str, Any]:
+    _folder, uri, audit = _loop_paths(workdir)
+    return {"api": api, "tracking_uri": uri, "audit_path": str(audit), "reason": reason, "by": by,
+            "rules": _rules(None, None, None, local=False), "fault": "none", "load_timeout_s": 120.0}  # fmt: skip
+
+
+@app.command("canary")
+def canary_cmd(
+    api: Annotated[str, typer.Option(help="The API serving the champion and a challenger.")],
+    share: Annotated[
+        float | None, typer.Option(min=0, max=1, help="Set the challenger's share of users.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """One step of the workflow: set the challenger's share (``--share``), or look once at the
+    challenger against the champion since the API started (the sequential tests and the guards)
+    and print the decision the workflow would take."""
+    from recommndr.lifecycle import activities, canary
+
+    cfg = _step_input(api, None, "recommndr canary")
+    if share is not None:
+        result = activities.set_traffic({**cfg, "share": share, "reason": "recommndr canary --share"})
+    else:
+        now = activities.snapshot(cfg)
+        zero = canary.parse_metrics("", 0.0)
+        look = canary.analyse([zero, now], zero, canary.CanaryRules.model_validate(cfg["rules"]), {}, False,
+                              control=activities._control(cfg), alerts=activities._alerts(cfg))["look"]  # fmt: skip
+        result = look
+    if as_json:
+        sys.stdout.write(json.dumps(result, default=str) + "\n")
+        return
+    out.print_json(json.dumps(result, default=str))
+
+
+@app.command("promote")
+def promote_cmd(
+    reason: Annotated[str, typer.Option(help="Why (kept in the audit trail).")] = "manual",
+    api: Annotated[
+        str | None, typer.Option(help="Also move the API's traffic (its admin endpoints).")
+    ] = None,
+) -> None:
+    """The registry's challenger becomes champion (the champion before keeps previous_champion)."""
+    from recommndr.lifecycle import activities
+
+    cfg = _step_input(api, None, reason)
+    versions = activities.alias_versions(cfg, "challenger")
+    if versions is None:
+        raise RecommndrError("the registry has no challenger to promote")
+    served = activities._served(activities._models(cfg)).get("challenger", "") if api else ""
+    cfg["challenger"] = {"versions": versions, "model_version": served}
+    activities.promote({**cfg, "rule": "manual"})
+    out.print(f"promoted {versions}")
+
+
+@app.command("rollback")
+def rollback_cmd(
+    reason: Annotated[str, typer.Option(help="Why (kept in the audit trail).")] = "manual",
+    api: Annotated[str | None, typer.Option(help="Also send the API's traffic back to the champion.")] = None,
+    restore: Annotated[bool, typer.Option(help="Also move champion back to previous_champion.")] = False,
+) -> None:
+    """The challenger's traffic to 0 and its alias removed; with --restore the champion before
+    the last promotion is champion again."""
+    from recommndr.lifecycle import activities
+
+    cfg = _step_input(api, None, reason)
+    if api:
+        activities.set_traffic({**cfg, "share": 0.0, "reason": f"rollback: {reason}"})
+    result = activities.rollback_models({**cfg, "restore_champion": restore, "rule": "manual"})
+    out.print(
+        f"rolled back{' (champion restored: ' + str(result['restored']) + ')' if result['restored'] else ''}"
+    )
+
+
 @app.command("serve")
 def serve_cmd(
     artifacts: Annotated[

@@ -29,3 +29,24 @@ def promotion_gate(new: float | None, has_champion: bool, champion: float | None
     if new > champion:
         return GateDecision(True, f"{GATE_METRIC} {new:.4f} beats the champion's {champion:.4f}")
     return GateDecision(False, f"{GATE_METRIC} {new:.4f} does not beat the champion's {champion:.4f}")
+
+
+def canary_gate(
+    new: float | None, has_champion: bool, champion: float | None, tolerance: float
+) -> GateDecision:
+    """The loop's offline gate: may the challenger go to a canary? Yes when there is no champion,
+    no figure to compare, or when its held-out figure is at most ``tolerance`` (relative) below the
+    champion's: a retrain on the same data scores the same within noise, and the canary, not this
+    gate, judges it on live traffic. A clearly worse model never sees a shopper."""
+    if not has_champion:
+        return GateDecision(True, "no champion yet")
+    if new is None or champion is None:
+        return GateDecision(True, f"no held-out {GATE_METRIC} to compare; the canary decides")
+    floor = champion * (1.0 - tolerance)
+    if new >= floor:
+        return GateDecision(
+            True, f"{GATE_METRIC} {new:.4f} >= {floor:.4f} (the champion's {champion:.4f} - {tolerance:.0%})"
+        )
+    return GateDecision(
+        False, f"{GATE_METRIC} {new:.4f} < {floor:.4f} (the champion's {champion:.4f} - {tolerance:.0%})"
+    )

@@ -46,10 +46,15 @@ def register(
     timings: dict[str, float],
     metrics: dict[str, Any] | None,
     uri: str | None = None,
+    promote: bool = True,
 ) -> Registration:
     """Log and register the bundle (alias ``challenger``), then let the gate decide whether it
-    becomes ``champion``; the decision and its figures are logged."""
+    becomes ``champion``; the decision and its figures are logged. Without ``promote`` it stays
+    ``challenger`` whatever its figures (the loop's canary decides)."""
     run = tracking.log_and_register(artifacts, cfg, timings, metrics, uri)
+    if not promote:
+        log.info("run %s registered as challenger (the canary decides)", run.run_id)
+        return Registration(run.run_id, run.versions, False, "registered for a canary", run.tracking_uri)
     has_champion, champion_score = tracking.champion_metric(run.tracking_uri, GATE_METRIC)
     decision = promotion_gate(run.metrics.get(tracking.metric_key(GATE_METRIC)), has_champion, champion_score)
     if decision.promote:
@@ -65,6 +70,8 @@ def train_and_register(
     track: bool = True,
     eval_users: int = 20_000,
     step: Callable[[str], Any] | None = None,
+    promote: bool = True,
+    uri: str | None = None,
 ) -> TrainOutcome:
     """With a hold-out, fit before it and evaluate on it; fit the served bundle on every event
     into ``out``; with ``track``, log, register and gate. ``step(name)`` is called before each
@@ -77,5 +84,5 @@ def train_and_register(
     if track:
         if step is not None:
             step("logging to MLflow")
-        registration = register(out, cfg, result.timings, metrics)
+        registration = register(out, cfg, result.timings, metrics, uri, promote)
     return TrainOutcome(result, metrics, registration)

@@ -1,0 +1,447 @@
+"""The loop's activities: every I/O of the orchestrations (:mod:`recommndr.lifecycle.workflow`),
+each a function of one small JSON document returning another. Durable Functions (``orchestrations/``),
+the local durable backend (:mod:`recommndr.lifecycle.local`) and the CLI (``recommndr canary``,
+``promote``, ``rollback``) call exactly these.
+
+The document is the orchestration's input (:class:`LoopInput`, as a dict) plus what earlier
+activities returned. Secrets never travel in it: the API's admin token is minted here from
+``RECOMMNDR_ADMIN_JWT_SECRET`` (or taken from ``RECOMMNDR_ADMIN_TOKEN``).
+
+Alias moves go through :func:`move_alias` only: MLflow's alias set, a tag on the version and an
+entry in the append-only audit trail (MLflow keeps no history of aliases) — so "who moved
+champion, when and why" has an answer.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field
+
+from recommndr.errors import RecommndrError, UserInputError
+from recommndr.lifecycle import canary
+from recommndr.lifecycle.gate import GATE_METRIC
+
+log = logging.getLogger(__name__)
+Fault = Literal["none", "random", "errors", "slow", "drift"]
+ALIASES = ("champion", "challenger", "previous_champion")
+HTTP_TIMEOUT_S = 10.0
+
+
+class LoopInput(BaseModel):
+    """What one run of the loop needs (no secrets): it is the orchestration's input."""
+
+    model_config = ConfigDict(extra="allow")  # activities add what earlier ones returned
+    data: str = Field(description="the dataset to validate and train on")
+    out_root: str = Field(description="where the challenger's bundle is written (a folder per run)")
+    api: str = Field(description="the API whose traffic and models the canary moves")
+    tracking_uri: str = Field(description="MLflow tracking and registry")
+    audit_path: str = Field(description="the audit trail (append-only JSON lines)")
+    rules: canary.CanaryRules = Field(default_factory=canary.CanaryRules)
+    params: str | None = Field(None, description="a parameters file (train section)")
+    eval_users: int = Field(20_000, ge=100)
+    gate_tolerance: float = Field(
+        0.02, ge=0, lt=1, description="the challenger may be this much worse offline"
+    )
+    fault: Fault = "none"
+    trigger: str = "manual"
+    by: str = "workflow"
+    load_timeout_s: float = Field(120.0, gt=0, description="how long the API may take to load a model")
+    instance_id: str = ""
+
+
+# --- helpers ----------------------------------------------------------------------------------
+def _token() -> str:
+    from recommndr.config import get_settings
+    from recommndr.monitoring.watch import admin_token
+
+    return admin_token(get_settings(), lifetime_s=600)
+
+
+def _call(cfg: dict[str, Any], method: str, path: str, admin: bool = True, **kw: Any) -> httpx.Response:
+    """One request to the API; a clear error when it cannot be reached or refuses."""
+    url = cfg["api"].rstrip("/") + path
+    headers = {"Authorization": f"Bearer {_token()}"} if admin else {}
+    try:
+        r = httpx.request(method, url, headers=headers, timeout=HTTP_TIMEOUT_S, **kw)
+    except httpx.HTTPError as exc:
+        raise RecommndrError(
+            f"the API at {cfg['api']} could not be reached ({method} {path}): {exc}"
+        ) from exc
+    if r.status_code >= 400:
+        try:
+            message = r.json()["error"]["message"]
+        except (ValueError, KeyError, TypeError):
+            message = r.text[:300]
+        raise RecommndrError(f"{method} {path}: the API answered {r.status_code}: {message}")
+    return r
+
+
+def _models(cfg: dict[str, Any]) -> dict[str, Any]:
+    body: dict[str, Any] = _call(cfg, "GET", "/models", admin=False).json()
+    return body
+
+
+def _served(models: dict[str, Any]) -> dict[str, str]:
+    return {m["variant"]: m["version"] for m in models.get("models", [])}
+
+
+def _client(cfg: dict[str, Any]) -> Any:
+    import os
+
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=cfg["tracking_uri"])
+
+
+def _audit(cfg: dict[str, Any]) -> Any:
+    from recommndr.lifecycle.audit import AuditTrail
+
+    return AuditTrail(Path(cfg["audit_path"]))
+
+
+def _by(cfg: dict[str, Any]) -> str:
+    iid = cfg.get("instance_id")
+    return f"{cfg.get('by', 'workflow')}:{iid}" if iid else str(cfg.get("by", "workflow"))
+
+
+def alias_versions(cfg: dict[str, Any], alias: str) -> dict[str, str] | None:
+    """Each registered model's version behind ``alias`` (None when the ranker has none)."""
+    from recommndr.registry.tracking import RANKER_MODEL, RETRIEVAL_MODEL, alias_version
+
+    client = _client(cfg)
+    out = {}
+    for name in (RETRIEVAL_MODEL, RANKER_MODEL):
+        v = alias_version(client, name, alias)
+        if v is not None:
+            out[name] = str(v.version)
+    return out if RANKER_MODEL in out else None
+
+
+def move_alias(cfg: dict[str, Any], alias: str, versions: dict[str, str] | None, reason: str) -> None:
+    """Point ``alias`` at ``versions`` (None: delete it), tag the versions, and append the move to
+    the audit trail with what the alias pointed to before."""
+    from recommndr.registry.tracking import alias_version
+
+    client = _client(cfg)
+    trail = _audit(cfg)
+    names = versions or {n: "" for n in ("recommndr-retrieval", "recommndr-ranker")}
+    for name in names:
+        before = alias_version(client, name, alias)
+        previous = None if before is None else str(before.version)
+        target = (versions or {}).get(name)
+        if target == previous:
+            continue
+        if target is None:
+            if previous is None:
+                continue
+            client.delete_registered_model_alias(name, alias)
+        else:
+            client.set_registered_model_alias(name, alias, target)
+            client.set_model_version_tag(name, target, f"recommndr.{alias}_since", str(int(time.time())))
+        trail.append("alias", _by(cfg), reason, {"model": name, "alias": alias, "version": target,
+                                                 "previous": previous})  # fmt: skip
+
+
+# --- the activities ---------------------------------------------------------------------------
+def validate_data(cfg: dict[str, Any]) -> dict[str, Any]:
+    """Great Expectations on the dataset: ``{"valid", "reason", "evaluated", "failures"}``."""
+    from recommndr.data.validate import validate_dataset
+
+    data = Path(cfg["data"])
+    if not data.is_dir():
+        return {"valid": False, "reason": f"no dataset at {data}", "evaluated": 0, "failures": []}
+    report = validate_dataset(data)
+    failed = [f"{f.table}.{f.expectation}" for f in report.failures][:10]
+    reason = (f"{report.evaluated} expectations met" if report.success
+              else f"{len(report.failures)} of {report.evaluated} expectations failed: {', '.join(failed)}")  # fmt: skip
+    return {"valid": report.success, "reason": reason, "evaluated": report.evaluated, "failures": failed}
+
+
+def train_challenger(cfg: dict[str, Any]) -> dict[str, Any]:
+    """Train and evaluate (an MLflow run), register the bundle as ``challenger``; no promotion."""
+    from recommndr.lifecycle.train import train_and_register
+    from recommndr.params import load_train_config
+    from recommndr.registry.artifacts import model_version, read_manifest
+
+    out = Path(cfg["out_root"]) / f"challenger-{cfg.get('instance_id') or int(time.time())}"
+    train_cfg = load_train_config(Path(cfg["params"]) if cfg.get("params") else None)
+    outcome = train_and_register(Path(cfg["data"]), out, train_cfg, track=True, eval_users=cfg.get("eval_users", 20_000),
+                                 promote=False, uri=cfg["tracking_uri"])  # fmt: skip
+    reg = outcome.registration
+    assert reg is not None  # track=True
+    metric = (outcome.metrics or {}).get(GATE_METRIC.split(".")[0], {}).get(GATE_METRIC.split(".", 1)[1])
+    _audit(cfg).append(
+        "retrain",
+        _by(cfg),
+        f"trained run {reg.run_id}",
+        {"versions": reg.versions, "trigger": cfg.get("trigger")},
+    )
+    _audit(cfg).append("alias", _by(cfg), "registered a new challenger",
+                       {"model": "*", "alias": "challenger", "version": reg.versions, "previous": None})  # fmt: skip
+    return {"run_id": reg.run_id, "versions": reg.versions, "metric": metric, "artifacts": str(out),
+            "model_version": model_version(read_manifest(out))}  # fmt: skip
+
+
+def gate(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The offline gate: the challenger's held-out figure against the champion's, within
+    ``gate_tolerance`` (the canary judges the rest live)."""
+    from recommndr.lifecycle.gate import canary_gate
+    from recommndr.registry.tracking import champion_metric
+
+    has_champion, champion = champion_metric(cfg["tracking_uri"], GATE_METRIC)
+    d = canary_gate(cfg["challenger"].get("metric"), has_champion, champion, cfg.get("gate_tolerance", 0.02))
+    return {"passed": d.promote, "has_champion": has_champion, "reason": d.reason,
+            "champion_metric": champion, "challenger_metric": cfg["challenger"].get("metric")}  # fmt: skip
+
+
+def reject(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The challenger failed the gate: its alias removed, the decision recorded."""
+    versions = cfg["challenger"]["versions"]
+    if alias_versions(cfg, "challenger") == versions:
+        move_alias(cfg, "challenger", None, f"rejected: {cfg['reason']}")
+    record({**cfg, "action": "rejected", "rule": "offline_gate"})
+    return {"rejected": True}
+
+
+def start_canary(cfg: dict[str, Any]) -> dict[str, Any]:
+    """Wait until the API serves the new challenger beside the champion, inject the fault asked
+    for (tests, demos), and take the counters' baseline."""
+    want = cfg["challenger"]["model_version"]
+    deadline = time.monotonic() + float(cfg.get("load_timeout_s", 120.0))
+    served = _served(_models(cfg))
+    while served.get("challenger") != want:
+        if time.monotonic() > deadline:
+            raise RecommndrError(
+                f"the API at {cfg['api']} did not load challenger {want} within {cfg.get('load_timeout_s')} s "
+                f"(it serves {served}); does it follow the registry at {cfg['tracking_uri']}?"
+            )
+        time.sleep(0.5)
+        served = _served(_models(cfg))
+    if cfg.get("fault", "none") != "none":
+        _call(cfg, "POST", "/models/fault", json={"kind": cfg["fault"]})
+        _audit(cfg).append("fault", _by(cfg), f"injected fault {cfg['fault']} into the challenger", {})
+    baseline = snapshot(cfg)
+    record(
+        {
+            **cfg,
+            "action": "canary_start",
+            "rule": "",
+            "reason": f"challenger {want} beside champion {served['champion']}",
+        }
+    )
+    return {"baseline": baseline, "champion": {"model_version": served["champion"]},
+            "started_at": baseline["at"]}  # fmt: skip
+
+
+def snapshot(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The API's counters now (``/metrics``, summed over its workers)."""
+    return canary.parse_metrics(_call(cfg, "GET", "/metrics", admin=False).text, time.time())
+
+
+def set_traffic(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The challenger's share of users (the champion serves the rest), audited."""
+    share = float(cfg["share"])
+    body = _call(cfg, "POST", "/models/traffic", json={"challenger": share}).json()
+    _audit(cfg).append("traffic", _by(cfg), str(cfg.get("reason", "")), {"challenger": share})
+    return {"traffic": body["traffic"]}
+
+
+def analyse(cfg: dict[str, Any]) -> dict[str, Any]:
+    """One look: the counters, the operator's control, the alerts, the drift check of the
+    variant's window; the decision of :func:`recommndr.lifecycle.canary.analyse`."""
+    rules = canary.CanaryRules.model_validate(cfg["rules"])
+    variant = cfg.get("variant", "challenger")
+    history = [*cfg["history"], snapshot(cfg)]
+    history = canary.trim(history, rules)
+    control = _control(cfg)
+    alerts = _alerts(cfg) if rules.alerts else []
+    drift = _drift(cfg, variant) if rules.drift else None
+    out = canary.analyse(history, cfg["baseline"], rules, cfg.get("state", {}), bool(cfg.get("last_step")),
+                         drift=drift, alerts=alerts, control=control, variant=variant,
+                         business=cfg.get("business", True))  # fmt: skip
+    out["look"]["share"] = cfg.get("share")
+    return {"history": history, **out}
+
+
+def _control(cfg: dict[str, Any]) -> dict[str, Any]:
+    try:
+        body: dict[str, Any] = _call(cfg, "GET", "/models/control").json()
+        return body
+    except RecommndrError as exc:  # an API without the endpoint: no operator input
+        log.warning("no operator control: %s", exc)
+        return {}
+
+
+def _alerts(cfg: dict[str, Any]) -> list[dict[str, Any]]:
+    """Alerts received since the canary began (the API's inbox, newest 100)."""
+    try:
+        body = _call(cfg, "GET", "/alerts", params={"limit": 100}).json()
+    except RecommndrError as exc:
+        log.warning("alerts not read: %s", exc)
+        return []
+    since = float(cfg.get("baseline", {}).get("at", 0.0))
+    rows = body.get("alerts", [])
+    return [a for a in rows if float(a.get("received_at") or 0.0) >= since]
+
+
+def _drift(cfg: dict[str, Any], variant: str) -> dict[str, Any] | None:
+    """The drift check on what ``variant`` served since the canary began (None: not checkable)."""
+    from recommndr.monitoring.drift import check
+    from recommndr.monitoring.reference import FILE as REFERENCE_FILE
+    from recommndr.monitoring.reference import Reference
+    from recommndr.monitoring.watch import fetch_window
+    from recommndr.monitoring.window import MAX_WINDOW_S
+
+    artifacts = Path(cfg["challenger"]["artifacts"]) if variant == "challenger" else None
+    if artifacts is None or not (artifacts / REFERENCE_FILE).exists():
+        return None
+    seconds = min(MAX_WINDOW_S, max(1.0, time.time() - float(cfg["baseline"]["at"])))
+    try:
+        window, _ = fetch_window(cfg["api"], variant, seconds, _token())
+    except (UserInputError, RecommndrError) as exc:
+        log.warning("drift not checked: %s", exc)
+        return None
+    if window.lists_seen < 30:  # too few lists to say anything yet
+        return None
+    return check(Reference.load(artifacts / REFERENCE_FILE), window)
+
+
+def promote(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The challenger becomes champion; the champion before keeps ``previous_champion``."""
+    versions = cfg["challenger"]["versions"]
+    before = alias_versions(cfg, "champion")
+    reason = f"promoted ({cfg.get('rule', '')}): {cfg.get('reason', '')}"
+    if before is not None and before != versions:
+        move_alias(cfg, "previous_champion", before, reason)
+    move_alias(cfg, "champion", versions, reason)
+    if alias_versions(cfg, "challenger") == versions:
+        move_alias(cfg, "challenger", None, reason)
+    if cfg.get("api"):
+        _clear_fault(cfg)
+        if cfg["challenger"].get("model_version"):
+            _wait_served(cfg, "champion", cfg["challenger"]["model_version"])
+        _call(cfg, "POST", "/models/traffic", json={"challenger": 0.0})  # a later challenger starts at 0
+    _audit(cfg).append("promote", _by(cfg), reason, {"versions": versions})
+    record({**cfg, "action": "promote"})
+    return {"promoted": versions}
+
+
+def rollback_models(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The challenger's alias removed (the API drops it); with ``restore_champion``, the
+    champion moved back to ``previous_champion``."""
+    reason = f"rolled back ({cfg.get('rule', '')}): {cfg.get('reason', '')}"
+    restored = None
+    if cfg.get("restore_champion"):
+        restored = alias_versions(cfg, "previous_champion")
+        if restored is None:
+            raise RecommndrError("cannot restore the champion: the registry has no previous_champion")
+        move_alias(cfg, "champion", restored, reason)
+    challenger = (cfg.get("challenger") or {}).get("versions")
+    if challenger is None or alias_versions(cfg, "challenger") == challenger:
+        move_alias(cfg, "challenger", None, reason)
+    if cfg.get("api"):
+        _clear_fault(cfg)
+    _audit(cfg).append("rollback", _by(cfg), reason, {"restored": restored})
+    return {"restored": restored}
+
+
+def _clear_fault(cfg: dict[str, Any]) -> None:
+    if cfg.get("fault", "none") != "none":
+        _call(cfg, "POST", "/models/fault", json={"kind": "none"})
+
+
+def _wait_served(cfg: dict[str, Any], variant: str, version: str) -> None:
+    deadline = time.monotonic() + float(cfg.get("load_timeout_s", 120.0))
+    while _served(_models(cfg)).get(variant) != version:
+        if time.monotonic() > deadline:
+            raise RecommndrError(
+                f"the API did not load {variant} {version} within {cfg.get('load_timeout_s')} s"
+            )
+        time.sleep(0.5)
+
+
+def health_check(cfg: dict[str, Any]) -> dict[str, Any]:
+    """After a rollback: the API ready, the champion expected, nobody on the challenger."""
+    try:
+        _call(cfg, "GET", "/ready", admin=False)
+        models = _models(cfg)
+    except RecommndrError as exc:
+        return {"healthy": False, "reason": str(exc)}
+    served = _served(models)
+    want = (cfg.get("champion") or {}).get("model_version")
+    if cfg.get("restore_champion"):
+        want = None  # the previous champion's bundle: its version is whatever the registry held
+    share = float(models.get("traffic", {}).get("challenger", 0.0))
+    if share > 0:
+        return {"healthy": False, "reason": f"the challenger still gets {share:.0%} of users"}
+    if want is not None and served.get("champion") != want:
+        return {"healthy": False, "reason": f"the API serves champion {served.get('champion')}, not {want}"}
+    return {"healthy": True, "reason": f"ready; champion {served.get('champion')} serves every user"}
+
+
+def record(cfg: dict[str, Any]) -> dict[str, Any]:
+    """A decision as an MLflow run (its numbers as metrics, its reason and rule as tags) and a tag
+    on the challenger's model versions."""
+    from recommndr.registry.tracking import log_experiment
+
+    action = str(cfg.get("action", "decision"))
+    look = cfg.get("look") or {}
+    numbers: dict[str, Any] = {}
+    for name in ("ctr", "cvr"):
+        if isinstance(look.get(name), dict):
+            numbers[name] = {
+                k: v for k, v in look[name].items() if isinstance(v, (int, float)) and not isinstance(v, bool)
+            }
+    version = (cfg.get("challenger") or {}).get("model_version", "")
+    try:
+        run_id, _ = log_experiment(
+            f"{action} {version}".strip(), "canary",
+            {"action": action, "rule": cfg.get("rule", ""), "reason": str(cfg.get("reason", ""))[:500],
+             "instance_id": cfg.get("instance_id", ""), "trigger": cfg.get("trigger", ""), "fault": cfg.get("fault", "none")},
+            numbers, {}, {}, uri=cfg["tracking_uri"],
+        )  # fmt: skip
+        client = _client(cfg)
+        for name, v in ((cfg.get("challenger") or {}).get("versions") or {}).items():
+            client.set_model_version_tag(
+                name, v, "recommndr.canary", f"{action}: {str(cfg.get('reason', ''))[:200]}"
+            )
+    except Exception as exc:  # the record must never turn a rollback into a failure
+        log.error("decision %s not logged to MLflow: %s", action, exc)
+        return {"run_id": None}
+    return {"run_id": run_id}
+
+
+def publish_progress(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The progress document to the API (the ops page draws it); a failure is logged only."""
+    try:
+        _call(cfg, "PUT", "/models/canary", json=cfg["progress"])
+    except RecommndrError as exc:
+        log.warning("canary progress not published: %s", exc)
+        return {"published": False}
+    return {"published": True}
+
+
+ACTIVITIES: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    f.__name__: f
+    for f in (
+        validate_data,
+        train_challenger,
+        gate,
+        reject,
+        start_canary,
+        set_traffic,
+        analyse,
+        promote,
+        rollback_models,
+        health_check,
+        record,
+        publish_progress,
+    )
+}
