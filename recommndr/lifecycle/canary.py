@@ -264,6 +264,9 @@ def analyse(
     champion) and the decision ``{"action", "rule", "reason", "acute"}``; the operator's pending
     request (``control``) comes first."""
     now = history[-1]
+    paused = bool((control or {}).get("paused"))
+    # a paused canary holds its step: only evidence of harm (or a guard) still rolls it back
+    last_step = last_step and not paused
     g = guards(history, rules, variant, float(baseline.get("rss", 0.0)), drift, alerts or [])
     look: dict[str, Any] = {"guards": g}
     new_state = dict(state)
@@ -297,10 +300,10 @@ def analyse(
                 for n in ("ctr", "cvr")
             )
     new_state.pop("_decisions", None)
-    if (control or {}).get("paused") and action == "promote" and rule != "operator_promote":
-        action, rule, reason = "continue", "paused", "paused by the operator: holding at this step"
+    if paused and action == "continue":
+        rule, reason = "paused", "paused by the operator: holding at this step"
     look["decision"] = {"action": action, "rule": rule, "reason": reason, "acute": acute}
-    look["paused"] = bool((control or {}).get("paused"))
+    look["paused"] = paused
     look["at"] = now["at"]
     return {"look": look, "state": new_state}
 
