@@ -114,33 +114,14 @@ def retrain(ctx: Context) -> Orchestration:
     cfg["baseline"] = started["baseline"]
     cfg["champion"] = started["champion"]
     progress["champion_version"] = started["champion"]["model_version"]
+    share = 0.0
     history: list[dict[str, Any]] = [started["baseline"]]
-    state: dict[str, Any] = {}
-    n_steps = len(rules["steps"])
-    decision: dict[str, Any] = {"action": "continue"}
-    for i, share in enumerate(rules["steps"]):
-        moved = yield ctx.call_activity(
-            "set_traffic", {**cfg, "share": share, "reason": f"canary step {i + 1} of {n_steps}"}
-        )
-        steps_done.append({"step": "canary", "index": i, "share": share, "traffic": moved["traffic"]})
-        yield publish(status="canary", step=i, share=share)
-        step_end = ctx.current_utc_datetime + timedelta(seconds=rules["step_seconds"])
-        while True:
-            at = min(ctx.current_utc_datetime + timedelta(seconds=rules["look_seconds"]), step_end)
-            yield ctx.create_timer(at)
-            last = i == n_steps - 1 and ctx.current_utc_datetime >= step_end
-            out = yield ctx.call_activity("analyse", {**cfg, "history": history, "state": state,
-                                                      "last_step": last, "share": share})  # fmt: skip
-            history, state, look = out["history"], out["state"], out["look"]
-            progress["looks"] = [*progress["looks"], look][-MAX_LOOKS_KEPT:]
-            decision = look["decision"]
-            yield publish(decision=decision)
-            if decision["action"] != "continue":
-                break
-            if ctx.current_utc_datetime >= step_end and not look.get("paused"):
-                break  # a paused canary holds its step until it is resumed, promoted or rolled back
-        if decision["action"] != "continue":
-            break
+    try:
+        decision, history, share = yield from _canary(ctx, cfg, progress, publish, steps_done)
+    except Exception as exc:  # an activity failed mid-canary: the challenger must not keep its traffic
+        share = progress["share"]
+        decision = {"action": "rollback", "rule": "workflow_error", "acute": True,
+                    "reason": f"an activity failed during the canary: {exc}"}  # fmt: skip
     steps_done.append({"step": "decision", **decision})
     if decision["action"] == "promote":
         yield publish(status="promoting")
@@ -160,11 +141,46 @@ def retrain(ctx: Context) -> Orchestration:
     yield publish(status="rolling_back")
     rb = yield ctx.call_sub_orchestrator(
         ROLLBACK,
-        _rollback_input(cfg, decision, share=progress["share"], restore=False),
+        _rollback_input(cfg, decision, share=share, restore=False),
         f"{ctx.instance_id}-rollback",
     )
     yield publish(status="rolled_back")
     return finish("rolled_back", decision["reason"], rule=decision["rule"], rollback=rb)
+
+
+def _canary(
+    ctx: Context, cfg: dict[str, Any], progress: dict[str, Any], publish: Any, steps_done: list[dict[str, Any]]
+) -> Generator[Any, Any, tuple[dict[str, Any], list[dict[str, Any]], float]]:
+    """The steps, each held ``step_seconds`` with a look every ``look_seconds``; returns the
+    decision that ended it, the counters' history and the share reached."""
+    rules = cfg["rules"]
+    history: list[dict[str, Any]] = [cfg["baseline"]]
+    state: dict[str, Any] = {}
+    n_steps = len(rules["steps"])
+    decision: dict[str, Any] = {"action": "continue"}
+    share = 0.0
+    for i, share in enumerate(rules["steps"]):
+        moved = yield ctx.call_activity(
+            "set_traffic", {**cfg, "share": share, "reason": f"canary step {i + 1} of {n_steps}"}
+        )
+        steps_done.append({"step": "canary", "index": i, "share": share, "traffic": moved["traffic"]})
+        yield publish(status="canary", step=i, share=share)
+        step_end = ctx.current_utc_datetime + timedelta(seconds=rules["step_seconds"])
+        while True:
+            at = min(ctx.current_utc_datetime + timedelta(seconds=rules["look_seconds"]), step_end)
+            yield ctx.create_timer(at)
+            last = i == n_steps - 1 and ctx.current_utc_datetime >= step_end
+            out = yield ctx.call_activity("analyse", {**cfg, "history": history, "state": state,
+                                                      "last_step": last, "share": share})  # fmt: skip
+            history, state, look = out["history"], out["state"], out["look"]
+            progress["looks"] = [*progress["looks"], look][-MAX_LOOKS_KEPT:]
+            decision = look["decision"]
+            yield publish(decision=decision)
+            if decision["action"] != "continue":
+                return decision, history, share
+            if ctx.current_utc_datetime >= step_end and not look.get("paused"):
+                break  # a paused canary holds its step until it is resumed, promoted or rolled back
+    return decision, history, share
 
 
 def _rollback_input(
