@@ -44,6 +44,9 @@ class LoopInput(BaseModel):
     audit_path: str = Field(description="the audit trail (append-only JSON lines)")
     rules: canary.CanaryRules = Field(default_factory=canary.CanaryRules)
     params: str | None = Field(None, description="a parameters file (train section)")
+    bundle: str | None = Field(
+        None, description="a bundle trained already: registered as the challenger, not retrained"
+    )
     eval_users: int = Field(20_000, ge=100)
     gate_tolerance: float = Field(
         0.02, ge=0, lt=1, description="the challenger may be this much worse offline"
@@ -165,26 +168,38 @@ def validate_data(cfg: dict[str, Any]) -> dict[str, Any]:
 
 
 def train_challenger(cfg: dict[str, Any]) -> dict[str, Any]:
-    """Train and evaluate (an MLflow run), register the bundle as ``challenger``; no promotion."""
-    from recommndr.lifecycle.train import train_and_register
-    from recommndr.params import load_train_config
+    """Train and evaluate (an MLflow run), register the bundle as ``challenger``; no promotion.
+    With ``bundle``, that bundle (and the ``metrics.json`` beside it) is registered instead."""
+    import json
+
+    from recommndr.lifecycle.train import METRICS_FILE, register, train_and_register
+    from recommndr.params import TrainConfig, load_train_config
     from recommndr.registry.artifacts import model_version, read_manifest
 
-    out = Path(cfg["out_root"]) / f"challenger-{cfg.get('instance_id') or int(time.time())}"
-    train_cfg = load_train_config(Path(cfg["params"]) if cfg.get("params") else None)
-    outcome = train_and_register(Path(cfg["data"]), out, train_cfg, track=True, eval_users=cfg.get("eval_users", 20_000),
-                                 promote=False, uri=cfg["tracking_uri"])  # fmt: skip
-    reg = outcome.registration
-    assert reg is not None  # track=True
-    metric = (outcome.metrics or {}).get(GATE_METRIC.split(".")[0], {}).get(GATE_METRIC.split(".", 1)[1])
-    _audit(cfg).append(
-        "retrain",
-        _by(cfg),
-        f"trained run {reg.run_id}",
-        {"versions": reg.versions, "trigger": cfg.get("trigger")},
-    )
-    _audit(cfg).append("alias", _by(cfg), "registered a new challenger",
-                       {"model": "*", "alias": "challenger", "version": reg.versions, "previous": None})  # fmt: skip
+    if cfg.get("bundle"):
+        out = Path(cfg["bundle"])
+        manifest = read_manifest(out)
+        metrics_file = out / METRICS_FILE
+        metrics = json.loads(metrics_file.read_text()) if metrics_file.exists() else None
+        reg = register(
+            out,
+            TrainConfig.model_validate(manifest["config"]),
+            {},
+            metrics,
+            cfg["tracking_uri"],
+            promote=False,
+        )
+    else:
+        out = Path(cfg["out_root"]) / f"challenger-{cfg.get('instance_id') or int(time.time())}"
+        train_cfg = load_train_config(Path(cfg["params"]) if cfg.get("params") else None)
+        outcome = train_and_register(Path(cfg["data"]), out, train_cfg, track=True, eval_users=cfg.get("eval_users", 20_000),
+                                     promote=False, uri=cfg["tracking_uri"])  # fmt: skip
+        assert outcome.registration is not None  # track=True
+        reg, metrics = outcome.registration, outcome.metrics
+    model, name = GATE_METRIC.split(".", 1)
+    metric = (metrics or {}).get(model, {}).get(name)
+    _audit(cfg).append("retrain", _by(cfg), f"registered run {reg.run_id} as challenger",
+                       {"versions": reg.versions, "trigger": cfg.get("trigger"), "bundle": str(out)})  # fmt: skip
     return {"run_id": reg.run_id, "versions": reg.versions, "metric": metric, "artifacts": str(out),
             "model_version": model_version(read_manifest(out))}  # fmt: skip
 

@@ -149,7 +149,11 @@ def retrain(ctx: Context) -> Orchestration:
 
 
 def _canary(
-    ctx: Context, cfg: dict[str, Any], progress: dict[str, Any], publish: Any, steps_done: list[dict[str, Any]]
+    ctx: Context,
+    cfg: dict[str, Any],
+    progress: dict[str, Any],
+    publish: Any,
+    steps_done: list[dict[str, Any]],
 ) -> Generator[Any, Any, tuple[dict[str, Any], list[dict[str, Any]], float]]:
     """The steps, each held ``step_seconds`` with a look every ``look_seconds``; returns the
     decision that ended it, the counters' history and the share reached."""

@@ -38,8 +38,12 @@ def exposition(arms: dict[str, dict[str, float]], rss: float = 1e8) -> str:
         fast, slow = a.get("fast", 0), a.get("slow", 0)
         for le in BUCKETS:
             n = fast + (slow if le in ("0.5", "1.0", "+Inf") else 0)
-            lines.append(f'recommndr_request_seconds_bucket{{endpoint="/recommendations/{{user_id}}",le="{le}",variant="{v}"}} {n}')
-        lines.append(f'recommndr_request_seconds_count{{endpoint="/recommendations/{{user_id}}",variant="{v}"}} {fast + slow}')
+            lines.append(
+                f'recommndr_request_seconds_bucket{{endpoint="/recommendations/{{user_id}}",le="{le}",variant="{v}"}} {n}'
+            )
+        lines.append(
+            f'recommndr_request_seconds_count{{endpoint="/recommendations/{{user_id}}",variant="{v}"}} {fast + slow}'
+        )
         # another endpoint's requests never count as the variant's
         lines.append(f'recommndr_request_seconds_count{{endpoint="/popular",variant="{v}"}} 999')
     return "\n".join(lines) + "\n"
@@ -87,7 +91,9 @@ def _run(looks: list[dict[str, Any]], **kw: Any) -> list[dict[str, Any]]:
     return out
 
 
-def _series(seconds: int, err_rate: float = 0.0, slow: float = 0.0, ctr1: float = 0.05) -> list[dict[str, Any]]:
+def _series(
+    seconds: int, err_rate: float = 0.0, slow: float = 0.0, ctr1: float = 0.05
+) -> list[dict[str, Any]]:
     """One snapshot per second: 10 challenger requests (10 products each) and 90 champion ones."""
     looks = []
     for t in range(seconds + 1):
@@ -126,7 +132,9 @@ def test_a_worse_ctr_is_rolled_back_by_the_sequential_test_and_an_equal_one_prom
     series = _series(300)  # 30,000 challenger products: enough to show it is no worse
     history = trim(series, RULES)
     r = analyse(history, series[0], RULES, {}, last_step=True)
-    assert r["look"]["decision"]["action"] == "promote" and r["look"]["decision"]["rule"] == "msprt_noninferior"
+    assert (
+        r["look"]["decision"]["action"] == "promote" and r["look"]["decision"]["rule"] == "msprt_noninferior"
+    )
     assert r["look"]["ctr"]["z_rule"] is False  # the seed's 2-sigma rule, reported beside it
 
 
@@ -140,7 +148,10 @@ def test_too_few_products_shown_decide_nothing_and_the_last_step_then_rolls_back
 
 def test_the_operator_comes_first_once_per_request_and_a_pause_holds_promotion() -> None:
     series = _series(60)
-    control = {"paused": False, "request": {"id": "r1", "action": "rollback", "by": "ana", "reason": "looks off"}}
+    control = {
+        "paused": False,
+        "request": {"id": "r1", "action": "rollback", "by": "ana", "reason": "looks off"},
+    }
     r = analyse(series, series[0], RULES, {}, False, control=control)
     assert r["look"]["decision"] == {"action": "rollback", "rule": "operator_rollback", "acute": True,
                                      "reason": "rollback requested by ana: looks off"}  # fmt: skip

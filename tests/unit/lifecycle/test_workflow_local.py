@@ -31,15 +31,25 @@ class World:
             d = self.decisions.pop(0) if self.decisions else None
         if d is None:
             action = "promote" if cfg["last_step"] else "continue"
-            d = {"action": action, "rule": "msprt_noninferior" if action == "promote" else "", "reason": "", "acute": False}
-        return {"history": cfg["history"][-2:] + [{"at": len(self.calls)}], "state": {"n": cfg["state"].get("n", 0) + 1},
+            d = {
+                "action": action,
+                "rule": "msprt_noninferior" if action == "promote" else "",
+                "reason": "",
+                "acute": False,
+            }
+        return {"history": [*cfg["history"][-2:], {"at": len(self.calls)}], "state": {"n": cfg["state"].get("n", 0) + 1},
                 "look": {"decision": d, "paused": d.get("rule") == "paused"}}  # fmt: skip
 
     def activities(self) -> dict[str, Callable[[dict[str, Any]], dict[str, Any]]]:
         answers: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
             "validate_data": lambda c: {"valid": True, "reason": "ok", "evaluated": 3, "failures": []},
-            "train_challenger": lambda c: {"run_id": "r1", "versions": {"m": "2"}, "metric": 0.3,
-                                           "artifacts": "/x", "model_version": "v2"},  # fmt: skip
+            "train_challenger": lambda c: {
+                "run_id": "r1",
+                "versions": {"m": "2"},
+                "metric": 0.3,
+                "artifacts": "/x",
+                "model_version": "v2",
+            },
             "gate": lambda c: {"passed": True, "has_champion": True, "reason": "within tolerance"},
             "reject": lambda c: {"rejected": True},
             "start_canary": lambda c: {"baseline": {"at": 0.0}, "champion": {"model_version": "v1"}},
@@ -53,7 +63,9 @@ class World:
         }
         answers.update(self.overrides)
 
-        def wrap(name: str, fn: Callable[[dict[str, Any]], dict[str, Any]]) -> Callable[[dict[str, Any]], dict[str, Any]]:
+        def wrap(
+            name: str, fn: Callable[[dict[str, Any]], dict[str, Any]]
+        ) -> Callable[[dict[str, Any]], dict[str, Any]]:
             def call(cfg: dict[str, Any]) -> dict[str, Any]:
                 with self.lock:
                     self.calls.append((name, cfg))
@@ -71,7 +83,9 @@ class World:
 
 
 def run(world: World, **rules: Any) -> dict[str, Any]:
-    return run_workflow({"api": "http://x", "rules": {**RULES, **rules}}, timeout_s=60, activities=world.activities())
+    return run_workflow(
+        {"api": "http://x", "rules": {**RULES, **rules}}, timeout_s=60, activities=world.activities()
+    )
 
 
 def test_a_good_challenger_climbs_every_step_and_is_promoted() -> None:
@@ -103,13 +117,25 @@ def test_an_acute_fault_rolls_back_at_once_and_a_business_one_steps_down() -> No
 
 
 def test_invalid_data_and_a_failed_gate_are_rejected_before_any_traffic_moves() -> None:
-    w = World(validate_data=lambda c: {"valid": False, "reason": "2 of 9 expectations failed", "evaluated": 9, "failures": []})
+    w = World(
+        validate_data=lambda c: {
+            "valid": False,
+            "reason": "2 of 9 expectations failed",
+            "evaluated": 9,
+            "failures": [],
+        }
+    )
     out = run(w)
     assert out["outcome"] == "rejected" and "expectations failed" in out["reason"]
     assert w.names() == ["validate_data", "record"] and not w.shares()
     w = World(gate=lambda c: {"passed": False, "has_champion": True, "reason": "ndcg 0.1 < 0.3"})
     out = run(w)
-    assert out["outcome"] == "rejected" and w.names() == ["validate_data", "train_challenger", "gate", "reject"]
+    assert out["outcome"] == "rejected" and w.names() == [
+        "validate_data",
+        "train_challenger",
+        "gate",
+        "reject",
+    ]
 
 
 def test_the_first_model_is_promoted_without_a_canary() -> None:
