@@ -102,7 +102,10 @@ class Settings(BaseSettings):
         "rank with drifted features (tests, demos and benchmarks only; never in production).",
     )
     fault_error_rate: float = Field(
-        0.1, ge=0.0, le=1.0, description="Share of the challenger's /recommendations the 'errors' fault fails."
+        0.1,
+        ge=0.0,
+        le=1.0,
+        description="Share of the challenger's /recommendations the 'errors' fault fails.",
     )
     fault_delay_s: float = Field(
         0.3, ge=0.0, le=10.0, description="Delay the 'slow' fault adds to each challenger /recommendations."
