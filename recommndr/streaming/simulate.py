@@ -243,7 +243,8 @@ class TrafficSimulator:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._ready = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._done = threading.Event()
+        self._started = False
         self._result: dict[str, Any] | None = None
         self._failure: BaseException | None = None
         self._reset()
@@ -479,21 +480,26 @@ class TrafficSimulator:
         return self.snapshot()
 
     # --- in a thread of its own ---
+    # The thread's state is this object's own ``_done`` event, never ``Thread.is_alive()``: on
+    # Python 3.11 a Ctrl-C that interrupts ``Thread.join()`` marks a thread that is still running
+    # as stopped (the bpo-45274 fix releases its lock), and a summary would be read mid-run.
 
     def start(self, seconds: float | None = None, *, visits: int | None = None) -> None:
         """Run in a background thread; returns once the API passed the check before the first
         visit (raising its error here when it did not). ``stop()`` ends the run."""
-        if self._thread is not None and self._thread.is_alive():
+        if self.running:
             raise RuntimeError("the simulator is already running")
         self._stop.clear()
         self._ready.clear()
+        self._done.clear()
+        self._started = True
         self._result, self._failure = None, None
-        self._thread = threading.Thread(target=self._main, args=(seconds, visits), name="traffic-simulator",
-                                        daemon=True)  # fmt: skip
-        self._thread.start()
+        thread = threading.Thread(
+            target=self._main, args=(seconds, visits), name="traffic-simulator", daemon=True
+        )
+        thread.start()
         while not self._ready.wait(0.05):
-            if not self._thread.is_alive():
-                self._thread.join()
+            if self._done.is_set():
                 assert self._failure is not None
                 raise self._failure
 
@@ -502,32 +508,32 @@ class TrafficSimulator:
             self._result = asyncio.run(self.run(seconds, visits=visits))
         except BaseException as exc:  # handed to the caller of start() or stop()
             self._failure = exc
+        finally:
+            self._done.set()
 
     @property
     def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        """Started in the background and not finished."""
+        return self._started and not self._done.is_set()
 
-    def stop(self, timeout_s: float | None = None) -> dict[str, Any]:
-        """End the run (the visits in flight finish first) and return its counts."""
-        self._stop.set()
-        if self._thread is None:
-            raise RuntimeError("the simulator was not started")
-        self._thread.join(timeout_s if timeout_s is not None else 2 * self.timeout_s + 10.0)
-        if self._thread.is_alive():
-            raise TimeoutError("the simulator did not stop in time")
+    def _outcome(self) -> dict[str, Any]:
         if self._failure is not None:
             raise self._failure
         assert self._result is not None
         return self._result
 
+    def stop(self, timeout_s: float | None = None) -> dict[str, Any]:
+        """End the run (the visits in flight finish first) and return its counts."""
+        if not self._started:
+            raise RuntimeError("the simulator was not started")
+        self._stop.set()
+        if not self._done.wait(timeout_s if timeout_s is not None else 2 * self.timeout_s + 10.0):
+            raise TimeoutError("the simulator did not stop in time")
+        return self._outcome()
+
     def wait(self, timeout_s: float | None = None) -> dict[str, Any] | None:
         """The result of a background run that ends by itself (``seconds`` or ``visits``), or
         None if it is still running after ``timeout_s``."""
-        if self._thread is None:
+        if not self._started:
             raise RuntimeError("the simulator was not started")
-        self._thread.join(timeout_s)
-        if self._thread.is_alive():
-            return None
-        if self._failure is not None:
-            raise self._failure
-        return self._result
+        return self._outcome() if self._done.wait(timeout_s) else None
