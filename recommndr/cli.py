@@ -952,6 +952,70 @@ def rollback_cmd(
     )
 
 
+stream_app = typer.Typer(
+    no_args_is_help=True,
+    help="Streaming: live shoppers against a running API (the canary's and the job's load).",
+)
+app.add_typer(stream_app, name="stream")
+
+
+@stream_app.command("simulate")
+def stream_simulate_cmd(
+    rate: Annotated[
+        float, typer.Option("--rate", help="Visits per second, open-loop (above 0, at most 10,000).")
+    ],
+    data: Annotated[
+        Path, typer.Option("--data", help="A synthetic shop's folder: its ground truth makes the shoppers.")
+    ],
+    api: Annotated[str, typer.Option("--api", help="The running API.")] = "http://127.0.0.1:8000",
+    seconds: Annotated[
+        float | None, typer.Option("--seconds", help="How long (default: until Ctrl-C).", min=0.001)
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the shoppers and their draws.")] = 0,
+    k: Annotated[int, typer.Option(help="Length of the list each visit asks for.", min=1, max=100)] = 10,
+    max_in_flight: Annotated[
+        int, typer.Option(help="Visits at once; a visit due when this many run is dropped.", min=1, max=4096)
+    ] = 64,
+    timeout: Annotated[float, typer.Option(help="Seconds per request.", min=0.001, max=300)] = 5.0,
+    wait: Annotated[
+        float, typer.Option(help="Seconds to wait for the API to be ready before the first visit.", min=0)
+    ] = 0.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the counts as JSON.")] = False,
+) -> None:
+    """Shoppers drawn from the shop's ground truth ask /recommendations, then view, cart and buy
+    by the offline A/B test's click model and POST /events with the list's variant. Prints the
+    counts per variant (lists, views, carts, purchases, CTR, latency) and the errors by kind."""
+    from recommndr.streaming.report import progress, summary
+    from recommndr.streaming.simulate import TrafficSimulator
+
+    if not data.is_dir():
+        raise typer.BadParameter(f"{data} is not a folder", param_hint="--data")
+    sim = TrafficSimulator(
+        api, data, rate, seed, k, max_in_flight=max_in_flight, timeout_s=timeout, ready_timeout_s=wait
+    )
+    try:
+        sim.start(seconds)
+        if not as_json:
+            err.print(
+                f"visiting {api} at {rate:g} visits/s"
+                + (f" for {seconds:g} s" if seconds else "; Ctrl-C stops")
+            )
+        while (counts := sim.wait(10.0)) is None:
+            if not as_json:
+                err.print(f"{time.strftime('%H:%M:%S')} {progress(sim.snapshot())}")
+    except KeyboardInterrupt:
+        counts = sim.stop()
+    if as_json:
+        sys.stdout.write(json.dumps(counts) + "\n")
+    else:
+        out.print(summary(counts), markup=False, highlight=False)
+    if counts["visits"]["started"] and not counts["variants"]:
+        err.print(
+            f"[red]error[/red]: {api} answered no list ({sum(counts['errors']['recommendations'].values()):,} errors)"
+        )
+        raise typer.Exit(1)
+
+
 @app.command("serve")
 def serve_cmd(
     artifacts: Annotated[

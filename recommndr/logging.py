@@ -9,7 +9,8 @@ import sys
 from rich.console import Console
 from rich.logging import RichHandler
 
-_NOISY = ("great_expectations", "urllib3", "filelock", "dvc", "matplotlib")
+# httpx logs every request at INFO (the traffic simulator makes hundreds a second)
+_NOISY = ("great_expectations", "urllib3", "filelock", "dvc", "matplotlib", "httpx", "httpcore")
 
 
 def configure_logging(level: str = "INFO") -> None:
