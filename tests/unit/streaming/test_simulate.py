@@ -232,7 +232,14 @@ def test_refused_before_the_first_visit(tiny_dataset: Path, world_dir: Path) -> 
     with serving(other.app()) as url, pytest.raises(UserInputError, match=r"not in .* catalogue"):
         run(TrafficSimulator(url, tiny_dataset, rate=10), seconds=1)
     assert other.arrivals == []
-    for bad in ({"rate": 0.0}, {"rate": float("nan")}, {"k": 101}, {"api_url": "127.0.0.1:8000"}):
+    for bad in (
+        {"rate": 0.0},
+        {"rate": float("nan")},
+        {"k": 101},
+        {"api_url": "127.0.0.1:8000"},
+        {"api_url": "http://"},
+        {"api_url": "http://127.0.0.1:99999"},
+    ):
         kwargs: dict[str, Any] = {
             "api_url": "http://127.0.0.1:9",
             "data_dir": tiny_dataset,
