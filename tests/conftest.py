@@ -40,6 +40,18 @@ def artifacts(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     return out
 
 
+@pytest.fixture(scope="session")
+def challenger_artifacts(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A second, different bundle (a smaller ranker) to serve as the challenger (the serving and
+    streaming tests share it)."""
+    from recommndr.params import TrainConfig
+    from recommndr.training.pipeline import train
+
+    out = tmp_path_factory.mktemp("serving-challenger") / "art"
+    train(tiny_dataset, out, TrainConfig.model_validate({"ranker": {"n_estimators": 20}}))
+    return out
+
+
 @pytest.fixture
 def tiny_copy(tiny_dataset: Path, tmp_path: Path) -> Path:
     """A private copy of the tiny dataset that a test may corrupt."""

@@ -217,8 +217,15 @@ class TrafficSimulator:
         ready_timeout_s: float = 0.0,
         click_model: ClickModel | None = None,
     ) -> None:
-        if not api_url.startswith(("http://", "https://")):
-            raise UserInputError(f"the API's URL {api_url!r} is not an http(s) URL")
+        try:
+            url = httpx.URL(api_url)
+            ok = url.scheme in ("http", "https") and bool(url.host) and 0 < (url.port or 80) < 65536
+        except (httpx.InvalidURL, TypeError):
+            ok = False
+        if not ok:
+            raise UserInputError(
+                f"the API's URL {api_url!r} is not an http(s) URL with a host (and a valid port)"
+            )
         if not 0.0 < rate <= MAX_RATE:  # (NaN fails it too)
             raise UserInputError(
                 f"the rate must be above 0 and at most {MAX_RATE:,.0f} visits/s (got {rate})"
