@@ -264,7 +264,8 @@ def set_traffic(cfg: dict[str, Any]) -> dict[str, Any]:
     """The challenger's share of users (the champion serves the rest), audited."""
     share = float(cfg["share"])
     body = _call(cfg, "POST", "/models/traffic", json={"challenger": share}).json()
-    _audit(cfg).append("traffic", _by(cfg), str(cfg.get("reason", "")), {"challenger": share})
+    # the API audits the move itself (under the token's subject); this says why
+    _audit(cfg).append("canary_step", _by(cfg), str(cfg.get("reason", "")), {"challenger": share})
     return {"traffic": body["traffic"]}
 
 

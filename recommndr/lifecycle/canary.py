@@ -274,6 +274,8 @@ def analyse(
         seq, new_state = sequential(delta(now, baseline), rules, state, last_step)
         look.update(seq)
     request = (control or {}).get("request")
+    if request and float(request.get("at") or 0.0) < float(baseline.get("at", 0.0)):
+        request = None  # asked before this canary began (an earlier canary's, a manual rollback's)
     action: Decision = "continue"
     rule, reason, acute = "", "", False
     if request and request.get("id") not in state.get("handled", []):

@@ -36,6 +36,8 @@ import secrets
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -544,3 +546,38 @@ class TrafficSimulator:
         if not self._started:
             raise RuntimeError("the simulator was not started")
         return self._outcome() if self._done.wait(timeout_s) else None
+
+
+@contextmanager
+def shoppers_visiting(
+    api_url: str, data_dir: Path, rate: float, seed: int = 0, ready_timeout_s: float = 3600.0
+) -> Iterator[TrafficSimulator | None]:
+    """Simulated shoppers visiting ``api_url`` while the block runs — or none (a warning says
+    why) when ``rate`` is 0 or the data has no ground truth. The block starts at once: the
+    shoppers begin when the API is ready (within ``ready_timeout_s``; a loop's first model may
+    still be training), and stop when it ends."""
+    from recommndr.evaluation.shoppers import has_ground_truth
+
+    if rate <= 0 or not has_ground_truth(Path(data_dir)):
+        log.warning("no simulated shoppers: %s", "rate 0" if rate <= 0 else f"{data_dir} has no ground truth")
+        yield None
+        return
+    sim = TrafficSimulator(api_url, Path(data_dir), rate, seed, ready_timeout_s=ready_timeout_s)
+
+    def start() -> None:
+        try:
+            sim.start()
+        except Exception as exc:  # the API never became ready, or the block ended first
+            log.warning("the simulated shoppers did not start: %s", exc)
+
+    starter = threading.Thread(target=start, name="traffic-simulator-start", daemon=True)
+    starter.start()
+    try:
+        yield sim
+    finally:
+        while starter.is_alive():  # still waiting for the API: make its check give up
+            sim._stop.set()
+            starter.join(0.2)
+        if sim.running:
+            counts = sim.stop()
+            log.info("simulated shoppers: %s visits", counts.get("visits", {}).get("completed"))

@@ -157,6 +157,9 @@ def test_the_operator_comes_first_once_per_request_and_a_pause_holds_promotion()
                                      "reason": "rollback requested by ana: looks off"}  # fmt: skip
     again = analyse(series, series[0], RULES, r["state"], False, control=control)
     assert again["look"]["decision"]["action"] == "continue"  # the same request is not replayed
+    later = [{**x, "at": x["at"] + 100} for x in series]  # a canary begun after the request was made
+    stale = analyse(later, later[0], RULES, {}, False, control=control)
+    assert stale["look"]["decision"]["action"] == "continue"
     held = analyse(series, series[0], RULES, {}, True, control={"paused": True, "request": None})
     assert held["look"]["decision"]["rule"] == "paused" and held["look"]["paused"]
 
