@@ -307,26 +307,62 @@ def _alerts(cfg: dict[str, Any]) -> list[dict[str, Any]]:
     return [a for a in rows if float(a.get("received_at") or 0.0) >= since]
 
 
-def _drift(cfg: dict[str, Any], variant: str) -> dict[str, Any] | None:
-    """The drift check on what ``variant`` served since the canary began (None: not checkable)."""
-    from recommndr.monitoring.drift import check
+def _reference(cfg: dict[str, Any], variant: str) -> Path | None:
+    """The monitoring reference of what ``variant`` serves: the challenger's bundle folder, or
+    the registry's champion run's (fetched once per run into ``out_root``)."""
     from recommndr.monitoring.reference import FILE as REFERENCE_FILE
+    from recommndr.registry.tracking import RANKER_MODEL, alias_version
+
+    if variant == "challenger":
+        path = Path(cfg["challenger"]["artifacts"]) / REFERENCE_FILE
+        return path if path.exists() else None
+    version = alias_version(_client(cfg), RANKER_MODEL, "champion")
+    if version is None:
+        return None
+    dest = Path(cfg["out_root"]) / "references" / f"{version.run_id}.npz"
+    if not dest.exists():
+        from mlflow.artifacts import download_artifacts
+
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            got = download_artifacts(run_id=version.run_id, artifact_path=f"bundle/{REFERENCE_FILE}",
+                                     dst_path=str(dest.parent / f".{version.run_id}"), tracking_uri=cfg["tracking_uri"])  # fmt: skip
+        except Exception as exc:  # an older bundle without one, an unreachable store
+            log.warning("no monitoring reference for the champion's run %s: %s", version.run_id, exc)
+            return None
+        Path(got).replace(dest)
+    return dest
+
+
+def _drift(cfg: dict[str, Any], variant: str) -> dict[str, Any] | None:
+    """Drift of the challenger's own making: the drift check of what it served since the canary
+    began (against its reference) and of what the champion served beside it on the same traffic
+    (against the champion's); a kind counts only where the challenger flags it and the champion
+    does not — shoppers who changed, or a clock that moved on, shift both arms alike, and that is
+    the monitoring's alert, not the canary's. None when it cannot be checked yet."""
+    from recommndr.monitoring.drift import check
     from recommndr.monitoring.reference import Reference
     from recommndr.monitoring.watch import fetch_window
     from recommndr.monitoring.window import MAX_WINDOW_S
 
-    artifacts = Path(cfg["challenger"]["artifacts"]) if variant == "challenger" else None
-    if artifacts is None or not (artifacts / REFERENCE_FILE).exists():
+    if variant != "challenger":
         return None
     seconds = min(MAX_WINDOW_S, max(1.0, time.time() - float(cfg["baseline"]["at"])))
-    try:
-        window, _ = fetch_window(cfg["api"], variant, seconds, _token())
-    except (UserInputError, RecommndrError) as exc:
-        log.warning("drift not checked: %s", exc)
-        return None
-    if window.lists_seen < 30:  # too few lists to say anything yet
-        return None
-    return check(Reference.load(artifacts / REFERENCE_FILE), window)
+    flagged: dict[str, dict[str, bool]] = {}
+    for arm in ("challenger", "champion"):
+        ref = _reference(cfg, arm)
+        if ref is None:
+            return None
+        try:
+            window, _ = fetch_window(cfg["api"], arm, seconds, _token())
+        except (UserInputError, RecommndrError) as exc:
+            log.warning("drift not checked: %s", exc)
+            return None
+        if window.lists_seen < 30:  # too few lists to say anything yet
+            return None
+        flagged[arm] = {k: bool(v) for k, v in check(Reference.load(ref), window)["kinds"].items()}
+    kinds = {k: v and not flagged["champion"].get(k, False) for k, v in flagged["challenger"].items()}
+    return {"kinds": kinds, "challenger": flagged["challenger"], "champion": flagged["champion"]}
 
 
 def promote(cfg: dict[str, Any]) -> dict[str, Any]:
