@@ -141,6 +141,22 @@ def test_a_promotion_is_watched_and_undone_when_the_champion_fails(loop_function
     assert end.output["outcome"] == "rolled_back" and end.output["after_promotion"] is True
 
 
+def test_a_paused_canary_past_its_step_waits_a_whole_look(loop_functions, loop_input) -> None:  # type: ignore[no-untyped-def]
+    """Paused on the last look of step 1: the canary holds, looking once per look_seconds — not
+    at the step's end again, which has passed (a timer in the past fires at once: a busy loop of
+    looks against the API)."""
+    shop = Shop(lambda n, i: {**CONTINUE, "paused": True} if 2 <= n <= 5 else
+                ({"action": "promote", "rule": "business", "reason": "ok"} if i["last_step"] else CONTINUE))  # fmt: skip
+    h = History("retrain", loop_input)
+    end = drive(loop_functions["retrain"], h, shop.results())
+    assert end.done and end.output["outcome"] == "promoted"
+    timers = [a.fire_at for a in end.actions if a.kind == "timer"]
+    gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(timers)]
+    # 20 s looks in a 60 s step: 22 s (a look, then two activities of a second), 18 s to the
+    # step's end; then, paused past it, a look and the activities each time, never 0 s
+    assert gaps[:6] == [22.0, 18.0, 22.0, 22.0, 22.0, 22.0], gaps
+
+
 # --- determinism ----------------------------------------------------------------------------------
 @pytest.mark.parametrize("schema", [0, 1], ids=["replay-schema-V1", "replay-schema-V2"])
 def test_replaying_a_recorded_history_asks_for_the_same_actions(loop_functions, loop_input, schema) -> None:  # type: ignore[no-untyped-def]
