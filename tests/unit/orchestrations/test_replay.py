@@ -215,6 +215,33 @@ def test_a_failed_activity_fails_the_orchestration_with_its_reason(loop_function
     assert not result.done and "the dataset has no events" in (result.error or "")
 
 
+def test_an_activity_failing_mid_canary_rolls_the_challenger_back(loop_functions, loop_input) -> None:  # type: ignore[no-untyped-def]
+    """The library throws a TaskFailed into the generator where it waits (inside the canary's
+    own generator, through ``yield from``): the workflow catches it and rolls back at once."""
+    shop = Shop()
+    results = shop.results()
+    looks = iter([True, False])
+
+    def analyse(input_: Any) -> Any:
+        if next(looks):
+            return results["analyse"](input_)
+        raise RuntimeError("GET /metrics: the API answered 503")
+
+    h = History("retrain", loop_input, instance_id="retrain-9")
+    end = drive(loop_functions["retrain"], h, {**results, "analyse": analyse})
+    failed = [e for e in h.events if e["EventType"] == 6]  # TaskFailed
+    assert len(failed) == 1 and "503" in failed[0]["Reason"]
+    call = [a for a in end.actions if a.kind == "sub"][-1]
+    assert (call.name, call.instance_id, call.input["rule"]) == (
+        "rollback",
+        "retrain-9-rollback",
+        "workflow_error",
+    )
+    assert call.input["acute"] is True and call.input["share"] == 0.05
+    assert "503" in call.input["reason"]
+    assert end.done and end.output["outcome"] == "rolled_back" and end.output["rule"] == "workflow_error"
+
+
 # --- rollback -------------------------------------------------------------------------------------
 def rollback_input(loop_input: dict[str, Any], **changes: Any) -> dict[str, Any]:
     return {**loop_input, "reason": "12 % of answers failed", "rule": "errors", "acute": True,
