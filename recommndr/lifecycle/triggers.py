@@ -155,8 +155,9 @@ async def start(
         )
         return {"action": "rollback", "started": None, "running": busy[0],
                 "reason": f"asked the running canary {busy[0]} to roll back"}  # fmt: skip
+    iid = new_instance_id(ROLLBACK)
     rb = {**cfg, "reason": request.reason, "rule": "manual", "acute": True, "share": 0.0,
-          "restore_champion": request.restore_champion}  # fmt: skip
-    iid = await client.start_new(ROLLBACK, instance_id=new_instance_id(ROLLBACK), client_input=rb)
+          "restore_champion": request.restore_champion, "instance_id": iid}  # fmt: skip
+    iid = await client.start_new(ROLLBACK, instance_id=iid, client_input=rb)
     log.warning("rollback %s started (by %s): %s", iid, request.by, request.reason)
     return {"action": "rollback", "started": iid, "running": None, "reason": request.reason}

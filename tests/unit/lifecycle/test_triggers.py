@@ -191,3 +191,4 @@ def test_a_rollback_with_no_canary_running_starts_the_rollback_orchestration(loo
         "reason": "bad night", "rule": "manual", "acute": True, "share": 0.0, "restore_champion": True,
         "by": "admin:ana", "trigger": "queue"}  # fmt: skip
     assert cfg["rules"]["look_seconds"] == 30.0  # the rollback's health checks wait on it
+    assert cfg["instance_id"] == iid  # its audit entries name it (the rollback sets none itself)
