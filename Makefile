@@ -116,12 +116,12 @@ demo: setup
 	wait -n
 
 lint: setup
-	$(BIN)/ruff check recommndr tests benchmarks training_colab functions function_app.py
-	$(BIN)/ruff format --check recommndr tests benchmarks training_colab functions function_app.py
+	$(BIN)/ruff check recommndr tests benchmarks training_colab functions orchestrations function_app.py
+	$(BIN)/ruff format --check recommndr tests benchmarks training_colab functions orchestrations function_app.py
 	$(BIN)/lint-imports --no-cache --no-logo
 
 typecheck: setup
-	$(BIN)/mypy recommndr function_app.py training_colab/colab_gpu.py
+	$(BIN)/mypy recommndr orchestrations function_app.py training_colab/colab_gpu.py
 
 frontend-check: frontend
 	cd $(FRONTEND) && node_modules/.bin/tsc --noEmit

@@ -169,6 +169,26 @@ class Settings(BaseSettings):
     max_event_body_bytes: int = Field(
         1 << 20, ge=1024, le=64 << 20, description="Largest POST /events body (bytes); larger is a 413."
     )
+    # the loop as the Functions app starts it (a timer, the recommndr-loop queue); the CLI takes
+    # the same values as options (`recommndr retrain --local --data ...`)
+    loop_data_dir: Path | None = Field(
+        None, description="The dataset folder a scheduled or enqueued retrain validates and trains on."
+    )
+    loop_api_url: str | None = Field(
+        None,
+        description="The API whose traffic and models the loop's canary moves; default on Azure: the "
+        "Functions app itself, https://$WEBSITE_HOSTNAME.",
+    )
+    loop_workdir: Path = Field(
+        Path("data/loop"), description="Where the loop writes each challenger's bundle (bundles/)."
+    )
+    loop_rules: dict[str, float | int | bool | list[float]] = Field(
+        {},
+        description="The canary's rules as JSON (recommndr.lifecycle.canary.CanaryRules; unset ones keep "
+        'their defaults), e.g. {"step_seconds": 600, "look_seconds": 30}.',
+    )
+    loop_params: Path | None = Field(None, description="A parameters file whose train section the loop uses.")
+    loop_eval_users: int = Field(20_000, ge=100, description="Users the loop's evaluation scores.")
 
     @field_validator("admin_allowed_networks", "trusted_proxies")
     @classmethod

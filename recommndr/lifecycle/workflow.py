@@ -171,7 +171,9 @@ def _canary(
         yield publish(status="canary", step=i, share=share)
         step_end = ctx.current_utc_datetime + timedelta(seconds=rules["step_seconds"])
         while True:
-            at = min(ctx.current_utc_datetime + timedelta(seconds=rules["look_seconds"]), step_end)
+            at = ctx.current_utc_datetime + timedelta(seconds=rules["look_seconds"])
+            if ctx.current_utc_datetime < step_end:  # the last look of a step falls on its end; a
+                at = min(at, step_end)  # paused step, past it, still looks a look apart
             yield ctx.create_timer(at)
             last = i == n_steps - 1 and ctx.current_utc_datetime >= step_end
             out = yield ctx.call_activity("analyse", {**cfg, "history": history, "state": state,
