@@ -22,6 +22,7 @@ FRONTEND_SOURCES = (
     "components",
     "lib",
     "types",
+    "instrumentation.ts",
     "next.config.ts",
     "package-lock.json",
     "tsconfig.json",
