@@ -64,8 +64,8 @@ export function ControlPanel({
     <section className="ops-panel" aria-labelledby="ops-control" data-testid="ops-control">
       <h2 id="ops-control">Control</h2>
       <dl className="facts">
-        <dt>Workflow</dt>
-        <dd data-testid="ops-paused">{control.paused ? "paused" : "running"}</dd>
+        <dt>Canary</dt>
+        <dd data-testid="ops-paused">{control.paused ? "paused (held at its step)" : "not paused"}</dd>
         <dt>Pending request</dt>
         <dd data-testid="ops-request">
           {control.request
@@ -229,7 +229,9 @@ export function CanaryPanel({ answer }: { answer: CanaryAnswer }) {
   const looks = c?.looks ?? [];
   const steps = c?.steps ?? [];
   const variants = Object.entries(answer.variants ?? {});
-  const diffs = Object.entries(answer.difference ?? {});
+  // ctr and cvr: an interval, or null until both arms have enough data; beside them the test's tau and alpha
+  const difference = answer.difference ?? {};
+  const diffs = (["ctr", "cvr"] as const).filter((m) => m in difference).map((m) => [m, difference[m] ?? null] as const);
   return (
     <section className="ops-panel" aria-labelledby="ops-canary" data-testid="ops-canary">
       <h2 id="ops-canary">Canary</h2>
@@ -335,10 +337,22 @@ export function CanaryPanel({ answer }: { answer: CanaryAnswer }) {
         <ul className="ops-list" data-testid="ops-difference">
           {diffs.map(([metric, d]) => (
             <li key={metric}>
-              {metric.toUpperCase()} challenger − champion: <strong>{pp(d.estimate)}</strong>, confidence sequence [
-              {pp(d.ci_low)}, {pp(d.ci_high)}], always-valid p {num(d.p_value, 2)}
+              {metric === "ctr" ? "CTR" : "Conversion"} challenger − champion:{" "}
+              {d ? (
+                <>
+                  <strong>{pp(d.estimate)}</strong>, confidence sequence [{pp(d.ci_low)}, {pp(d.ci_high)}], always-valid
+                  p {num(d.p_value, 2)}
+                </>
+              ) : (
+                "not enough data in both arms yet"
+              )}
             </li>
           ))}
+          {typeof difference.tau === "number" && (
+            <li className="note">
+              mSPRT with τ = {num(difference.tau)}, α = {num(difference.alpha)}
+            </li>
+          )}
         </ul>
       )}
 

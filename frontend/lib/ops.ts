@@ -121,7 +121,8 @@ export interface CanaryAnswer {
   control: Control;
   traffic: Record<string, number>;
   variants: Record<string, VariantCounts>;
-  difference: Record<string, Difference>;
+  /** `ctr` and `cvr` (null until both arms have enough data), and the test's `tau` and `alpha`. */
+  difference: { ctr?: Difference | null; cvr?: Difference | null; tau?: number; alpha?: number };
 }
 
 export interface AuditEntry {
