@@ -82,6 +82,34 @@ class Settings(BaseSettings):
     challenger_traffic: float = Field(
         0.0, ge=0.0, le=1.0, description="Initial share of users for the challenger."
     )
+    control_file: Path = Field(
+        Path("data/serving/control.json"),
+        description="The operator's state shared by the API's worker processes (paused, the pending "
+        "promote or rollback request, the injected fault), written atomically like traffic_file.",
+    )
+    canary_file: Path = Field(
+        Path("data/serving/canary.json"),
+        description="The running canary's progress, as the workflow publishes it (PUT /models/canary).",
+    )
+    audit_path: Path = Field(
+        Path("data/audit.jsonl"),
+        description="The append-only, hash-chained audit trail of alias moves, traffic changes, "
+        "promotions, rollbacks, pauses and faults (recommndr/lifecycle/audit.py).",
+    )
+    fault_injection: bool = Field(
+        False,
+        description="Allow POST /models/fault to make the challenger fail, slow down, rank at random or "
+        "rank with drifted features (tests, demos and benchmarks only; never in production).",
+    )
+    fault_error_rate: float = Field(
+        0.1,
+        ge=0.0,
+        le=1.0,
+        description="Share of the challenger's /recommendations the 'errors' fault fails.",
+    )
+    fault_delay_s: float = Field(
+        0.3, ge=0.0, le=10.0, description="Delay the 'slow' fault adds to each challenger /recommendations."
+    )
     recommend_threads: int = Field(
         2, ge=0, le=64, description="Threads computing recommendations (0: on the event loop itself)."
     )

@@ -57,6 +57,9 @@ def _fresh_settings(
     monkeypatch.setenv("RECOMMNDR_ONLINE_STORE_PATH", str(online))
     monkeypatch.setenv("RECOMMNDR_TRAFFIC_FILE", str(online.parent / "traffic.json"))
     monkeypatch.setenv("RECOMMNDR_ALERT_INBOX_PATH", str(online.parent / "alerts.db"))
+    monkeypatch.setenv("RECOMMNDR_CONTROL_FILE", str(online.parent / "control.json"))
+    monkeypatch.setenv("RECOMMNDR_CANARY_FILE", str(online.parent / "canary.json"))
+    monkeypatch.setenv("RECOMMNDR_AUDIT_PATH", str(online.parent / "audit.jsonl"))
     get_settings.cache_clear()
     yield
     get_settings.cache_clear()

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -24,6 +24,16 @@ TREND_COL = FEATURES.index("item_trend")
 TOP_FEATURE_ROWS = 3  # feature rows kept per ranked list (Ranked.top_features), for monitoring
 Mask = npt.NDArray[np.bool_]
 U8 = npt.NDArray[np.uint8]
+
+
+class Perturbation(Protocol):
+    """What a fault injected into a served model does to its ranking (``serving/faults.py``): the
+    feature matrix it ranks with and the scores it ranks by, replaced. The ranking itself knows
+    no fault; a healthy recommender has none (``TwoStageRecommender.perturb`` is None)."""
+
+    def features(self, X: F32) -> F32: ...
+
+    def scores(self, scores: F32) -> F32: ...
 
 
 def candidate_features(tables: FeatureTables, queries: Sequence[Query], cands: Sequence[Candidates]) -> F32:
@@ -116,6 +126,8 @@ class TwoStageRecommender:
         # what exploration offers: products with no event before the cut-off (placed in the factor
         # space from their attributes, retrieval/cold.py) and new arrivals
         self.new_products: I64 = np.flatnonzero(~generator.als.item_known | generator.popularity.new_arrival)
+        # a fault injected into the served challenger (serving/faults.py); None: ranked as trained
+        self.perturb: Perturbation | None = None
 
     def explore(self, q: Query, ranked: Ranked, k: int, share: float, mask: Mask | None) -> Ranked:
         """``ranked`` with every ``1/share``-th place (the 1/share-th, 2/share-th, ... rounded up)
@@ -222,6 +234,9 @@ class TwoStageRecommender:
         """Rank the candidates of ``todo`` (query position, candidates) with one ranker call."""
         cands = [c for _, c in todo]
         X = candidate_features(self.tables, [queries[i] for i, _ in todo], cands)
+        perturb = self.perturb
+        if perturb is not None:
+            X = perturb.features(X)
         degraded = False
         try:
             scores = self.ranker.score(X)
@@ -231,6 +246,8 @@ class TwoStageRecommender:
             log.exception("ranker failed; serving the retrieval order")
             degraded = True
             scores = np.concatenate([retrieval_order(c) for c in cands])
+        if perturb is not None:
+            scores = perturb.scores(scores)
         start = 0
         for i, c in todo:
             n = c.items.shape[0]

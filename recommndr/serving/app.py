@@ -20,7 +20,7 @@ from recommndr import __version__
 from recommndr.config import get_settings
 from recommndr.serving import handlers
 from recommndr.serving.middleware import BodyLimitMiddleware, ObserveMiddleware
-from recommndr.serving.routes import admin, alerts, catalogue, events, ops, recommend
+from recommndr.serving.routes import admin, alerts, canary, catalogue, events, ops, recommend
 from recommndr.serving.runtime import ServingState
 
 
@@ -48,7 +48,7 @@ def create_app(artifacts: Path | None = None, event_log_dir: Path | None = None)
     handlers.install(app)
     app.add_middleware(BodyLimitMiddleware, limit=state.settings.max_event_body_bytes)
     app.add_middleware(ObserveMiddleware, metrics=state.metrics)  # outermost: it sees every answer
-    for room in (ops, recommend, catalogue, events, admin, alerts):
+    for room in (ops, recommend, catalogue, events, admin, canary, alerts):
         app.include_router(room.router)
     generate = app.openapi
 
@@ -57,6 +57,7 @@ def create_app(artifacts: Path | None = None, event_log_dir: Path | None = None)
             doc = generate()  # cached by FastAPI in app.openapi_schema
             events.document_body(doc)
             alerts.document_body(doc)
+            canary.document_body(doc)
         return app.openapi_schema or generate()
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -43,6 +43,9 @@ ALERT_NAMES = frozenset({
     "RecommndrTargetDown",
 })  # fmt: skip
 SEVERITIES = frozenset({"critical", "warning", "info"})
+RECOMMEND_ENDPOINT = "/recommendations/{user_id}"  # the route whose answers are counted per variant
+COUNTERS = ("lists", "views", "carts", "purchases", "requests", "errors")
+_EVENT_COUNTER = {"view": "views", "add_to_cart": "carts", "purchase": "purchases"}
 
 
 def resident_bytes() -> float | None:
@@ -81,6 +84,29 @@ def variant_rates(families: Iterable[Metric]) -> GaugeMetricFamily:
     return rates
 
 
+def variant_counts(families: Iterable[Metric], variants: Iterable[str]) -> dict[str, dict[str, float]]:
+    """Per variant, the totals the canary compares: lists served, the views, add-to-carts and
+    purchases attributed to it, ``/recommendations`` requests (the latency histogram's count) and
+    their 5xx answers — from the same families ``/metrics`` renders (summed over the workers)."""
+    out = {v: dict.fromkeys(COUNTERS, 0.0) for v in variants}
+    for fam in families:
+        for s in fam.samples:
+            c = out.get(s.labels.get("variant", ""))
+            if c is None:
+                continue
+            if s.name == "recommndr_recommendations_served_total":
+                c["lists"] += s.value
+            elif s.name == "recommndr_events_total" and s.labels.get("event_type") in _EVENT_COUNTER:
+                c[_EVENT_COUNTER[s.labels["event_type"]]] += s.value
+            elif (
+                s.name == "recommndr_request_seconds_count" and s.labels.get("endpoint") == RECOMMEND_ENDPOINT
+            ):
+                c["requests"] += s.value
+            elif s.name == "recommndr_variant_errors_total":
+                c["errors"] += s.value
+    return out
+
+
 class _Families(Collector):
     def __init__(self, families: list[Metric]) -> None:
         self.families = families
@@ -100,6 +126,12 @@ class ApiMetrics:
                                  buckets=LATENCY_BUCKETS, registry=r)  # fmt: skip
         self.errors = Counter(
             "recommndr_errors_total", "Responses with status >= 500", ["endpoint"], registry=r
+        )
+        self.variant_errors = Counter(
+            "recommndr_variant_errors_total",
+            f"5xx answers of {RECOMMEND_ENDPOINT} per variant (the canary's error-rate guard)",
+            ["variant"],
+            registry=r,
         )
         self.client_errors = Counter(
             "recommndr_client_errors_total", "4xx responses", ["endpoint", "code"], registry=r
@@ -165,8 +197,13 @@ class ApiMetrics:
         """The exposition text: every metric (summed over the workers in multiprocess mode) and
         the per-variant rates."""
         self.sample_process()
-        families = list(self._source.collect())
+        families = self.families()
         return generate_latest(_Families([*families, variant_rates(families)]))
+
+    def families(self) -> list[Metric]:
+        """Every metric family as ``/metrics`` reports it (summed over the workers in
+        multiprocess mode)."""
+        return list(self._source.collect())
 
     def close(self) -> None:
         """This worker is ending: drop its live gauges (multiprocess mode)."""

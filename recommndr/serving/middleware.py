@@ -8,12 +8,13 @@ from typing import Any
 
 from recommndr.errors import PayloadTooLargeError
 from recommndr.serving.handlers import error_response
-from recommndr.serving.metrics import ApiMetrics
+from recommndr.serving.metrics import RECOMMEND_ENDPOINT, ApiMetrics
 from recommndr.serving.traffic import CHAMPION
 
 
 class ObserveMiddleware:
-    """Latency and error metrics per route."""
+    """Latency and error metrics per route; for ``/recommendations`` also per variant (the route
+    puts the variant in ``scope["state"]``)."""
 
     def __init__(self, app: Any, metrics: ApiMetrics) -> None:
         self.app = app
@@ -40,6 +41,8 @@ class ObserveMiddleware:
             self.metrics.latency.labels(endpoint, variant).observe(time.perf_counter() - t0)
             if status >= 500:
                 self.metrics.errors.labels(endpoint).inc()
+                if endpoint == RECOMMEND_ENDPOINT:  # the variant that failed the shopper
+                    self.metrics.variant_errors.labels(variant).inc()
             elif status >= 400:
                 self.metrics.client_errors.labels(endpoint, str(status)).inc()
 

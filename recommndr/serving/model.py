@@ -28,6 +28,7 @@ from recommndr.registry.artifacts import model_version, read_manifest
 from recommndr.retrieval.base import Query
 from recommndr.retrieval.popularity import PopularityRetriever
 from recommndr.serving.catalogue import ProductCatalogue
+from recommndr.serving.faults import Fault
 from recommndr.serving.filters import NOTHING, Exclude
 
 log = logging.getLogger(__name__)
@@ -95,6 +96,15 @@ class ServingModel:
         # what this model served, for the drift check (bounded: LiveWindow.capacity_bytes)
         self.window = LiveWindow(FEATURES)
         self.reference: Reference | None = None  # the bundle's monitoring reference, if it has one
+        # a fault injected on purpose (challengers only, fault_injection on; see faults.py)
+        self.fault: Fault | None = None
+
+    def inject(self, fault: Fault | None) -> None:
+        """Serve with ``fault`` from now on (None: healthy again). ``errors`` and ``slow`` act in
+        the route (``fault.enter``), ``random`` and ``drift`` inside the ranking."""
+        self.fault = fault
+        if self.ranking is not None:
+            self.ranking.perturb = fault if fault is not None and fault.perturbs else None
 
     @staticmethod
     def _version(manifest: dict[str, Any]) -> str:

@@ -1,6 +1,7 @@
-"""What one API process holds while it serves: the model slots, the traffic split, the event
-log, the online features, metrics, the alert inbox and the recommendation thread pool; started and stopped by the
-app's lifespan, with the background tasks that follow the model source and the shared split."""
+"""What one API process holds while it serves: the model slots, the traffic split, the operator's
+control state, the audit trail, the event log, the online features, metrics, the alert inbox and
+the recommendation thread pool; started and stopped by the app's lifespan, with the background
+tasks that follow the model source, the shared split and the shared control state."""
 
 from __future__ import annotations
 
@@ -8,15 +9,19 @@ import asyncio
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 from recommndr.config import Settings
 from recommndr.errors import RecommndrError
 from recommndr.features.online import OnlineFeatures, open_online_store
+from recommndr.lifecycle.audit import AuditTrail
 from recommndr.monitoring.watch import DriftGauges
 from recommndr.monitoring.window import LiveWindow
 from recommndr.ranking.features import FEATURES
 from recommndr.serving.alerts import AlertInbox
+from recommndr.serving.control import ControlState
 from recommndr.serving.events import EventLog
+from recommndr.serving.faults import Fault
 from recommndr.serving.metrics import ApiMetrics
 from recommndr.serving.model import ServingModel
 from recommndr.serving.slots import ModelSlots
@@ -60,6 +65,8 @@ class ServingState:
         self.online: OnlineFeatures | None = None
         self.pool: ThreadPoolExecutor | None = None
         self.alerts = AlertInbox(settings.alert_inbox_path, settings.alert_inbox_size)
+        self.control = ControlState(settings.control_file)
+        self.audit = AuditTrail(settings.audit_path)
         self._tasks: list[asyncio.Task[None]] = []
 
     @property
@@ -97,6 +104,7 @@ class ServingState:
             except Exception as exc:  # e.g. an unwritable path: serve batch features only
                 log.error("online store %s not opened: %s", settings.online_store, exc)
         self.traffic.sync(slots.challenger is not None)
+        self.sync_control()
         if settings.recommend_threads > 0:
             self.pool = ThreadPoolExecutor(settings.recommend_threads, thread_name_prefix="recommend")
         if settings.reload_interval_s > 0:
@@ -121,6 +129,37 @@ class ServingState:
         while True:
             await asyncio.sleep(1.0)
             self.traffic.sync(self.slots.challenger is not None)
+            self.sync_control()
+
+    def sync_control(self) -> None:
+        """Re-read the shared control state if it changed and apply its fault."""
+        self.control.sync()
+        self.apply_fault()
+
+    def apply_fault(self) -> None:
+        """The control state's fault, into the challenger (ModelSlots.set_fault) — only with
+        fault injection on: a production API ignores a fault the file may hold."""
+        f = self.control.state["fault"]
+        current = self.slots.fault
+        if not self.settings.fault_injection or f is None or f["kind"] == "none":
+            if current is not None:
+                self.slots.set_fault(None)
+            return
+        if current is not None and current.key == (f["kind"], f["since"], f["version"]):
+            return  # the same fault: keep it (and its count of requests)
+        s = self.settings
+        self.slots.set_fault(Fault(f["kind"], f["since"], f["version"], s.fault_error_rate, s.fault_delay_s))
+
+    async def record(
+        self, action: str, by: str, reason: str, details: dict[str, Any] | None = None
+    ) -> dict[str, Any] | None:
+        """Append an audit entry (off the event loop: it waits for a lock and an fsync) and
+        return it; None, logged, when the trail cannot be written (the action stands)."""
+        try:
+            return await asyncio.to_thread(self.audit.append, action, by, reason, details)
+        except (OSError, ValueError, RecommndrError) as exc:
+            log.error("audit entry %r by %s not recorded in %s: %s", action, by, self.audit.path, exc)
+            return None
 
     async def _sample_process(self) -> None:
         while True:

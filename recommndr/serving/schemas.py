@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from recommndr.serving.faults import FaultKind
 
 
 class ErrorDetail(BaseModel):
@@ -23,12 +25,16 @@ _WHY = {
     401: "no valid admin token (missing, expired, wrong signature, issuer, audience or lifetime); "
     "on the alert webhook, no bearer token or a wrong one",
     403: "admin endpoints disabled, or the client address is not allowed; the alert webhook disabled "
-    "(no token configured)",
+    "(no token configured); fault injection disabled (RECOMMNDR_FAULT_INJECTION off)",
     404: "unknown item",
-    409: "the request conflicts with what is loaded (no challenger to send traffic to)",
+    409: "the request conflicts with what is loaded (no challenger to send traffic to, to promote or "
+    "to inject a fault into)",
     413: "the body is over the limit",
+    500: "injected_fault: a fault injected into the challenger on purpose (RECOMMNDR_FAULT_INJECTION "
+    "on: tests, demos and benchmarks only); any other 5xx is a bug",
     422: "invalid input: the message names the field",
-    503: "not ready (no model loaded) or, for events and alerts, not stored: retry",
+    503: "not ready (no model loaded) or, for events, alerts and the operator's state, not stored or "
+    "not readable: retry",
 }
 
 
@@ -50,6 +56,123 @@ class TrafficIn(BaseModel):
 class RollbackIn(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
     reason: str = Field("manual", max_length=500)
+
+
+_Reason = Annotated[str, StringConstraints(max_length=500)]
+
+
+class FaultIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    kind: FaultKind = Field(description="none (off), errors, slow, random (a random ranker) or drift")
+
+
+class FaultOut(BaseModel):
+    kind: FaultKind
+    since: float = Field(description="when it was set (Unix seconds)")
+    version: str | None = Field(description="the challenger version it acts on (no other model gets it)")
+
+
+class OperatorRequest(BaseModel):
+    id: str = Field(description="uuid4 hex: the workflow carries out each request once")
+    action: Literal["promote", "rollback"]
+    by: str = Field(description="the admin token's subject")
+    reason: str
+    at: float = Field(description="when it was made (Unix seconds)")
+
+
+class ControlOut(BaseModel):
+    """The operator's state, shared by the API's workers and read by the running workflow."""
+
+    paused: bool = Field(description="the canary holds its current step while true")
+    request: OperatorRequest | None = Field(description="the last promote or rollback request")
+    fault: FaultOut | None = Field(description="the last fault set (kind none: off); null: never set")
+
+
+class AuditEntry(BaseModel):
+    seq: int = Field(description="1, 2, ... in the order appended")
+    at: str = Field(description="ISO 8601, UTC")
+    action: str = Field(
+        description="alias, traffic, promote, rollback, pause, resume, canary_step, fault, ..."
+    )
+    by: str
+    reason: str
+    details: dict[str, Any]
+    prev: str = Field(description="SHA-256 of the previous entry's line (empty for the first)")
+    hash: str = Field(description="SHA-256 of this entry without its hash")
+
+
+class FaultAnswer(BaseModel):
+    fault: FaultOut
+    audit: AuditEntry | None = Field(description="the audit entry (null: it could not be written; logged)")
+
+
+class PauseIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    paused: bool = Field(description="true: hold the canary at its step; false: resume")
+    reason: _Reason = "manual"
+
+
+class PromoteIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    reason: _Reason = "manual"
+
+
+class ControlAnswer(BaseModel):
+    control: ControlOut
+    audit: AuditEntry | None = Field(description="the audit entry (null: it could not be written; logged)")
+
+
+class RollbackOut(BaseModel):
+    traffic: dict[str, float] = Field(description="the split now: the challenger's share is 0")
+    reason: str
+    shared: bool = Field(description="saved for the other workers and the running workflow")
+    control: ControlOut
+    audit: AuditEntry | None = Field(description="the audit entry (null: it could not be written; logged)")
+
+
+class AuditOut(BaseModel):
+    entries: list[AuditEntry] = Field(description="seq > after, oldest first")
+    verified: bool = Field(
+        description="the whole hash chain checks out (the API's log names the first broken line)"
+    )
+
+
+class VariantCounts(BaseModel):
+    lists: int = Field(description="lists served")
+    views: int = Field(description="views attributed to the variant")
+    carts: int
+    purchases: int
+    requests: int = Field(description="/recommendations requests answered")
+    errors: int = Field(description="their 5xx answers")
+    ctr: float = Field(description="views / lists")
+    atc: float = Field(description="carts / views")
+    cvr: float = Field(description="purchases / views")
+
+
+class RateDifference(BaseModel):
+    estimate: float = Field(description="challenger - champion")
+    ci_low: float
+    ci_high: float
+    p_value: float = Field(description="the mSPRT's always-valid p-value at this look")
+
+
+class DifferenceOut(BaseModel):
+    ctr: RateDifference | None = Field(description="null until both arms have lists (or views > lists)")
+    cvr: RateDifference | None = Field(description="null until both arms have views")
+    tau: float
+    alpha: float
+
+
+class CanaryOut(BaseModel):
+    canary: dict[str, Any] | None = Field(description="the workflow's progress document (PUT /models/canary)")
+    control: ControlOut
+    traffic: dict[str, float]
+    variants: dict[str, VariantCounts] = Field(description="champion and challenger, since the API started")
+    difference: DifferenceOut
+
+
+class CanaryStored(BaseModel):
+    stored: bool
 
 
 class ItemOut(BaseModel):

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from recommndr.errors import ServiceUnavailableError
 from recommndr.registry.artifacts import no_model_error
+from recommndr.serving.faults import Fault
 from recommndr.serving.metrics import ApiMetrics
 from recommndr.serving.model import ServingModel
 from recommndr.serving.sources import ModelSource
@@ -48,6 +49,7 @@ class ModelSlots:
         self.digest: str | None = None  # of the champion's manifest
         self.challenger_digest: str | None = None
         self.not_ready = "models are loading"
+        self.fault: Fault | None = None  # the injected fault (control file), for its challenger version
 
     @property
     def source(self) -> ModelSource:
@@ -74,6 +76,17 @@ class ModelSlots:
         if self.champion is None:
             return "none"
         return CHAMPION if self.challenger is None else self.traffic.assign(user_id)
+
+    def set_fault(self, fault: Fault | None) -> None:
+        """Inject ``fault`` into the challenger, if it is the version the fault was set for; the
+        champion never gets one. A challenger loaded later gets it on the same condition."""
+        self.fault = fault
+        if self.challenger is not None:
+            self.challenger.inject(self._fault_for(self.challenger))
+
+    def _fault_for(self, model: ServingModel) -> Fault | None:
+        f = self.fault
+        return f if f is not None and f.version == model.version else None
 
     def refresh_champion(self, first: bool = False) -> bool:
         """Load a changed champion beside the serving one, then replace it. At start-up a bundle
@@ -113,6 +126,7 @@ class ModelSlots:
             self.traffic.reset()
         else:
             new = ServingModel.load(path)
+            new.inject(self._fault_for(new))
             share = self.traffic.challenger_share if old is not None else self.challenger_traffic
             self.challenger, self.challenger_digest = new, digest
             self.traffic.set(share)

@@ -1,4 +1,5 @@
-"""Admin: the traffic split and a rollback to the champion (JWT bearer and IP allowlist)."""
+"""Admin: the traffic split and a rollback to the champion (JWT bearer and IP allowlist), both
+audited (``lifecycle/audit.py``) under the token's subject."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from recommndr.errors import ConflictError, NotFoundError
 from recommndr.monitoring.profile import combine
 from recommndr.monitoring.window import MAX_WINDOW_S
 from recommndr.serving.deps import Admin, State
-from recommndr.serving.schemas import RollbackIn, TrafficIn, errors
+from recommndr.serving.routes.canary import by_of, operator_request
+from recommndr.serving.schemas import RollbackIn, RollbackOut, TrafficIn, errors
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["admin"])
@@ -24,23 +26,37 @@ async def set_traffic(claims: Admin, state: State, body: TrafficIn) -> dict[str,
     """Admin: the challenger's share of users (the champion serves the rest)."""
     if state.slots.challenger is None and body.challenger > 0:
         raise ConflictError("no challenger is loaded: cannot send it traffic", code="no_challenger")
+    previous = state.traffic.challenger_share
     state.traffic.set(body.challenger)
-    saved = state.traffic.save(body.challenger, str(claims.get("sub", "?")), "set")
-    log.warning("traffic split set to %s by %s", state.traffic.shares, claims.get("sub", "?"))
+    saved = state.traffic.save(body.challenger, by_of(claims), "set")
+    await state.record("traffic", by_of(claims), "set",
+                       {"challenger": body.challenger, "previous": previous, "shared": saved})  # fmt: skip
+    log.warning("traffic split set to %s by %s", state.traffic.shares, by_of(claims))
     return {"traffic": state.traffic.shares, "shared": saved}
 
 
-@router.post("/models/rollback", responses=errors(401, 403, 422))
-async def rollback(claims: Admin, state: State, body: RollbackIn | None = None) -> dict[str, Any]:
-    """Admin: send every user back to the champion."""
+@router.post("/models/rollback", response_model=RollbackOut, responses=errors(401, 403, 422))
+async def rollback(claims: Admin, state: State, body: RollbackIn | None = None) -> Any:
+    """Admin: send every user back to the champion at once, and record the request for the
+    running workflow (which restores the aliases where they moved) and the audit trail."""
+    previous = state.traffic.challenger_share
     if state.slots.challenger is not None:
         state.traffic.set(0.0)
     else:
         state.traffic.reset()
     reason = body.reason if body else "manual"
-    saved = state.traffic.save(0.0, str(claims.get("sub", "?")), reason)
-    log.warning("rolled back to the champion by %s: %s", claims.get("sub", "?"), reason)
-    return {"traffic": state.traffic.shares, "reason": reason, "shared": saved}
+    who = by_of(claims)
+    saved = state.traffic.save(0.0, who, reason)
+    request = operator_request("rollback", who, reason)
+    try:  # the traffic is back already: a control file that cannot be written must not undo that
+        control = await asyncio.to_thread(state.control.update, lambda cur: {**cur, "request": request})
+    except OSError as exc:
+        log.error("rollback request not saved to %s: %s", state.control.path, exc)
+        control, saved = state.control.state, False
+    entry = await state.record("rollback", who, reason, {"challenger": previous, "request": request["id"]})
+    log.warning("rolled back to the champion by %s: %s", who, reason)
+    return {"traffic": state.traffic.shares, "reason": reason, "shared": saved, "control": control,
+            "audit": entry}  # fmt: skip
 
 
 @router.get(

@@ -4,6 +4,7 @@ bought together, popular and trending."""
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -35,7 +36,7 @@ def item_index(m: ServingModel, item_id: int) -> int:
     return idx
 
 
-@router.get("/recommendations/{user_id}", response_model=RecommendationsOut, responses=errors(422, 503))
+@router.get("/recommendations/{user_id}", response_model=RecommendationsOut, responses=errors(422, 500, 503))
 async def recommendations(
     request: Request,
     state: State,
@@ -54,12 +55,19 @@ async def recommendations(
     variant, m = state.slots.pick(user_id)
     request.state.variant = variant
     online_features = state.online
+    # an injected fault (the challenger's, fault injection on): a 500 here, or a delay
+    delay = m.fault.enter() if m.fault is not None else 0.0
 
     def work() -> tuple[list[Recommendation], bool, str | None, bool]:
+        if delay:
+            time.sleep(delay)  # the slow model holds its thread
         online, answered = online_features.get(user_id) if online_features is not None else (None, True)
         return (*m.recommend(user_id, k, category, online, filtered, share), answered)
 
     if state.pool is None:
+        if delay:  # no thread to hold: wait without stopping the event loop
+            await asyncio.sleep(delay)
+            delay = 0.0
         recs, cold, fallback, answered = work()
     else:  # off the event loop: it keeps parsing requests, and slow ones wait their turn fairly
         recs, cold, fallback, answered = await asyncio.get_running_loop().run_in_executor(state.pool, work)
