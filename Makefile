@@ -27,7 +27,7 @@ FRONTEND := frontend
 FRONTEND_DEPS := $(FRONTEND)/node_modules/.installed
 FRONTEND_BUILD := $(FRONTEND)/.next/BUILD_ID
 FRONTEND_SRC := $(shell find $(FRONTEND)/app $(FRONTEND)/components $(FRONTEND)/lib $(FRONTEND)/types $(FRONTEND)/public -type f 2>/dev/null) \
-                $(FRONTEND)/next.config.ts $(FRONTEND)/tsconfig.json
+                $(FRONTEND)/instrumentation.ts $(FRONTEND)/next.config.ts $(FRONTEND)/tsconfig.json
 API_PORT ?= 8000
 SHOP_PORT ?= 3000
 MONITOR_PORT ?= 9109
@@ -104,14 +104,16 @@ demo: setup
 	$(BIN)/recommndr evaluate --data $(DEMO_DATA) --artifacts $(DEMO_ARTIFACTS) --protocol random
 	@trap 'kill $$api $$shop $$mon 2>/dev/null; wait' EXIT; trap 'exit 130' INT TERM; \
 	export RECOMMNDR_ADMIN_JWT_SECRET=$${RECOMMNDR_ADMIN_JWT_SECRET:-$$($(BIN)/python -c 'import secrets; print(secrets.token_hex(32))')}; \
-	$(BIN)/recommndr serve --artifacts $(DEMO_ARTIFACTS) --host 127.0.0.1 --port $(API_PORT) & api=$$!; \
+	RECOMMNDR_TRUSTED_PROXIES='["127.0.0.2/32"]' \
+	  $(BIN)/recommndr serve --artifacts $(DEMO_ARTIFACTS) --host 127.0.0.1 --port $(API_PORT) & api=$$!; \
 	until $(BIN)/python -c 'import sys, urllib.request as u; u.urlopen(sys.argv[1], timeout=1)' \
 	  http://127.0.0.1:$(API_PORT)/ready 2>/dev/null; do kill -0 $$api 2>/dev/null || exit 1; sleep 0.5; done; \
-	(cd $(FRONTEND) && RECOMMNDR_API_URL=http://127.0.0.1:$(API_PORT) exec node_modules/.bin/next start -H 127.0.0.1 -p $(SHOP_PORT)) & shop=$$!; \
+	(cd $(FRONTEND) && RECOMMNDR_API_URL=http://127.0.0.1:$(API_PORT) RECOMMNDR_ADMIN_PROXY=127.0.0.2 \
+	  exec node_modules/.bin/next start -H 127.0.0.1 -p $(SHOP_PORT)) & shop=$$!; \
 	$(BIN)/recommndr monitor watch --artifacts $(DEMO_ARTIFACTS) --api http://127.0.0.1:$(API_PORT) \
 	  --every $(DRIFT_EVERY) --port $(MONITOR_PORT) & mon=$$!; \
 	echo "API:        http://127.0.0.1:$(API_PORT)  (docs: http://127.0.0.1:$(API_PORT)/docs)"; \
-	echo "Storefront: http://127.0.0.1:$(SHOP_PORT)"; \
+	echo "Storefront: http://127.0.0.1:$(SHOP_PORT)  (ops page: /ops, with an admin JWT signed by RECOMMNDR_ADMIN_JWT_SECRET)"; \
 	echo "Drift:      http://127.0.0.1:$(MONITOR_PORT)/metrics  (checked every $(DRIFT_EVERY); Ctrl-C stops all three)"; \
 	wait -n
 

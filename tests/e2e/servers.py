@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import jwt
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
@@ -22,6 +23,7 @@ FRONTEND_SOURCES = (
     "components",
     "lib",
     "types",
+    "instrumentation.ts",
     "next.config.ts",
     "package-lock.json",
     "tsconfig.json",
@@ -98,3 +100,18 @@ def check_build() -> Path:
         if newer:
             pytest.fail(f"the storefront build is older than {newer[0].relative_to(REPO)}: {BUILD_HINT}")
     return next_bin
+
+
+# the ops page's tests: the API's admin key, and the loopback address the storefront's admin route
+# calls the API from (RECOMMNDR_ADMIN_PROXY), the API's one trusted proxy: the tests' own calls
+# from 127.0.0.1 are still seen as themselves
+ADMIN_SECRET = "e2e-admin-key-0123456789abcdef0123456789"
+ADMIN_PROXY_SOURCE = "127.0.0.2"
+
+
+def admin_token(secret: str = ADMIN_SECRET, lifetime_s: int = 900) -> str:
+    """An admin JWT as the API expects it (recommndr/serving/auth.py check_admin)."""
+    now = int(time.time())
+    claims = {"sub": "e2e-operator", "iss": "recommndr", "aud": "recommndr-admin", "iat": now,
+              "exp": now + lifetime_s}  # fmt: skip
+    return jwt.encode(claims, secret, algorithm="HS256")
