@@ -48,8 +48,13 @@ def create_app(artifacts: Path | None = None, event_log_dir: Path | None = None)
     handlers.install(app)
     app.add_middleware(BodyLimitMiddleware, limit=state.settings.max_event_body_bytes)
     app.add_middleware(ObserveMiddleware, metrics=state.metrics)  # outermost: it sees every answer
-    for room in (ops, recommend, catalogue, events, admin, canary, alerts):
+    rooms = (ops, recommend, catalogue, events, admin, canary, alerts)
+    for room in rooms:
         app.include_router(room.router)
+    # a 405 names every method of its path (handlers.allowed_methods)
+    app.state.route_methods = handlers.route_methods(
+        [*app.router.routes, *(route for room in rooms for route in room.router.routes)]
+    )
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:

@@ -4,12 +4,14 @@ raise (an error of ``recommndr.errors``); none builds an error response itself."
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+import re
+from collections.abc import Iterable, Mapping
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import BaseRoute, Route
 
 from recommndr.errors import RecommndrError
 
@@ -32,6 +34,25 @@ def validation_message(errors: list[dict[str, object]], prefix: str = "") -> str
     return "; ".join(parts)
 
 
+def route_methods(routes: Iterable[BaseRoute]) -> list[tuple[re.Pattern[str], frozenset[str]]]:
+    """Each route's path pattern and methods, for :func:`allowed_methods`."""
+    return [(r.path_regex, frozenset(r.methods)) for r in routes
+            if isinstance(r, Route) and r.methods]  # fmt: skip
+
+
+def allowed_methods(request: Request) -> str | None:
+    """Every method the request's path answers, for a 405's ``Allow`` (None without the app's
+    table, ``app.state.route_methods``). Starlette's own ``Allow`` lists the methods of the
+    first route whose path matched, which is wrong for a path that two routes serve (``GET``
+    and ``PUT /models/canary``)."""
+    table = getattr(request.app.state, "route_methods", None)
+    if not table:
+        return None
+    path = request.scope["path"]
+    methods = {m for pattern, ms in table if pattern.match(path) for m in ms}
+    return ", ".join(sorted(methods)) if methods else None
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -44,7 +65,11 @@ def install(app: FastAPI) -> None:
                 return error_response(exc.__cause__.http_status, exc.__cause__.code, str(exc.__cause__))
             return error_response(422, "invalid_request", "body: not valid JSON")
         code = {404: "not_found", 405: "method_not_allowed", 503: "not_ready"}.get(exc.status_code, "error")
-        return error_response(exc.status_code, code, str(exc.detail), exc.headers)  # 405 keeps Allow
+        headers = exc.headers
+        allow = allowed_methods(request) if exc.status_code == 405 else None
+        if allow is not None:
+            headers = {**(headers or {}), "Allow": allow}
+        return error_response(exc.status_code, code, str(exc.detail), headers)
 
     @app.exception_handler(RecommndrError)
     async def _ours(request: Request, exc: RecommndrError) -> JSONResponse:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -319,3 +320,35 @@ def test_parse_keeps_only_known_fields() -> None:
     doc = {"paused": True, "other": 1, "fault": {"kind": "drift", "since": 5, "version": "v1", "x": 2}}
     assert parse(doc) == {"paused": True, "request": None,
                           "fault": {"kind": "drift", "since": 5.0, "version": "v1"}}  # fmt: skip
+
+
+def test_a_path_with_two_methods_allows_both(env: None, artifacts: Path, tmp_path: Path) -> None:
+    with client(artifacts, tmp_path) as c:
+        r = c.request("OPTIONS", "/models/canary", headers=auth())
+        assert r.status_code == 405 and r.headers["allow"] == "GET, PUT"
+        r = c.delete("/models/traffic")
+        assert r.status_code == 405 and r.headers["allow"] == "POST"
+
+
+def test_changes_at_once_from_several_threads_all_land(tmp_path: Path) -> None:
+    """Each change reads the file's state and writes it back: without the lock two changes read
+    the same state and one is lost (a count kept in the request's reason shows it)."""
+    path = tmp_path / "control.json"
+
+    def bump(s: dict[str, Any]) -> dict[str, Any]:
+        n = int(s["request"]["reason"]) if s["request"] else 0
+        return {**s, "request": {"id": "r", "action": "promote", "by": "t", "reason": str(n + 1), "at": 1.0}}
+
+    def work() -> None:
+        mine = ControlState(path)  # a worker's own copy, as each process has
+        for _ in range(50):
+            mine.update(bump)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    reader = ControlState(path)
+    reader.sync()
+    assert reader.state["request"]["reason"] == "200"
