@@ -170,11 +170,13 @@ def _canary(
         steps_done.append({"step": "canary", "index": i, "share": share, "traffic": moved["traffic"]})
         yield publish(status="canary", step=i, share=share)
         step_end = ctx.current_utc_datetime + timedelta(seconds=rules["step_seconds"])
+        final_due = False  # the last step's deciding look, when its hold time ran out during a look
         while True:
-            at = ctx.current_utc_datetime + timedelta(seconds=rules["look_seconds"])
-            if ctx.current_utc_datetime < step_end:  # the last look of a step falls on its end; a
-                at = min(at, step_end)  # paused step, past it, still looks a look apart
-            yield ctx.create_timer(at)
+            if not final_due:
+                at = ctx.current_utc_datetime + timedelta(seconds=rules["look_seconds"])
+                if ctx.current_utc_datetime < step_end:  # the last look of a step falls on its end; a
+                    at = min(at, step_end)  # paused step, past it, still looks a look apart
+                yield ctx.create_timer(at)
             last = i == n_steps - 1 and ctx.current_utc_datetime >= step_end
             out = yield ctx.call_activity("analyse", {**cfg, "history": history, "state": state,
                                                       "last_step": last, "share": share})  # fmt: skip
@@ -185,7 +187,11 @@ def _canary(
             if decision["action"] != "continue":
                 return decision, history, share
             if ctx.current_utc_datetime >= step_end and not look.get("paused"):
+                if i == n_steps - 1 and not last:
+                    final_due = True  # the look began before the end: decide at once, not a look later
+                    continue
                 break  # a paused canary holds its step until it is resumed, promoted or rolled back
+            final_due = False
     return decision, history, share
 
 

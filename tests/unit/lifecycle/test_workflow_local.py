@@ -192,3 +192,18 @@ def test_an_activity_failing_mid_canary_rolls_the_challenger_back_at_once() -> N
     out = run(w)
     assert out["outcome"] == "rolled_back" and out["rule"] == "workflow_error" and "503" in out["reason"]
     assert w.shares() == [0.05, 0.25, 0.0]
+
+
+def test_a_look_that_outlasts_the_last_step_is_followed_by_the_deciding_one() -> None:
+    import time
+
+    w = World()
+
+    def analyse(cfg: dict[str, Any]) -> dict[str, Any]:
+        time.sleep(0.3)  # longer than a step: the hold time runs out during every look
+        return w._analyse(cfg)
+
+    w.overrides["analyse"] = analyse
+    out = run(w)
+    assert out["outcome"] == "promoted"
+    assert [c["last_step"] for n, c in w.calls if n == "analyse"][-2:] == [False, True]
