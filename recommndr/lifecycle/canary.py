@@ -62,9 +62,14 @@ class CanaryRules(BaseModel):
         0.0075, gt=0, description="mixture scale ~ the smallest CTR difference that matters"
     )
     tau_cvr: float = Field(0.002, gt=0, description="the same for conversion (purchases per product shown)")
-    ctr_margin: float = Field(0.005, ge=0, description="non-inferiority margin on CTR (absolute)")
+    ctr_margin: float = Field(0.01, ge=0, description="non-inferiority margin on CTR (absolute)")
     cvr_margin: float = Field(0.002, ge=0, description="non-inferiority margin on conversion (absolute)")
     min_impressions: int = Field(2_000, ge=1, description="products shown per arm before any decision")
+    design_effect: float = Field(
+        2.0, ge=1, le=100,
+        description="variance inflation for products shown to the same shopper (users, not products, "
+        "are assigned to a variant): counts are divided by it, the effective sample size",
+    )  # fmt: skip
     # guards
     sustain_s: float = Field(300.0, gt=0, description="how long a guard's condition must hold")
     min_requests: int = Field(50, ge=1, description="challenger requests in the window before a guard fires")
@@ -217,15 +222,17 @@ def sequential(
     """The mSPRT looks on CTR and conversion since the canary began (``counts``: the delta since
     the baseline), carrying the running confidence sequences in ``state``; and the decision."""
     c0, c1 = counts["champion"], counts["challenger"]
-    n0, n1 = int(c0["impressions"]), int(c1["impressions"])
+    deff = rules.design_effect
+    raw0, raw1 = int(c0["impressions"]), int(c1["impressions"])
+    n0, n1 = round(raw0 / deff), round(raw1 / deff)  # effective sample sizes
     out: dict[str, Any] = {}
     decisions: list[tuple[str, str]] = []
     new_state = dict(state)
     for name, key, tau, margin in (("ctr", "views", rules.tau_ctr, rules.ctr_margin),
                                    ("cvr", "purchases", rules.tau_cvr, rules.cvr_margin)):  # fmt: skip
-        s0, s1 = min(int(c0[key]), n0), min(int(c1[key]), n1)
-        entry: dict[str, Any] = {"champion": s0 / n0 if n0 else None, "challenger": s1 / n1 if n1 else None,
-                                 "n_champion": n0, "n_challenger": n1, "margin": margin}  # fmt: skip
+        s0, s1 = min(round(c0[key] / deff), n0), min(round(c1[key] / deff), n1)
+        entry: dict[str, Any] = {"champion": c0[key] / raw0 if raw0 else None, "challenger": c1[key] / raw1 if raw1 else None,
+                                 "n_champion": raw0, "n_challenger": raw1, "margin": margin}  # fmt: skip
         if n0 and n1:
             test = SequentialTest(tau, rules.alpha)
             prev = state.get(name)
@@ -237,9 +244,9 @@ def sequential(
                 lo, hi = look.ci_low, look.ci_high
             new_state[name] = {"ci_low": lo, "ci_high": hi, "p_value": p}
             look = type(look)(look.estimate, lo, hi, p, look.likelihood_ratio, n0, n1)
-            verdict = decide(look, rules.min_impressions, margin, last_step)
+            verdict = decide(look, math.ceil(rules.min_impressions / deff), margin, last_step)
             entry.update(diff=look.estimate, ci_low=lo, ci_high=hi, p_value=p, decision=verdict,
-                         z_rule=z_rule(s0, n0, s1, n1))  # fmt: skip
+                         z_rule=z_rule(min(int(c0[key]), raw0), raw0, min(int(c1[key]), raw1), raw1))  # fmt: skip
             decisions.append((name, verdict))
         else:
             entry.update(diff=None, ci_low=None, ci_high=None, p_value=1.0, decision="continue", z_rule=False)
@@ -259,6 +266,7 @@ def analyse(
     control: dict[str, Any] | None = None,
     variant: str = "challenger",
     business: bool = True,
+    share: float = 0.0,
 ) -> dict[str, Any]:
     """One look: the guards, the sequential tests (``business``; off when only guarding a new
     champion) and the decision ``{"action", "rule", "reason", "acute"}``; the operator's pending
@@ -271,7 +279,13 @@ def analyse(
     look: dict[str, Any] = {"guards": g}
     new_state = dict(state)
     if business:
-        seq, new_state = sequential(delta(now, baseline), rules, state, last_step)
+        # the arms are compared while both serve: at 100 % the champion serves nobody, and the
+        # challenger's shoppers of that step are not comparable with the champion's before it
+        if share < 1.0:
+            new_state["both_live"] = now
+        seq, new_state = sequential(
+            delta(new_state.get("both_live", now), baseline), rules, new_state, last_step
+        )
         look.update(seq)
     request = (control or {}).get("request")
     if request and float(request.get("at") or 0.0) < float(baseline.get("at", 0.0)):
