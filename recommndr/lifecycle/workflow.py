@@ -122,7 +122,7 @@ def retrain(ctx: Context) -> Orchestration:
         share = progress["share"]
         decision = {"action": "rollback", "rule": "workflow_error", "acute": True,
                     "reason": f"an activity failed during the canary: {exc}"}  # fmt: skip
-    steps_done.append({"step": "decision", **decision})
+    steps_done.append({"step": "decision", "at": _iso(ctx.current_utc_datetime), **decision})
     if decision["action"] == "promote":
         yield publish(status="promoting")
         yield ctx.call_activity("promote", {**cfg, "reason": decision["reason"], "rule": decision["rule"]})
@@ -167,7 +167,8 @@ def _canary(
         moved = yield ctx.call_activity(
             "set_traffic", {**cfg, "share": share, "reason": f"canary step {i + 1} of {n_steps}"}
         )
-        steps_done.append({"step": "canary", "index": i, "share": share, "traffic": moved["traffic"]})
+        steps_done.append({"step": "canary", "index": i, "share": share, "traffic": moved["traffic"],
+                           "at": _iso(ctx.current_utc_datetime)})  # fmt: skip
         yield publish(status="canary", step=i, share=share)
         step_end = ctx.current_utc_datetime + timedelta(seconds=rules["step_seconds"])
         final_due = False  # the last step's deciding look, when its hold time ran out during a look
@@ -236,6 +237,7 @@ def rollback(ctx: Context) -> Orchestration:
         yield ctx.call_activity(
             "set_traffic", {**cfg, "share": share, "reason": f"rollback: {cfg['reason']}"}
         )
+    back_at = _iso(ctx.current_utc_datetime)  # every shopper on the champion from here
     yield ctx.call_activity("rollback_models", cfg)
     health: dict[str, Any] = {"healthy": False, "reason": "not checked"}
     for attempt in range(5):
@@ -246,7 +248,12 @@ def rollback(ctx: Context) -> Orchestration:
             ctx.current_utc_datetime + timedelta(seconds=min(rules["look_seconds"], 5.0) * (attempt + 1))
         )
     yield ctx.call_activity("record", {**cfg, "action": "rollback", "health": health})
-    return {"healthy": health["healthy"], "reason": health["reason"], "traffic_steps": shares}
+    return {
+        "healthy": health["healthy"],
+        "reason": health["reason"],
+        "traffic_steps": shares,
+        "champion_at": back_at,
+    }
 
 
 ORCHESTRATORS = {RETRAIN: retrain, ROLLBACK: rollback, "watch_champion": watch_champion}

@@ -261,7 +261,9 @@ def test_an_acute_rollback_moves_traffic_to_zero_at_once(loop_functions, loop_in
         "healthy": True,
         "reason": "ready; champion v1 serves every user",
         "traffic_steps": [0.0],
+        "champion_at": end.output["champion_at"],  # the replay's clock when traffic reached 0
     }
+    assert end.output["champion_at"].endswith("Z")
 
 
 def test_a_gradual_rollback_walks_down_the_steps_a_look_apart(loop_functions, loop_input) -> None:  # type: ignore[no-untyped-def]
