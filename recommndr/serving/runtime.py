@@ -173,6 +173,8 @@ class ServingState:
                 try:
                     await asyncio.to_thread(refresh)
                 except RecommndrError as exc:  # no champion yet, a refused bundle: said, no stack
-                    log.error("new %s not loaded (%s); the current one keeps serving", refresh.__name__[8:], exc)
+                    log.error(
+                        "new %s not loaded (%s); the current one keeps serving", refresh.__name__[8:], exc
+                    )
                 except Exception:  # a half-written bundle, an unreachable store: keep serving the current one
                     log.exception("new %s not loaded; the current one keeps serving", refresh.__name__[8:])

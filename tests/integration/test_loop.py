@@ -32,7 +32,8 @@ FAST = {"steps": [0.05, 0.25, 0.5, 1.0], "step_seconds": 12, "look_seconds": 1, 
 def _cli(
     *args: str, env: dict[str, str], cwd: Path, timeout: float = 600
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "recommndr.cli", *args], env=env, cwd=cwd, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "recommndr.cli", *args], check=False, env=env, cwd=cwd,
+                          capture_output=True,
                           text=True, timeout=timeout)  # fmt: skip
 
 

@@ -128,7 +128,11 @@ def test_latency_over_the_limit_rolls_back_and_a_few_slow_requests_do_not() -> N
 def test_a_worse_ctr_is_rolled_back_by_the_sequential_test_and_an_equal_one_promoted_at_the_end() -> None:
     looks = _run(_series(60, ctr1=0.02))
     d = next(lk["decision"] for lk in looks if lk["decision"]["action"] != "continue")
-    assert d["rule"] == "msprt_ctr" and not d["acute"] and "below -0.01 after 1,500 challenger products shown" in d["reason"]
+    assert (
+        d["rule"] == "msprt_ctr"
+        and not d["acute"]
+        and "below -0.01 after 1,500 challenger products shown" in d["reason"]
+    )
     series = _series(600)  # 60,000 challenger products: enough to show it is no worse
     history = trim(series, RULES)
     r = analyse(history, series[0], RULES, {}, last_step=True)
@@ -222,6 +226,12 @@ def test_at_full_share_the_arms_are_compared_as_they_were_while_both_served() ->
 
 def test_the_design_effect_widens_the_confidence_sequence() -> None:
     series = _series(100)
-    narrow = analyse(series, series[0], RULES.model_copy(update={"design_effect": 1.0}), {}, False)["look"]["ctr"]
-    wide = analyse(series, series[0], RULES.model_copy(update={"design_effect": 4.0}), {}, False)["look"]["ctr"]
-    assert (wide["ci_high"] - wide["ci_low"]) == pytest.approx(2 * (narrow["ci_high"] - narrow["ci_low"]), rel=0.2)
+    narrow = analyse(series, series[0], RULES.model_copy(update={"design_effect": 1.0}), {}, False)["look"][
+        "ctr"
+    ]
+    wide = analyse(series, series[0], RULES.model_copy(update={"design_effect": 4.0}), {}, False)["look"][
+        "ctr"
+    ]
+    assert (wide["ci_high"] - wide["ci_low"]) == pytest.approx(
+        2 * (narrow["ci_high"] - narrow["ci_low"]), rel=0.2
+    )
