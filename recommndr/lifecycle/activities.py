@@ -281,7 +281,7 @@ def analyse(cfg: dict[str, Any]) -> dict[str, Any]:
     drift = _drift(cfg, variant) if rules.drift else None
     out = canary.analyse(history, cfg["baseline"], rules, cfg.get("state", {}), bool(cfg.get("last_step")),
                          drift=drift, alerts=alerts, control=control, variant=variant,
-                         business=cfg.get("business", True), share=float(cfg.get("share") or 0.0))  # fmt: skip
+                         business=cfg.get("business", True), share=float(cfg.get("share") or 0.0), may_promote=bool(cfg.get("may_promote")))  # fmt: skip
     out["look"]["share"] = cfg.get("share")
     return {"history": history, **out}
 

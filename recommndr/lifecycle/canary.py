@@ -70,6 +70,11 @@ class CanaryRules(BaseModel):
         description="variance inflation for products shown to the same shopper (users, not products, "
         "are assigned to a variant): counts are divided by it, the effective sample size",
     )  # fmt: skip
+    max_extension: float = Field(
+        2.0, ge=0, le=100,
+        description="the last step, once held, goes on (this many step_seconds at most) while the test is "
+        "inconclusive: promoted as soon as the sequence clears -margin, rolled back when it falls below",
+    )  # fmt: skip
     # guards
     sustain_s: float = Field(300.0, gt=0, description="how long a guard's condition must hold")
     min_requests: int = Field(50, ge=1, description="challenger requests in the window before a guard fires")
@@ -227,6 +232,7 @@ def sequential(
     n0, n1 = round(raw0 / deff), round(raw1 / deff)  # effective sample sizes
     out: dict[str, Any] = {}
     decisions: list[tuple[str, str]] = []
+    promotable: list[str] = []  # shown no worse than -margin already
     new_state = dict(state)
     for name, key, tau, margin in (("ctr", "views", rules.tau_ctr, rules.ctr_margin),
                                    ("cvr", "purchases", rules.tau_cvr, rules.cvr_margin)):  # fmt: skip
@@ -245,6 +251,8 @@ def sequential(
             new_state[name] = {"ci_low": lo, "ci_high": hi, "p_value": p}
             look = type(look)(look.estimate, lo, hi, p, look.likelihood_ratio, n0, n1)
             verdict = decide(look, math.ceil(rules.min_impressions / deff), margin, last_step)
+            if decide(look, math.ceil(rules.min_impressions / deff), margin, True) == "promote":
+                promotable.append(name)
             entry.update(diff=look.estimate, ci_low=lo, ci_high=hi, p_value=p, decision=verdict,
                          z_rule=z_rule(min(int(c0[key]), raw0), raw0, min(int(c1[key]), raw1), raw1))  # fmt: skip
             decisions.append((name, verdict))
@@ -252,7 +260,7 @@ def sequential(
             entry.update(diff=None, ci_low=None, ci_high=None, p_value=1.0, decision="continue", z_rule=False)
             decisions.append((name, "rollback" if last_step else "continue"))
         out[name] = entry
-    return out, new_state | {"_decisions": decisions}
+    return out, new_state | {"_decisions": decisions, "_promotable": promotable}
 
 
 def analyse(
@@ -267,6 +275,7 @@ def analyse(
     variant: str = "challenger",
     business: bool = True,
     share: float = 0.0,
+    may_promote: bool = False,
 ) -> dict[str, Any]:
     """One look: the guards, the sequential tests (``business``; off when only guarding a new
     champion) and the decision ``{"action", "rule", "reason", "acute"}``; the operator's pending
@@ -275,6 +284,7 @@ def analyse(
     paused = bool((control or {}).get("paused"))
     # a paused canary holds its step: only evidence of harm (or a guard) still rolls it back
     last_step = last_step and not paused
+    may_promote = may_promote and not paused
     g = guards(history, rules, variant, float(baseline.get("rss", 0.0)), drift, alerts or [])
     look: dict[str, Any] = {"guards": g}
     new_state = dict(state)
@@ -309,13 +319,14 @@ def analyse(
             reason = (f"{name} challenger - champion: confidence sequence [{_f(e['ci_low'])}, {_f(e['ci_high'])}] "
                       f"{'below' if e['ci_high'] is not None and e['ci_high'] < -e['margin'] else 'not above'} "
                       f"-{e['margin']} after {e['n_challenger']:,} challenger products shown")  # fmt: skip
-        elif last_step and all(v == "promote" for v in verdicts.values()):
+        elif (last_step or may_promote) and len(new_state.pop("_promotable", [])) == len(verdicts):
             action, rule = "promote", "msprt_noninferior"
             reason = "; ".join(
                 f"{n} confidence sequence [{_f(look[n]['ci_low'])}, {_f(look[n]['ci_high'])}] above -{look[n]['margin']}"
                 for n in ("ctr", "cvr")
             )
     new_state.pop("_decisions", None)
+    new_state.pop("_promotable", None)
     if paused and action == "continue":
         rule, reason = "paused", "paused by the operator: holding at this step"
     look["decision"] = {"action": action, "rule": rule, "reason": reason, "acute": acute}

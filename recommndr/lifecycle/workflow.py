@@ -156,43 +156,61 @@ def _canary(
     steps_done: list[dict[str, Any]],
 ) -> Generator[Any, Any, tuple[dict[str, Any], list[dict[str, Any]], float]]:
     """The steps, each held ``step_seconds`` with a look every ``look_seconds``; returns the
-    decision that ended it, the counters' history and the share reached."""
+    decision that ended it, the counters' history and the share reached.
+
+    The arms are compared while both serve: the last step below 100 % decides (held on, up to
+    ``max_extension`` steps more, while the test is inconclusive); a step at 100 % after it only
+    guards the challenger under the whole load, and promotes at its end."""
     rules = cfg["rules"]
     history: list[dict[str, Any]] = [cfg["baseline"]]
     state: dict[str, Any] = {}
-    n_steps = len(rules["steps"])
+    steps = rules["steps"]
+    n_steps = len(steps)
+    deciding = max((k for k, s in enumerate(steps) if s < 1.0), default=n_steps - 1)
     decision: dict[str, Any] = {"action": "continue"}
+    shown: dict[str, Any] | None = None  # the comparison's verdict, once the challenger is shown no worse
     share = 0.0
-    for i, share in enumerate(rules["steps"]):
+    for i, share in enumerate(steps):
         moved = yield ctx.call_activity(
             "set_traffic", {**cfg, "share": share, "reason": f"canary step {i + 1} of {n_steps}"}
         )
         steps_done.append({"step": "canary", "index": i, "share": share, "traffic": moved["traffic"],
                            "at": _iso(ctx.current_utc_datetime)})  # fmt: skip
         yield publish(status="canary", step=i, share=share)
-        step_end = ctx.current_utc_datetime + timedelta(seconds=rules["step_seconds"])
-        final_due = False  # the last step's deciding look, when its hold time ran out during a look
+        held = ctx.current_utc_datetime + timedelta(seconds=rules["step_seconds"])
+        extra = rules.get("max_extension", 0.0) * rules["step_seconds"] if i == deciding else 0.0
+        step_end = held + timedelta(seconds=extra)
+        final_due = False  # the deciding look, when the hold time ran out during a look
         while True:
             if not final_due:
                 at = ctx.current_utc_datetime + timedelta(seconds=rules["look_seconds"])
                 if ctx.current_utc_datetime < step_end:  # the last look of a step falls on its end; a
                     at = min(at, step_end)  # paused step, past it, still looks a look apart
                 yield ctx.create_timer(at)
-            last = i == n_steps - 1 and ctx.current_utc_datetime >= step_end
-            out = yield ctx.call_activity("analyse", {**cfg, "history": history, "state": state,
-                                                      "last_step": last, "share": share})  # fmt: skip
+            now = ctx.current_utc_datetime
+            last = i == deciding and now >= step_end
+            out = yield ctx.call_activity("analyse", {**cfg, "history": history, "state": state, "last_step": last,
+                                                      "share": share, "may_promote": i == deciding and now >= held,
+                                                      "business": i <= deciding})  # fmt: skip
             history, state, look = out["history"], out["state"], out["look"]
             progress["looks"] = [*progress["looks"], look][-MAX_LOOKS_KEPT:]
             decision = look["decision"]
             yield publish(decision=decision)
-            if decision["action"] != "continue":
+            if decision["action"] == "rollback" or (decision["action"] == "promote" and i == n_steps - 1):
                 return decision, history, share
+            if decision["action"] == "promote":
+                if decision["rule"] == "operator_promote":
+                    return decision, history, share
+                shown = decision  # shown no worse: on to the full load, guarded
+                break
             if ctx.current_utc_datetime >= step_end and not look.get("paused"):
-                if i == n_steps - 1 and not last:
+                if i == deciding and not last:
                     final_due = True  # the look began before the end: decide at once, not a look later
                     continue
                 break  # a paused canary holds its step until it is resumed, promoted or rolled back
             final_due = False
+    if shown is not None and decision["action"] == "continue":
+        decision = shown  # the full-load step passed its guards
     return decision, history, share
 
 
