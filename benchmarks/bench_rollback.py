@@ -47,7 +47,9 @@ def _t(iso: str) -> float:
     return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
 
-def fixed_horizon(p0: float, p1: float, ratio: float, deff: float, alpha: float = 0.05, power: float = 0.8) -> float:
+def fixed_horizon(
+    p0: float, p1: float, ratio: float, deff: float, alpha: float = 0.05, power: float = 0.8
+) -> float:
     """Challenger products a fixed-horizon two-sided z-test needs to detect p1 vs p0 at this
     level and power, with ``ratio`` champion products per challenger product, inflated by the
     same design effect the sequential test uses."""
@@ -55,7 +57,9 @@ def fixed_horizon(p0: float, p1: float, ratio: float, deff: float, alpha: float 
 
     z_a, z_b = NormalDist().inv_cdf(1 - alpha / 2), NormalDist().inv_cdf(power)
     pbar = (p1 + ratio * p0) / (1 + ratio)
-    num = z_a * math.sqrt(pbar * (1 - pbar) * (1 + 1 / ratio)) + z_b * math.sqrt(p1 * (1 - p1) + p0 * (1 - p0) / ratio)
+    num = z_a * math.sqrt(pbar * (1 - pbar) * (1 + 1 / ratio)) + z_b * math.sqrt(
+        p1 * (1 - p1) + p0 * (1 - p0) / ratio
+    )
     return deff * (num / max(abs(p0 - p1), 1e-9)) ** 2
 
 
@@ -64,7 +68,9 @@ def _errors(api: str) -> float:
 
     from recommndr.lifecycle.canary import parse_metrics
 
-    return float(parse_metrics(httpx.get(api + "/metrics", timeout=10).text, 0.0)["arms"]["challenger"]["errors"])
+    return float(
+        parse_metrics(httpx.get(api + "/metrics", timeout=10).text, 0.0)["arms"]["challenger"]["errors"]
+    )
 
 
 def live(args: argparse.Namespace, work: Path, rules: dict[str, Any]) -> list[dict[str, Any]]:
@@ -86,10 +92,15 @@ def live(args: argparse.Namespace, work: Path, rules: dict[str, Any]) -> list[di
     train_and_register(data, work / "bundle", TrainConfig(seed=43), track=False, eval_users=500)
     print(f"trained the champion and the challenger in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
     rows = []
-    with LocalStack(work / "api", uri) as stack, shoppers_visiting(stack.url, data, args.rate, ready_timeout_s=60) as sim:
+    with (
+        LocalStack(work / "api", uri) as stack,
+        shoppers_visiting(stack.url, data, args.rate, ready_timeout_s=60) as sim,
+    ):
         time.sleep(5)  # the shoppers' first visits
         for case in args.cases.split(","):
-            cfg = loop_input(data, stack.url, work / f"run-{case}", uri, work / "audit.jsonl", rules, fault=case)
+            cfg = loop_input(
+                data, stack.url, work / f"run-{case}", uri, work / "audit.jsonl", rules, fault=case
+            )
             cfg["bundle"] = str(work / "bundle")
             before = _errors(stack.url)
             t = time.perf_counter()
@@ -110,7 +121,9 @@ def live(args: argparse.Namespace, work: Path, rules: dict[str, Any]) -> list[di
             row["impressions"] = ctr.get("n_challenger")
             if case == "random" and ctr.get("champion") is not None and ctr.get("challenger") is not None:
                 ratio = max(ctr["n_champion"], 1) / max(ctr["n_challenger"], 1)
-                row["fixed_horizon"] = round(fixed_horizon(ctr["champion"], ctr["challenger"], ratio, rules["design_effect"]))
+                row["fixed_horizon"] = round(
+                    fixed_horizon(ctr["champion"], ctr["challenger"], ratio, rules["design_effect"])
+                )
             row["ctr"] = {k: ctr.get(k) for k in ("champion", "challenger", "ci_low", "ci_high")}
             rows.append(row)
             print(json.dumps(row), file=sys.stderr)
@@ -131,19 +144,23 @@ def aa(args: argparse.Namespace, rules: dict[str, Any]) -> tuple[float, float, f
     weight = rng.lognormal(0, 1, n_users)
     weight /= weight.sum()
     unit = rng.random(n_users)  # the stable hash of each shopper: challenger when below the share
+    bucket = rng.integers(0, 32, n_users)  # the API's variance bucket (another hash)
     looks_per_step = max(1, round(r.step_seconds / r.look_seconds))
     visits_per_look = args.rate * r.look_seconds
     seq_evidence = seq_any = naive = 0
 
-    def snap(at: float, tot: dict[str, list[float]]) -> dict[str, Any]:
+    def snap(at: float, tot: dict[str, list[float]], per: dict[str, np.ndarray]) -> dict[str, Any]:
         arms = {v: {"impressions": a[0], "lists": a[0] / k, "views": a[1], "carts": 0.0, "purchases": a[2],
-                    "requests": a[0] / k, "errors": 0.0, "buckets": {"0.005": a[0] / k, "+Inf": a[0] / k}}
+                    "requests": a[0] / k, "errors": 0.0, "buckets": {"0.005": a[0] / k, "+Inf": a[0] / k},
+                    "bucket": None if args.no_buckets else
+                    {"impressions": per[v][0].tolist(), "views": per[v][1].tolist(), "purchases": per[v][2].tolist()}}
                 for v, a in tot.items()}  # fmt: skip
         return {"at": at, "arms": arms, "rss": 1e8}
 
     for _ in range(args.aa_runs):
         tot = {"champion": [0.0, 0.0, 0.0], "challenger": [0.0, 0.0, 0.0]}
-        base = snap(0.0, tot)
+        per = {"champion": np.zeros((3, 32)), "challenger": np.zeros((3, 32))}
+        base = snap(0.0, tot, per)
         history, state, t = [base], {}, 0.0
         fired_seq = fired_any = fired_z = False
         compared = [x for x in r.steps if x < 1.0] or list(r.steps)  # the 100 % step only guards
@@ -160,8 +177,11 @@ def aa(args: argparse.Namespace, rules: dict[str, Any]) -> tuple[float, float, f
                     tot[arm][0] += k * m.sum()
                     tot[arm][1] += views[m].sum()
                     tot[arm][2] += buys[m].sum()
+                    np.add.at(per[arm][0], bucket[users[m]], k)
+                    np.add.at(per[arm][1], bucket[users[m]], views[m])
+                    np.add.at(per[arm][2], bucket[users[m]], buys[m])
                 t += r.look_seconds
-                history = [*history[-3:], snap(t, tot)]
+                history = [*history[-3:], snap(t, tot, per)]
                 last = final and j == looks - 1
                 out = analyse(history, base, r, state, last, share=share, may_promote=final and j >= held - 1)
                 state = out["state"]
@@ -192,18 +212,27 @@ def main() -> None:
     ap.add_argument("--aa-runs", type=int, default=200)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--skip-live", action="store_true", help="only the simulated A/A canaries")
+    ap.add_argument(
+        "--no-buckets", action="store_true", help="A/A without shopper buckets (binomial x design effect)"
+    )
     args = ap.parse_args()
     from recommndr.lifecycle.canary import CanaryRules
 
     rules = CanaryRules(step_seconds=args.step_seconds, look_seconds=args.look_seconds, sustain_s=10.0,
                         min_requests=20).model_dump(mode="json")  # fmt: skip
-    print(f"rules: {json.dumps({k: rules[k] for k in ('steps', 'step_seconds', 'look_seconds', 'sustain_s', 'min_requests', 'min_impressions', 'ctr_margin', 'cvr_margin', 'tau_ctr', 'design_effect', 'alpha')})}")
+    print(
+        f"rules: {json.dumps({k: rules[k] for k in ('steps', 'step_seconds', 'look_seconds', 'sustain_s', 'min_requests', 'min_impressions', 'ctr_margin', 'cvr_margin', 'tau_ctr', 'design_effect', 'alpha')})}"
+    )
     rows: list[dict[str, Any]] = []
     if not args.skip_live:
         with tempfile.TemporaryDirectory(prefix="bench_rollback.") as tmp:
             rows = live(args, Path(tmp), rules)
-        print(f"\nlive, {args.rate:.0f} visits/s, steps of {args.step_seconds:.0f} s, a look every {args.look_seconds:.0f} s:")
-        print(f"{'case':22} {'decision':12} {'rule':18} {'to decision':>12} {'to champion':>12} {'failed':>7} {'shown':>8}")
+        print(
+            f"\nlive, {args.rate:.0f} visits/s, steps of {args.step_seconds:.0f} s, a look every {args.look_seconds:.0f} s:"
+        )
+        print(
+            f"{'case':22} {'decision':12} {'rule':18} {'to decision':>12} {'to champion':>12} {'failed':>7} {'shown':>8}"
+        )
         for r in rows:
             print(f"{LABEL[r['case']]:22} {r['outcome']:12} {r['rule']:18} {r['decision_s']:>10.1f} s "
                   f"{(str(r.get('champion_s', '-')) + ' s'):>12} {r['failed_requests']:>7} {str(r['impressions']):>8}"
@@ -220,7 +249,10 @@ def main() -> None:
             figures[f"{r['case']}_rollback_s"] = f"{r['decision_s']:.1f}"
     if any("fixed_horizon" in r for r in rows):
         r = next(r for r in rows if "fixed_horizon" in r)
-        figures["random_shown"], figures["random_fixed_horizon"] = str(r["impressions"]), str(r["fixed_horizon"])
+        figures["random_shown"], figures["random_fixed_horizon"] = (
+            str(r["impressions"]),
+            str(r["fixed_horizon"]),
+        )
     print(" ".join(f"{k}={v}" for k, v in figures.items()))
 
 

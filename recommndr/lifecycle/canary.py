@@ -31,9 +31,10 @@ from __future__ import annotations
 import math
 from typing import Any, Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from recommndr.monitoring.sequential import SequentialTest, decide, z_rule
+from recommndr.monitoring.sequential import Look, decide, msprt_with_variance, z_rule
 
 Decision = Literal["continue", "rollback", "promote"]
 VARIANTS = ("champion", "challenger")
@@ -88,9 +89,13 @@ class CanaryRules(BaseModel):
 
 
 # --- counters ---------------------------------------------------------------------------------
+BUCKETS = 32  # recommndr.serving.traffic.BUCKETS (a test keeps the two equal)
+BUCKET_KINDS = ("impressions", "views", "purchases")
+
+
 def _arm() -> dict[str, Any]:
     return {"impressions": 0.0, "lists": 0.0, "views": 0.0, "carts": 0.0, "purchases": 0.0,
-            "requests": 0.0, "errors": 0.0, "buckets": {}}  # fmt: skip
+            "requests": 0.0, "errors": 0.0, "buckets": {}, "bucket": None}  # fmt: skip
 
 
 def parse_metrics(text: str, at: float) -> dict[str, Any]:
@@ -117,6 +122,12 @@ def parse_metrics(text: str, at: float) -> dict[str, Any]:
                 )
                 if key:
                     arm[key] += s.value
+            elif s.name == "recommndr_canary_bucket_total" and s.labels.get("kind") in BUCKET_KINDS:
+                b = int(s.labels["bucket"])
+                if 0 <= b < BUCKETS:
+                    if arm["bucket"] is None:
+                        arm["bucket"] = {k: [0.0] * BUCKETS for k in BUCKET_KINDS}
+                    arm["bucket"][s.labels["kind"]][b] += s.value
             elif s.name == "recommndr_variant_errors_total":
                 arm["errors"] += s.value
             elif s.labels.get("endpoint") == RECOMMEND_ENDPOINT:
@@ -135,8 +146,13 @@ def delta(new: dict[str, Any], old: dict[str, Any]) -> dict[str, dict[str, Any]]
         a, b = new["arms"][v], old["arms"][v]
         reset = a["requests"] < b["requests"] or a["impressions"] < b["impressions"]
         base = _arm() if reset else b
-        d = {k: max(0.0, a[k] - base[k]) for k in a if k != "buckets"}
+        d = {k: max(0.0, a[k] - base[k]) for k in a if k not in ("buckets", "bucket")}
         d["buckets"] = {le: max(0.0, n - base["buckets"].get(le, 0.0)) for le, n in a["buckets"].items()}
+        d["bucket"] = None
+        if a.get("bucket") is not None:
+            old_b = base.get("bucket") or {k: [0.0] * BUCKETS for k in BUCKET_KINDS}
+            d["bucket"] = {k: [max(0.0, x - y) for x, y in zip(a["bucket"][k], old_b[k], strict=True)]
+                           for k in BUCKET_KINDS}  # fmt: skip
         out[v] = d
     return out
 
@@ -221,46 +237,75 @@ def stops_canary(alert: dict[str, Any], variant: str) -> bool:
     )
 
 
+def bucket_variance(successes: list[float], trials: list[float]) -> float | None:
+    """The variance of the rate sum(successes) / sum(trials) between shopper buckets (the delta
+    method for a ratio over clusters): buckets of shoppers, drawn at random, are independent where
+    products shown to one shopper are not. None with fewer than two buckets holding trials."""
+    n = np.asarray(trials, np.float64)
+    s = np.asarray(successes, np.float64)
+    used = n > 0
+    b = int(used.sum())
+    total = float(n.sum())
+    if b < 2 or total <= 0:
+        return None
+    p = float(s.sum()) / total
+    return float(b / (b - 1) * np.sum((s[used] - p * n[used]) ** 2) / total**2)
+
+
 def sequential(
     counts: dict[str, dict[str, Any]], rules: CanaryRules, state: dict[str, Any], last_step: bool
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The mSPRT looks on CTR and conversion since the canary began (``counts``: the delta since
-    the baseline), carrying the running confidence sequences in ``state``; and the decision."""
+    the baseline), carrying the running confidence sequences in ``state``; and the decision.
+
+    The variance of each arm's rate is estimated between its shopper buckets where the API counts
+    them (``recommndr_canary_bucket_total``), never below the products-as-units (binomial) one;
+    without buckets, the binomial variance times ``design_effect``."""
     c0, c1 = counts["champion"], counts["challenger"]
-    deff = rules.design_effect
-    raw0, raw1 = int(c0["impressions"]), int(c1["impressions"])
-    n0, n1 = round(raw0 / deff), round(raw1 / deff)  # effective sample sizes
+    n0, n1 = int(c0["impressions"]), int(c1["impressions"])
     out: dict[str, Any] = {}
     decisions: list[tuple[str, str]] = []
     promotable: list[str] = []  # shown no worse than -margin already
     new_state = dict(state)
     for name, key, tau, margin in (("ctr", "views", rules.tau_ctr, rules.ctr_margin),
                                    ("cvr", "purchases", rules.tau_cvr, rules.cvr_margin)):  # fmt: skip
-        s0, s1 = min(round(c0[key] / deff), n0), min(round(c1[key] / deff), n1)
-        entry: dict[str, Any] = {"champion": c0[key] / raw0 if raw0 else None, "challenger": c1[key] / raw1 if raw1 else None,
-                                 "n_champion": raw0, "n_challenger": raw1, "margin": margin}  # fmt: skip
+        s0, s1 = min(int(c0[key]), n0), min(int(c1[key]), n1)
+        entry: dict[str, Any] = {"champion": s0 / n0 if n0 else None, "challenger": s1 / n1 if n1 else None,
+                                 "n_champion": n0, "n_challenger": n1, "margin": margin}  # fmt: skip
         if n0 and n1:
-            test = SequentialTest(tau, rules.alpha)
+            binomial = _binomial_variance(s0, n0, s1, n1)
+            per_arm = [bucket_variance(c["bucket"][key], c["bucket"]["impressions"]) if c.get("bucket") else None
+                       for c in (c0, c1)]  # fmt: skip
+            if all(v is not None for v in per_arm):
+                v, how = max(binomial, float(per_arm[0]) + float(per_arm[1])), "shopper buckets"  # type: ignore[arg-type]
+            else:
+                v, how = binomial * rules.design_effect, f"binomial x {rules.design_effect:g}"
+            theta, lr, lo, hi = msprt_with_variance(s1 / n1 - s0 / n0, v, tau, rules.alpha)
+            p = min(1.0, 1.0 / lr)
             prev = state.get(name)
-            look = test.update(s0, n0, s1, n1)
-            lo, hi, p = look.ci_low, look.ci_high, look.p_value
             if prev is not None:  # the running intersection and minimum, across activity calls
-                lo, hi, p = max(lo, prev["ci_low"]), min(hi, prev["ci_high"]), min(p, prev["p_value"])
-            if lo > hi:  # an empty intersection: the sequence no longer covers anything; restart it
-                lo, hi = look.ci_low, look.ci_high
+                lo2, hi2 = max(lo, prev["ci_low"]), min(hi, prev["ci_high"])
+                if lo2 <= hi2:  # an empty intersection says the rate moved: keep this look's
+                    lo, hi = lo2, hi2
+                p = min(p, prev["p_value"])
             new_state[name] = {"ci_low": lo, "ci_high": hi, "p_value": p}
-            look = type(look)(look.estimate, lo, hi, p, look.likelihood_ratio, n0, n1)
-            verdict = decide(look, math.ceil(rules.min_impressions / deff), margin, last_step)
-            if decide(look, math.ceil(rules.min_impressions / deff), margin, True) == "promote":
+            look = Look(theta, lo, hi, p, lr, n0, n1)
+            verdict = decide(look, rules.min_impressions, margin, last_step)
+            if decide(look, rules.min_impressions, margin, True) == "promote":
                 promotable.append(name)
-            entry.update(diff=look.estimate, ci_low=lo, ci_high=hi, p_value=p, decision=verdict,
-                         z_rule=z_rule(min(int(c0[key]), raw0), raw0, min(int(c1[key]), raw1), raw1))  # fmt: skip
+            entry.update(diff=theta, ci_low=lo, ci_high=hi, p_value=p, decision=verdict, variance=v,
+                         variance_from=how, design_effect=v / binomial, z_rule=z_rule(s0, n0, s1, n1))  # fmt: skip
             decisions.append((name, verdict))
         else:
             entry.update(diff=None, ci_low=None, ci_high=None, p_value=1.0, decision="continue", z_rule=False)
             decisions.append((name, "rollback" if last_step else "continue"))
         out[name] = entry
     return out, new_state | {"_decisions": decisions, "_promotable": promotable}
+
+
+def _binomial_variance(s0: int, n0: int, s1: int, n1: int) -> float:
+    p0, p1 = s0 / n0, s1 / n1
+    return max(p1 * (1 - p1) / n1 + p0 * (1 - p0) / n0, 0.25 / n1 / n0)
 
 
 def analyse(

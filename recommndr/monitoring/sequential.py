@@ -59,8 +59,16 @@ def msprt(s0: int, n0: int, s1: int, n1: int, tau: float, alpha: float) -> tuple
         raise ValueError("each arm needs 0 <= successes <= trials and at least one trial")
     if tau <= 0 or not 0 < alpha < 1:
         raise ValueError("tau > 0 and 0 < alpha < 1 are required")
-    theta = s1 / n1 - s0 / n0
-    v = _variance(s0, n0, s1, n1)
+    return msprt_with_variance(s1 / n1 - s0 / n0, _variance(s0, n0, s1, n1), tau, alpha)
+
+
+def msprt_with_variance(
+    theta: float, v: float, tau: float, alpha: float
+) -> tuple[float, float, float, float]:
+    """The same look for an estimate ``theta`` whose variance ``v`` was estimated otherwise (the
+    canary's: between buckets of shoppers, who, not products, are the units assigned)."""
+    if v <= 0 or not math.isfinite(v):
+        raise ValueError("the variance must be positive and finite")
     t2 = tau * tau
     log_lr = 0.5 * math.log(v / (v + t2)) + t2 * theta * theta / (2 * v * (v + t2))
     lr = math.exp(min(log_lr, 700.0))

@@ -143,6 +143,14 @@ class ApiMetrics:
         self.impressions = Counter(
             "recommndr_impressions_total", "Products shown in served lists", ["variant"], registry=r
         )
+        # the same per shopper bucket: the canary's variance counts shoppers, not products, as the
+        # units assigned (a shopper's products are alike); 32 buckets x 2 variants x 3 kinds of series
+        self.canary_bucket = Counter(
+            "recommndr_canary_bucket_total",
+            "Products shown, views and purchases of them, per variant and shopper bucket",
+            ["variant", "bucket", "kind"],
+            registry=r,
+        )
         self.events = Counter(
             "recommndr_events_total", "Events accepted", ["event_type", "variant"], registry=r
         )

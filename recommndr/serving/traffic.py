@@ -15,6 +15,13 @@ log = logging.getLogger(__name__)
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
+BUCKETS = 32  # shopper buckets of the canary's variance (recommndr_canary_bucket_total)
+
+
+def bucket_of(user_id: int) -> int:
+    """The shopper's variance bucket: a hash independent of the variant assignment's (salted), so
+    each variant's shoppers spread over every bucket at random."""
+    return int.from_bytes(hashlib.blake2b(b"bucket:%d" % user_id, digest_size=8).digest(), "big") % BUCKETS
 
 
 class TrafficSplit:

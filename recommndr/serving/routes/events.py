@@ -19,8 +19,10 @@ from recommndr.serving.events import EventIn
 from recommndr.serving.handlers import validation_message
 from recommndr.serving.runtime import ServingState
 from recommndr.serving.schemas import EventsAccepted, errors
+from recommndr.serving.traffic import bucket_of
 
 log = logging.getLogger(__name__)
+BUCKET_KINDS = {"view": "views", "purchase": "purchases"}  # the canary's successes per bucket
 router = APIRouter(tags=["events"])
 
 MAX_EVENTS_PER_REQUEST = 1000
@@ -92,6 +94,10 @@ async def events(request: Request, state: State) -> Any:
         # so a caller can neither invent a label nor credit the other variant; else "none"
         variant = state.slots.variant_of(e.user_id) if e.variant is not None else "none"
         state.metrics.events.labels(e.event_type, variant).inc()
+        if variant != "none" and e.event_type in BUCKET_KINDS:
+            state.metrics.canary_bucket.labels(
+                variant, str(bucket_of(e.user_id)), BUCKET_KINDS[e.event_type]
+            ).inc()
     return JSONResponse({"accepted": len(ids), "event_ids": ids}, status_code=202)
 
 

@@ -25,6 +25,7 @@ from recommndr.serving.deps import (
 from recommndr.serving.filters import parse_exclude
 from recommndr.serving.model import Recommendation, ServingModel
 from recommndr.serving.schemas import CategoryListOut, ItemListOut, RecommendationsOut, errors
+from recommndr.serving.traffic import CHALLENGER, CHAMPION, bucket_of
 
 router = APIRouter(tags=["recommendations"])
 
@@ -76,6 +77,8 @@ async def recommendations(
         degraded.append("online_features_unavailable")
     state.metrics.served.labels(variant, "cold_start" if cold else "two_stage").inc()
     state.metrics.impressions.labels(variant).inc(len(recs))
+    if variant in (CHAMPION, CHALLENGER):
+        state.metrics.canary_bucket.labels(variant, str(bucket_of(user_id)), "impressions").inc(len(recs))
     for reason in degraded:
         state.metrics.degraded.labels(reason).inc()
     return json_response({"user_id": user_id, "model_version": m.version, "variant": variant,

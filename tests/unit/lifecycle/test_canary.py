@@ -235,3 +235,32 @@ def test_the_design_effect_widens_the_confidence_sequence() -> None:
     assert (wide["ci_high"] - wide["ci_low"]) == pytest.approx(
         2 * (narrow["ci_high"] - narrow["ci_low"]), rel=0.2
     )
+
+
+def test_the_variance_between_shopper_buckets_by_a_known_answer_and_in_the_decision() -> None:
+    from recommndr.lifecycle.canary import BUCKETS, bucket_variance
+    from recommndr.serving.traffic import BUCKETS as SERVED_BUCKETS
+
+    assert BUCKETS == SERVED_BUCKETS
+    # two buckets, rates 0.1 and 0.3 of 100 products each: p = 0.2, residuals -10 and +10
+    assert bucket_variance([10, 30], [100, 100]) == pytest.approx(2 / 1 * 200 / 200**2)
+    assert bucket_variance([5], [50]) is None and bucket_variance([0, 0], [0, 0]) is None
+    series = _series(100)
+    now = series[-1]
+    shown = [now["arms"][v]["impressions"] for v in ("champion", "challenger")]
+
+    def with_buckets(spread: float) -> dict[str, Any]:
+        s = {**now, "arms": {v: dict(a) for v, a in now["arms"].items()}}
+        for v, n in zip(("champion", "challenger"), shown, strict=True):
+            rates = np.where(np.arange(32) % 2 == 0, 0.05 - spread, 0.05 + spread)
+            imp = np.full(32, n / 32)
+            s["arms"][v]["bucket"] = {"impressions": imp.tolist(), "views": (imp * rates).tolist(),
+                                      "purchases": (imp * 0.01).tolist()}  # fmt: skip
+        return s
+
+    alike = analyse([series[0], with_buckets(0.0)], series[0], RULES, {}, False)["look"]["ctr"]
+    apart = analyse([series[0], with_buckets(0.04)], series[0], RULES, {}, False)["look"]["ctr"]
+    assert alike["variance_from"] == "shopper buckets" and alike["design_effect"] == pytest.approx(1.0)
+    assert apart["design_effect"] > 3 and (apart["ci_high"] - apart["ci_low"]) > 1.5 * (
+        alike["ci_high"] - alike["ci_low"]
+    )

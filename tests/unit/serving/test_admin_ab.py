@@ -66,6 +66,9 @@ def test_split_is_stable_per_user_and_rollback_returns_everyone(app_env: Path, a
         shown = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
                     if line.startswith("recommndr_impressions_total{"))  # fmt: skip
         assert shown == 3 * 100
+        by_bucket = [line for line in text.splitlines() if line.startswith("recommndr_canary_bucket_total{")
+                     and 'kind="impressions"' in line]  # fmt: skip
+        assert sum(float(line.rsplit(" ", 1)[1]) for line in by_bucket) == 3 * 100 and len(by_bucket) > 10
         r = c.post("/models/rollback", json={"reason": "CTR dropped"}, headers=auth)
         assert r.status_code == 200 and r.json()["traffic"]["challenger"] == 0.0
         assert {c.get(f"/recommendations/{u}?k=3").json()["variant"] for u in range(1, 41)} == {"champion"}
