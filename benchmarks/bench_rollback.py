@@ -235,7 +235,7 @@ def main() -> None:
         )
         for r in rows:
             print(f"{LABEL[r['case']]:22} {r['outcome']:12} {r['rule']:18} {r['decision_s']:>10.1f} s "
-                  f"{(str(r.get('champion_s', '-')) + ' s'):>12} {r['failed_requests']:>7} {str(r['impressions']):>8}"
+                  f"{(str(r.get('champion_s', '-')) + ' s'):>12} {r['failed_requests']:>7} {r['impressions']!s:>8}"
                   + (f"  (fixed horizon: {r['fixed_horizon']:,})" if "fixed_horizon" in r else ""))  # fmt: skip
     t = time.perf_counter()
     evidence, any_, naive = aa(args, rules)
