@@ -74,7 +74,6 @@ def _errors(api: str) -> float:
 
 
 def live(args: argparse.Namespace, work: Path, rules: dict[str, Any]) -> list[dict[str, Any]]:
-    from recommndr.lifecycle.activities import _call
     from recommndr.lifecycle.local import LocalStack, loop_input, run_workflow
     from recommndr.lifecycle.train import train_and_register
     from recommndr.params import TrainConfig
@@ -107,9 +106,8 @@ def live(args: argparse.Namespace, work: Path, rules: dict[str, Any]) -> list[di
             out = run_workflow(cfg, timeout_s=3600)
             wall = time.perf_counter() - t
             failed = _errors(stack.url) - before
-            progress = _call(cfg, "GET", "/models/canary").json().get("canary") or {}
-            look = (progress.get("looks") or [{}])[-1]
             steps = {s["step"]: s for s in out["steps"] if s["step"] in ("decision",)}
+            look = steps["decision"].get("look") or {}  # the numbers the decision was taken on
             first = next(s for s in out["steps"] if s["step"] == "canary")
             start = _t(first["at"])
             row: dict[str, Any] = {"case": case, "outcome": out["outcome"], "rule": out.get("rule", ""),

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 RETRAIN = "retrain"
 ROLLBACK = "rollback"
-MAX_LOOKS_KEPT = 50  # in the progress document the ops page draws
+MAX_LOOKS_KEPT = 25  # in the progress document the ops page draws (the API takes 64 KiB at most)
 
 
 class Context(Protocol):
@@ -194,7 +194,8 @@ def _canary(
                                                       "business": i <= deciding})  # fmt: skip
             history, state, look = out["history"], out["state"], out["look"]
             progress["looks"] = [*progress["looks"], look][-MAX_LOOKS_KEPT:]
-            decision = look["decision"]
+            # the decision carries the numbers it was taken on (the progress document may be stale)
+            decision = {**look["decision"], "look": {k: look.get(k) for k in ("at", "share", "ctr", "cvr")}}
             yield publish(decision=decision)
             if decision["action"] == "rollback" or (decision["action"] == "promote" and i == n_steps - 1):
                 return decision, history, share
