@@ -471,9 +471,17 @@ def record(cfg: dict[str, Any]) -> dict[str, Any]:
 
 
 def publish_progress(cfg: dict[str, Any]) -> dict[str, Any]:
-    """The progress document to the API (the ops page draws it); a failure is logged only."""
+    """The progress document to the API (the ops page draws it), with its looks: the API's copy
+    keeps them (the newest ``max_looks``), so the orchestration's history does not carry them at
+    every call; a failure is logged only."""
     try:
-        _call(cfg, "PUT", "/models/canary", json=cfg["progress"])
+        doc = dict(cfg["progress"])
+        current = (_call(cfg, "GET", "/models/canary").json() or {}).get("canary") or {}
+        looks = current.get("looks", []) if current.get("instance_id") == doc.get("instance_id") else []
+        if cfg.get("look") is not None:
+            looks = [*looks, cfg["look"]]
+        doc["looks"] = looks[-int(cfg.get("max_looks", 25)) :]
+        _call(cfg, "PUT", "/models/canary", json=doc)
     except RecommndrError as exc:
         log.warning("canary progress not published: %s", exc)
         return {"published": False}

@@ -400,4 +400,7 @@ def trim(history: list[dict[str, Any]], rules: CanaryRules) -> list[dict[str, An
     """The snapshots a guard can still need (one at least sustain_s old, and the newer ones)."""
     now = history[-1]["at"]
     old = [i for i, s in enumerate(history) if now - s["at"] >= rules.sustain_s + HISTORY_S_EXTRA]
-    return history[old[-1] :] if old else history
+    kept = history[old[-1] :] if old else history
+    # the guards need no shopper buckets: dropped, the history stays small (it travels in the
+    # orchestration's history at every look)
+    return [{**s, "arms": {v: {**a, "bucket": None} for v, a in s["arms"].items()}} for s in kept]

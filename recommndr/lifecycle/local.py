@@ -27,6 +27,7 @@ from recommndr.lifecycle.activities import ACTIVITIES
 from recommndr.lifecycle.workflow import ORCHESTRATORS, RETRAIN, Context
 
 log = logging.getLogger(__name__)
+MAX_MESSAGE = 64 * 1024 * 1024  # bytes of one gRPC message between the backend and its worker
 
 
 class DurableTaskContext:
@@ -88,20 +89,23 @@ def durable_backend(
     """An in-memory task hub with a worker running the loop's orchestrators and ``activities``
     (the real ones by default); yields its client."""
     from durabletask.client import TaskHubGrpcClient
+    from durabletask.grpc_options import GrpcChannelOptions
     from durabletask.testing import create_test_backend
     from durabletask.worker import TaskHubGrpcWorker
 
     port = free_port()
     backend = create_test_backend(port=port)
     address = f"localhost:{port}"
-    worker = TaskHubGrpcWorker(host_address=address)
+    # a long canary's history passes gRPC's default 4 MB message (the worker receives it whole)
+    options = GrpcChannelOptions(max_receive_message_length=MAX_MESSAGE, max_send_message_length=MAX_MESSAGE)
+    worker = TaskHubGrpcWorker(host_address=address, channel_options=options)
     for name, body in ORCHESTRATORS.items():
         worker.add_orchestrator(_orchestrator(name, body))
     for name, fn in (activities or ACTIVITIES).items():
         worker.add_activity(_activity(name, fn))
     worker.start()  # type: ignore[no-untyped-call]
     try:
-        yield TaskHubGrpcClient(host_address=address)
+        yield TaskHubGrpcClient(host_address=address, channel_options=options)
     finally:
         worker.stop()  # type: ignore[no-untyped-call]
         backend.stop()

@@ -64,14 +64,15 @@ def retrain(ctx: Context) -> Orchestration:
     steps_done: list[dict[str, Any]] = []
     progress: dict[str, Any] = {
         "instance_id": ctx.instance_id, "status": "validating", "started_at": _iso(t0),
-        "steps": list(rules["steps"]), "step": None, "share": 0.0, "looks": [], "decision": None,
+        "steps": list(rules["steps"]), "step": None, "share": 0.0, "decision": None,
         "trigger": cfg.get("trigger", "manual"),
     }  # fmt: skip
 
-    def publish(**changes: Any) -> Any:
+    def publish(look: dict[str, Any] | None = None, **changes: Any) -> Any:
         progress.update(changes, updated_at=_iso(ctx.current_utc_datetime))
         ctx.set_custom_status({k: progress[k] for k in ("status", "step", "share")})
-        return ctx.call_activity("publish_progress", {**cfg, "progress": progress})
+        return ctx.call_activity("publish_progress", {**cfg, "progress": progress, "look": look,
+                                                      "max_looks": MAX_LOOKS_KEPT})  # fmt: skip
 
     def finish(outcome: str, reason: str, **extra: Any) -> dict[str, Any]:
         return {"outcome": outcome, "reason": reason, "steps": steps_done, "seconds": _seconds(ctx, t0),
@@ -193,10 +194,9 @@ def _canary(
                                                       "share": share, "may_promote": i == deciding and now >= held,
                                                       "business": i <= deciding})  # fmt: skip
             history, state, look = out["history"], out["state"], out["look"]
-            progress["looks"] = [*progress["looks"], look][-MAX_LOOKS_KEPT:]
             # the decision carries the numbers it was taken on (the progress document may be stale)
             decision = {**look["decision"], "look": {k: look.get(k) for k in ("at", "share", "ctr", "cvr")}}
-            yield publish(decision=decision)
+            yield publish(decision=decision, look=look)  # the activity appends the look to the API's copy
             if decision["action"] == "rollback" or (decision["action"] == "promote" and i == n_steps - 1):
                 return decision, history, share
             if decision["action"] == "promote":
