@@ -860,7 +860,7 @@ def retrain_cmd(
     if not data.is_dir():
         raise typer.BadParameter(f"{data} is not a folder", param_hint="--data")
     folder, uri, audit = _loop_paths(workdir)
-    loop_rules = _rules(rules, step_seconds, look_seconds, local=api is None)
+    loop_rules = _rules(rules, step_seconds, look_seconds, local=True)
     t0 = time.perf_counter()
 
     def traffic(url: str) -> Any:
@@ -874,9 +874,12 @@ def retrain_cmd(
     if as_json:
         sys.stdout.write(json.dumps(outcome, default=str) + "\n")
         return
-    out.print(f"[bold]{outcome['outcome']}[/bold]: {outcome['reason']} ({outcome['seconds']:.0f} s)")
+    out.print(f"{outcome['outcome']}: {outcome['reason']} ({outcome['seconds']:.0f} s)", markup=False)
     for step in outcome.get("steps", []):
-        out.print("  " + ", ".join(f"{k}={v}" for k, v in step.items() if k not in ("traffic",)))
+        out.print(
+            "  " + ", ".join(f"{k}={v}" for k, v in step.items() if k not in ("traffic", "look")),
+            markup=False,
+        )
 
 
 def _step_input(api: str | None, workdir: Path | None, reason: str, by: str = "cli") -> dict[str, Any]:

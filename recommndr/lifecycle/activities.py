@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 Fault = Literal["none", "random", "errors", "slow", "drift"]
 ALIASES = ("champion", "challenger", "previous_champion")
 HTTP_TIMEOUT_S = 10.0
+GET_ATTEMPTS = 3
 
 
 class LoopInput(BaseModel):
@@ -70,12 +71,21 @@ def _call(cfg: dict[str, Any], method: str, path: str, admin: bool = True, **kw:
     """One request to the API; a clear error when it cannot be reached or refuses."""
     url = cfg["api"].rstrip("/") + path
     headers = {"Authorization": f"Bearer {_token()}"} if admin else {}
-    try:
-        r = httpx.request(method, url, headers=headers, timeout=HTTP_TIMEOUT_S, **kw)
-    except httpx.HTTPError as exc:
-        raise RecommndrError(
-            f"the API at {cfg['api']} could not be reached ({method} {path}): {exc}"
-        ) from exc
+    # a read is retried (a worker restarting, a moment's overload): one blip must not end a canary
+    attempts = GET_ATTEMPTS if method == "GET" else 1
+    for attempt in range(attempts):
+        try:
+            r = httpx.request(method, url, headers=headers, timeout=HTTP_TIMEOUT_S, **kw)
+        except httpx.HTTPError as exc:
+            if attempt + 1 < attempts:
+                time.sleep(0.5 * (attempt + 1))
+                continue
+            raise RecommndrError(
+                f"the API at {cfg['api']} could not be reached ({method} {path}): {exc}"
+            ) from exc
+        if r.status_code < 500 or attempt + 1 == attempts:
+            break
+        time.sleep(0.5 * (attempt + 1))
     if r.status_code >= 400:
         try:
             message = r.json()["error"]["message"]
@@ -231,6 +241,10 @@ def start_canary(cfg: dict[str, Any]) -> dict[str, Any]:
     want = cfg["challenger"]["model_version"]
     deadline = time.monotonic() + float(cfg.get("load_timeout_s", 120.0))
     served = _served(_models(cfg))
+    if served.get("champion") == want:
+        raise RecommndrError(
+            f"the challenger {want} is the champion's own bundle (the same files): there is nothing to canary"
+        )
     while served.get("challenger") != want:
         if time.monotonic() > deadline:
             raise RecommndrError(
@@ -263,7 +277,13 @@ def snapshot(cfg: dict[str, Any]) -> dict[str, Any]:
 def set_traffic(cfg: dict[str, Any]) -> dict[str, Any]:
     """The challenger's share of users (the champion serves the rest), audited."""
     share = float(cfg["share"])
-    body = _call(cfg, "POST", "/models/traffic", json={"challenger": share}).json()
+    try:
+        body = _call(cfg, "POST", "/models/traffic", json={"challenger": share}).json()
+    except RecommndrError as exc:
+        if share > 0 and "409" in str(exc) and str(cfg.get("reason", "")).startswith("rollback"):
+            # stepping down, the challenger is gone already: every shopper is on the champion
+            return {"traffic": {"champion": 1.0}, "no_challenger": True}
+        raise
     # the API audits the move itself (under the token's subject); this says why
     _audit(cfg).append("canary_step", _by(cfg), str(cfg.get("reason", "")), {"challenger": share})
     return {"traffic": body["traffic"]}

@@ -64,7 +64,7 @@ class CanaryRules(BaseModel):
     )
     tau_cvr: float = Field(0.002, gt=0, description="the same for conversion (purchases per product shown)")
     ctr_margin: float = Field(0.01, ge=0, description="non-inferiority margin on CTR (absolute)")
-    cvr_margin: float = Field(0.002, ge=0, description="non-inferiority margin on conversion (absolute)")
+    cvr_margin: float = Field(0.002, ge=0, description="harm margin on conversion (absolute; a guardrail)")
     min_impressions: int = Field(2_000, ge=1, description="products shown per arm before any decision")
     design_effect: float = Field(
         2.0, ge=1, le=100,
@@ -72,7 +72,7 @@ class CanaryRules(BaseModel):
         "are assigned to a variant): counts are divided by it, the effective sample size",
     )  # fmt: skip
     max_extension: float = Field(
-        2.0, ge=0, le=100,
+        4.0, ge=0, le=100,
         description="the last step, once held, goes on (this many step_seconds at most) while the test is "
         "inconclusive: promoted as soon as the sequence clears -margin, rolled back when it falls below",
     )  # fmt: skip
@@ -267,9 +267,10 @@ def sequential(
     decisions: list[tuple[str, str]] = []
     promotable: list[str] = []  # shown no worse than -margin already
     new_state = dict(state)
-    for name, key, tau, margin in (("ctr", "views", rules.tau_ctr, rules.ctr_margin),
-                                   ("cvr", "purchases", rules.tau_cvr, rules.cvr_margin)):  # fmt: skip
+    for name, key, tau, relative in (("ctr", "views", rules.tau_ctr, rules.ctr_margin),
+                                     ("cvr", "purchases", rules.tau_cvr, rules.cvr_margin)):  # fmt: skip
         s0, s1 = min(int(c0[key]), n0), min(int(c1[key]), n1)
+        margin = relative
         entry: dict[str, Any] = {"champion": s0 / n0 if n0 else None, "challenger": s1 / n1 if n1 else None,
                                  "n_champion": n0, "n_challenger": n1, "margin": margin}  # fmt: skip
         if n0 and n1:
@@ -282,23 +283,28 @@ def sequential(
                 v, how = binomial * rules.design_effect, f"binomial x {rules.design_effect:g}"
             theta, lr, lo, hi = msprt_with_variance(s1 / n1 - s0 / n0, v, tau, rules.alpha)
             p = min(1.0, 1.0 / lr)
-            prev = state.get(name)
+            sampled = min(n0, n1) >= rules.min_impressions
+            prev = state.get(name) if sampled else None  # the first looks' variance is unreliable
             if prev is not None:  # the running intersection and minimum, across activity calls
                 lo2, hi2 = max(lo, prev["ci_low"]), min(hi, prev["ci_high"])
                 if lo2 <= hi2:  # an empty intersection says the rate moved: keep this look's
                     lo, hi = lo2, hi2
                 p = min(p, prev["p_value"])
-            new_state[name] = {"ci_low": lo, "ci_high": hi, "p_value": p}
+            if sampled:
+                new_state[name] = {"ci_low": lo, "ci_high": hi, "p_value": p}
             look = Look(theta, lo, hi, p, lr, n0, n1)
-            verdict = decide(look, rules.min_impressions, margin, last_step)
-            if decide(look, rules.min_impressions, margin, True) == "promote":
+            # CTR is the primary figure: shown no worse to promote; conversion (rarer by far) is a
+            # guardrail: it rolls back on evidence of harm, it is not required to be shown no worse
+            guardrail = name == "cvr"
+            verdict = decide(look, rules.min_impressions, margin, last_step and not guardrail)
+            if guardrail or decide(look, rules.min_impressions, margin, True) == "promote":
                 promotable.append(name)
             entry.update(diff=theta, ci_low=lo, ci_high=hi, p_value=p, decision=verdict, variance=v,
                          variance_from=how, design_effect=v / binomial, z_rule=z_rule(s0, n0, s1, n1))  # fmt: skip
             decisions.append((name, verdict))
         else:
             entry.update(diff=None, ci_low=None, ci_high=None, p_value=1.0, decision="continue", z_rule=False)
-            decisions.append((name, "rollback" if last_step else "continue"))
+            decisions.append((name, "rollback" if last_step and name == "ctr" else "continue"))
         out[name] = entry
     return out, new_state | {"_decisions": decisions, "_promotable": promotable}
 
@@ -345,6 +351,8 @@ def analyse(
     request = (control or {}).get("request")
     if request and float(request.get("at") or 0.0) < float(baseline.get("at", 0.0)):
         request = None  # asked before this canary began (an earlier canary's, a manual rollback's)
+    if request and not business and request.get("action") != "rollback":
+        request = None  # guarding a promoted champion: only a rollback request means anything
     action: Decision = "continue"
     rule, reason, acute = "", "", False
     if request and request.get("id") not in state.get("handled", []):

@@ -125,7 +125,14 @@ def run_workflow(
 
     with durable_backend(activities) as client:
         iid = client.schedule_new_orchestration(name, input=input_)
-        state = client.wait_for_orchestration_completion(iid, timeout=int(timeout_s))
+        try:
+            state = client.wait_for_orchestration_completion(iid, timeout=int(timeout_s))
+        except (TimeoutError, KeyboardInterrupt) as exc:
+            _abandon(input_, activities)  # nobody will watch the canary: every shopper to the champion
+            why = f"timed out after {timeout_s:.0f} s" if isinstance(exc, TimeoutError) else "interrupted"
+            raise RecommndrError(
+                f"the {name} workflow was stopped ({why}); challenger traffic sent back to 0"
+            ) from exc
     if state is None:
         raise RecommndrError(f"the {name} workflow did not finish within {timeout_s:.0f} s")
     if state.runtime_status != OrchestrationStatus.COMPLETED:
@@ -133,6 +140,21 @@ def run_workflow(
         raise RecommndrError(f"the {name} workflow failed: {details}")
     out: dict[str, Any] = json.loads(state.serialized_output or "{}")
     return out
+
+
+def _abandon(
+    input_: dict[str, Any], activities: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] | None
+) -> None:
+    """Best effort, when a run is given up: the challenger's share to 0 and its fault cleared."""
+    acts = activities or ACTIVITIES
+    try:
+        acts["set_traffic"]({**input_, "share": 0.0, "reason": "rollback: the workflow was stopped"})
+        if input_.get("fault", "none") != "none":
+            from recommndr.lifecycle.activities import _call
+
+            _call(input_, "POST", "/models/fault", json={"kind": "none"})
+    except Exception as exc:  # the API may be what failed
+        log.error("could not send the challenger's traffic back to 0: %s", exc)
 
 
 class LocalStack:

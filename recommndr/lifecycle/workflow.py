@@ -126,7 +126,10 @@ def retrain(ctx: Context) -> Orchestration:
     steps_done.append({"step": "decision", "at": _iso(ctx.current_utc_datetime), **decision})
     if decision["action"] == "promote":
         yield publish(status="promoting")
-        yield ctx.call_activity("promote", {**cfg, "reason": decision["reason"], "rule": decision["rule"]})
+        yield ctx.call_activity(
+            "promote",
+            {**cfg, "reason": decision["reason"], "rule": decision["rule"], "look": decision.get("look")},
+        )
         if rules.get("watch_seconds", 0) > 0:  # the guards keep watching the new champion
             watched = yield ctx.call_sub_orchestrator(
                 "watch_champion", {**cfg, "history": history}, f"{ctx.instance_id}-watch"
@@ -219,6 +222,7 @@ def _rollback_input(
     cfg: dict[str, Any], decision: dict[str, Any], share: float, restore: bool
 ) -> dict[str, Any]:
     return {**cfg, "reason": decision["reason"], "rule": decision["rule"], "acute": bool(decision.get("acute")),
+            "look": decision.get("look"),
             "share": share, "restore_champion": restore}  # fmt: skip
 
 

@@ -120,9 +120,10 @@ def test_a_healthy_canary_walks_every_step_and_promotes(loop_functions, loop_inp
     assert end.done and end.output["outcome"] == "promoted" and end.output["rule"] == "business"
     assert [i["share"] for i in shop.inputs("set_traffic")] == [0.05, 0.25, 0.5, 1.0]
     # 60 s per step, a look every 20 s: each step's looks end at the step's end, never past it; the
-    # 50 % step decides (inconclusive here until its extension of 2 steps ends), the 100 % step guards
+    # 50 % step decides (inconclusive here until its extension of 4 steps ends), the 100 % step guards
     looks = [i for i in shop.inputs("analyse")]
-    assert len(looks) == 3 + 3 + 9 + 3 and [i["last_step"] for i in looks].count(True) == 1
+    # (each look also waits for two activities of a second: 14, not 15, fit in the held step and its extension)
+    assert len(looks) == 3 + 3 + 14 + 3 and [i["last_step"] for i in looks].count(True) == 1
     deciding = next(i for i in looks if i["last_step"])
     assert deciding["share"] == 0.5 and looks[-1]["share"] == 1.0 and looks[-1]["business"] is False
     timers = [a.fire_at for a in end.actions if a.kind == "timer"]
