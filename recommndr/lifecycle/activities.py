@@ -245,6 +245,11 @@ def start_canary(cfg: dict[str, Any]) -> dict[str, Any]:
         raise RecommndrError(
             f"the challenger {want} is the champion's own bundle (the same files): there is nothing to canary"
         )
+    if _control(cfg).get("paused"):  # a pause left on would hold this canary's first step for ever
+        raise RecommndrError(
+            "the API's canary control is paused (GET /models/control): resume it "
+            '(POST /models/pause {"paused": false}) before starting a canary'
+        )
     while served.get("challenger") != want:
         if time.monotonic() > deadline:
             raise RecommndrError(

@@ -1,0 +1,78 @@
+"""Activities against a scripted API (httpx answered in-process): what they refuse before any
+traffic moves, and how a rollback step treats a challenger that is gone."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+from recommndr.errors import RecommndrError
+from recommndr.lifecycle import activities
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.fixture
+def api(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """Answers by (method, path); every call recorded."""
+    monkeypatch.setenv("RECOMMNDR_ADMIN_TOKEN", "t")
+    world: dict[str, Any] = {"calls": [], "answers": {}}
+
+    def request(method: str, url: str, **kw: Any) -> httpx.Response:
+        path = url.split("://", 1)[1].split("/", 1)[1]
+        world["calls"].append((method, "/" + path))
+        status, body = world["answers"].get(
+            (method, "/" + path), (404, {"error": {"code": "x", "message": "no"}})
+        )
+        return httpx.Response(status, json=body)
+
+    monkeypatch.setattr(activities.httpx, "request", request)
+    return world
+
+
+CFG = {
+    "api": "http://api.test",
+    "challenger": {"model_version": "v2"},
+    "load_timeout_s": 1.0,
+    "fault": "none",
+}
+
+
+def test_a_canary_is_refused_while_the_control_is_paused_or_the_challenger_is_the_champion(
+    api: dict[str, Any],
+) -> None:
+    api["answers"][("GET", "/models")] = (200, {"models": [{"variant": "champion", "version": "v1"},
+                                                          {"variant": "challenger", "version": "v2"}]})  # fmt: skip
+    api["answers"][("GET", "/models/control")] = (200, {"paused": True, "request": None, "fault": None})
+    with pytest.raises(RecommndrError, match="paused"):
+        activities.start_canary(dict(CFG))
+    assert not [c for c in api["calls"] if c[0] == "POST"]  # nothing moved
+    api["answers"][("GET", "/models")] = (200, {"models": [{"variant": "champion", "version": "v2"}]})
+    with pytest.raises(RecommndrError, match="champion's own bundle"):
+        activities.start_canary(dict(CFG))
+
+
+def test_a_rollback_step_past_a_dropped_challenger_is_done_and_other_refusals_are_not(
+    api: dict[str, Any], tmp_path: Any
+) -> None:
+    api["answers"][("POST", "/models/traffic")] = (
+        409,
+        {"error": {"code": "no_challenger", "message": "none loaded"}},
+    )
+    cfg = {**CFG, "audit_path": str(tmp_path / "a.jsonl"), "share": 0.25}
+    assert activities.set_traffic({**cfg, "reason": "rollback: errors"})["no_challenger"] is True
+    with pytest.raises(RecommndrError, match="409"):
+        activities.set_traffic({**cfg, "reason": "canary step 2 of 4"})
+
+
+def test_reads_are_retried_and_writes_are_not(api: dict[str, Any]) -> None:
+    api["answers"][("GET", "/metrics")] = (503, {"error": {"code": "x", "message": "busy"}})
+    with pytest.raises(RecommndrError, match="503"):
+        activities.snapshot(dict(CFG))
+    assert api["calls"].count(("GET", "/metrics")) == activities.GET_ATTEMPTS
+    api["answers"][("POST", "/models/fault")] = (503, {"error": {"code": "x", "message": "busy"}})
+    with pytest.raises(RecommndrError):
+        activities._call(dict(CFG), "POST", "/models/fault", json={"kind": "none"})
+    assert api["calls"].count(("POST", "/models/fault")) == 1
