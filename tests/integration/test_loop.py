@@ -87,8 +87,12 @@ def shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
 
 
 def _canary(shop: dict[str, Any], fault: str) -> dict[str, Any]:
+    # the healthy run proves the climb and the promotion; the drift guard, checked at every one of
+    # its ~40 looks, can raise a chance flag on windows this small (the README says so), so it is
+    # off there: the drift fault's own run proves that guard
+    rules = {**FAST, "drift": fault != "none"}
     cfg = loop_input(shop["root"] / "data", shop["api"], shop["root"] / f"run-{fault}", shop["uri"], shop["audit"],
-                     FAST, fault=fault)  # fmt: skip
+                     rules, fault=fault)  # fmt: skip
     cfg["bundle"] = str(shop["root"] / "bundle")
     return run_workflow(cfg, timeout_s=300)
 
