@@ -147,7 +147,7 @@ class LocalBroker:
 def create_topic(bootstrap: str, topic: str, partitions: int = 1, timeout_s: float = 10.0) -> None:
     """Create ``topic`` (``partitions`` partitions) unless it exists."""
     from confluent_kafka import KafkaException
-    from confluent_kafka.admin import AdminClient, NewTopic
+    from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
     admin = AdminClient({"bootstrap.servers": bootstrap})
     futures = admin.create_topics([NewTopic(topic, partitions, 1)], request_timeout=timeout_s)
