@@ -10,11 +10,23 @@ from pathlib import Path
 from typing import Any
 
 from feast import Entity, FeatureView, Field, FileSource, PushSource, ValueType
-from feast.types import Array, Int64
+from feast.types import Array, Float64, Int64
 
-from recommndr.features.schema import ENTITY, FIELDS, JOIN_KEY, PUSH_SOURCE, TTL_DAYS, VIEW
+from recommndr.features.schema import (
+    ENTITY,
+    FIELDS,
+    JOIN_KEY,
+    PRODUCT_ENTITY,
+    PRODUCT_FIELDS,
+    PRODUCT_JOIN_KEY,
+    PRODUCT_TTL_DAYS,
+    PRODUCT_VIEW,
+    PUSH_SOURCE,
+    TTL_DAYS,
+    VIEW,
+)
 
-DTYPES: dict[str, Any] = {"int64": Int64, "int64_list": Array(Int64)}
+DTYPES: dict[str, Any] = {"int64": Int64, "int64_list": Array(Int64), "double": Float64}
 
 
 def definitions(offline_path: Path) -> list[Any]:
@@ -31,4 +43,21 @@ def definitions(offline_path: Path) -> list[Any]:
         online=True,
         description="what a shopper did since the served model's cut-off (newest first)",
     )
-    return [user, batch, push, view]
+    product = Entity(
+        name=PRODUCT_ENTITY, join_keys=[PRODUCT_JOIN_KEY], value_type=ValueType.INT64, description="a product"
+    )
+    product_batch = FileSource(
+        name=f"{PRODUCT_VIEW}_batch", path=str(offline_path.with_name(f"{PRODUCT_VIEW}.parquet")),
+        timestamp_field="event_ts",
+    )  # fmt: skip
+    product_push = PushSource(name=f"{PRODUCT_VIEW}_push", batch_source=product_batch)
+    product_view = FeatureView(
+        name=PRODUCT_VIEW,
+        entities=[product],
+        ttl=timedelta(days=PRODUCT_TTL_DAYS),
+        schema=[Field(name=n, dtype=DTYPES[k]) for n, k in PRODUCT_FIELDS.items()],
+        source=product_push,
+        online=True,
+        description="a product's events over the last hour and day of event time (the streaming job)",
+    )
+    return [user, batch, push, view, product, product_batch, product_push, product_view]

@@ -84,11 +84,12 @@ def fold(record: UserRealtime | None, events: Iterable[Event]) -> UserRealtime:
 
 
 # --- Feast's encodings ------------------------------------------------------------------------
-def entity_key(user_id: int) -> bytes:
-    """Feast's entity key serialisation (version 3) for one int64 join key."""
+def entity_key(user_id: int, join_key: str = JOIN_KEY) -> bytes:
+    """Feast's entity key serialisation (version 3) for one int64 join key (``user_id`` unless
+    ``join_key`` names another, as the product view's ``item_id``)."""
     if not INT64_MIN <= user_id <= INT64_MAX:
-        raise ValueError(f"{JOIN_KEY} {user_id} is outside int64, the type of Feast's join key")
-    k = JOIN_KEY.encode()
+        raise ValueError(f"{join_key} {user_id} is outside int64, the type of Feast's join key")
+    k = join_key.encode()
     return (
         struct.pack("<II", 1, STRING) + struct.pack("<I", len(k)) + k + struct.pack("<IIq", INT64, 8, user_id)
     )
@@ -130,6 +131,23 @@ def encode_value(value: int | Sequence[int]) -> bytes:
     packed = b"".join(_varint(v) for v in value)
     inner = (b"\x0a" + _varint(len(packed)) + packed) if packed else b""
     return b"\x72" + _varint(len(inner)) + inner
+
+
+def encode_double(value: float) -> bytes:
+    """A Feast ``Value`` proto holding ``double_val`` (field 5, fixed 64-bit)."""
+    return b"\x29" + struct.pack("<d", value)
+
+
+def decode_double(buf: bytes) -> float | None:
+    """The double in a Feast ``Value`` proto (None for an unset value; an int64 reads as a float)."""
+    if not buf:
+        return None
+    if buf[0] == 0x29 and len(buf) == 9:
+        return float(struct.unpack("<d", buf[1:])[0])
+    value = decode_value(buf)
+    if isinstance(value, int):
+        return float(value)
+    raise ValueError("a Feast double value is expected")
 
 
 def decode_value(buf: bytes) -> int | list[int] | None:

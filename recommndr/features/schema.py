@@ -28,3 +28,25 @@ FIELDS: dict[str, Kind] = {
     "events": "int64",
     "carted_items": "int64_list",
 }
+
+# --- the streaming job's product windows ---------------------------------------------------------
+# ``product_realtime``, keyed by ``item_id``: each product's views, add-to-carts and purchases over the
+# last hour and day of event time, and its trending score, as of ``window_end_us`` (the end of the
+# newest one-minute tile the job had seen when it wrote them). The Flink job writes it
+# (``recommndr.streaming.windows``); the API reads it for /trending and the popularity candidates.
+PRODUCT_ENTITY = "product"
+PRODUCT_JOIN_KEY = "item_id"
+PRODUCT_VIEW = "product_realtime"
+PRODUCT_TTL_DAYS = 2
+
+ProductKind = Literal["int64", "double"]
+PRODUCT_FIELDS: dict[str, ProductKind] = {
+    "views_1h": "int64",
+    "carts_1h": "int64",
+    "purchases_1h": "int64",
+    "views_24h": "int64",
+    "carts_24h": "int64",
+    "purchases_24h": "int64",
+    "trend": "double",
+    "window_end_us": "int64",
+}
