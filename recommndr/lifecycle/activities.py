@@ -16,14 +16,15 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
-from recommndr.errors import RecommndrError, UserInputError
+from recommndr.errors import RecommndrError, ServiceUnavailableError, UserInputError
 from recommndr.lifecycle import canary
 from recommndr.lifecycle.gate import GATE_METRIC
 
@@ -124,22 +125,50 @@ def _by(cfg: dict[str, Any]) -> str:
     return f"{cfg.get('by', 'workflow')}:{iid}" if iid else str(cfg.get("by", "workflow"))
 
 
+class RegistryUnavailableError(ServiceUnavailableError):
+    """The MLflow registry could not be read or written (a bad URI, a corrupt or locked database,
+    an unreachable server): said as such, never as "no challenger"."""
+
+    code = "registry_unavailable"
+
+
+@contextmanager
+def _registry(cfg: dict[str, Any], doing: str) -> Iterator[None]:
+    """Turn any failure of MLflow (or of the database under it) into :class:`RegistryUnavailableError`
+    naming the registry and what was being done; the project's own errors pass through."""
+    try:
+        yield
+    except RecommndrError:
+        raise
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise RegistryUnavailableError(
+            f"the model registry at {cfg.get('tracking_uri')} failed while {doing}: {type(exc).__name__}: {first}"
+        ) from exc
+
+
 def alias_versions(cfg: dict[str, Any], alias: str) -> dict[str, str] | None:
     """Each registered model's version behind ``alias`` (None when the ranker has none)."""
     from recommndr.registry.tracking import RANKER_MODEL, RETRIEVAL_MODEL, alias_version
 
-    client = _client(cfg)
     out = {}
-    for name in (RETRIEVAL_MODEL, RANKER_MODEL):
-        v = alias_version(client, name, alias)
-        if v is not None:
-            out[name] = str(v.version)
+    with _registry(cfg, f"reading the alias {alias}"):
+        client = _client(cfg)
+        for name in (RETRIEVAL_MODEL, RANKER_MODEL):
+            v = alias_version(client, name, alias)
+            if v is not None:
+                out[name] = str(v.version)
     return out if RANKER_MODEL in out else None
 
 
 def move_alias(cfg: dict[str, Any], alias: str, versions: dict[str, str] | None, reason: str) -> None:
     """Point ``alias`` at ``versions`` (None: delete it), tag the versions, and append the move to
     the audit trail with what the alias pointed to before."""
+    with _registry(cfg, f"moving the alias {alias}"):
+        _move_alias(cfg, alias, versions, reason)
+
+
+def _move_alias(cfg: dict[str, Any], alias: str, versions: dict[str, str] | None, reason: str) -> None:
     from recommndr.registry.tracking import alias_version
 
     client = _client(cfg)

@@ -34,7 +34,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from recommndr.monitoring.sequential import Look, decide, msprt_with_variance, z_rule
+from recommndr.monitoring.sequential import Look, binomial_variance, decide, msprt_with_variance, z_rule
 
 Decision = Literal["continue", "rollback", "promote"]
 VARIANTS = ("champion", "challenger")
@@ -274,7 +274,7 @@ def sequential(
         entry: dict[str, Any] = {"champion": s0 / n0 if n0 else None, "challenger": s1 / n1 if n1 else None,
                                  "n_champion": n0, "n_challenger": n1, "margin": margin}  # fmt: skip
         if n0 and n1:
-            binomial = _binomial_variance(s0, n0, s1, n1)
+            binomial = binomial_variance(s0, n0, s1, n1)
             per_arm = [bucket_variance(c["bucket"][key], c["bucket"]["impressions"]) if c.get("bucket") else None
                        for c in (c0, c1)]  # fmt: skip
             if all(v is not None for v in per_arm):
@@ -307,11 +307,6 @@ def sequential(
             decisions.append((name, "rollback" if last_step and name == "ctr" else "continue"))
         out[name] = entry
     return out, new_state | {"_decisions": decisions, "_promotable": promotable}
-
-
-def _binomial_variance(s0: int, n0: int, s1: int, n1: int) -> float:
-    p0, p1 = s0 / n0, s1 / n1
-    return max(p1 * (1 - p1) / n1 + p0 * (1 - p0) / n0, 0.25 / n1 / n0)
 
 
 def analyse(

@@ -44,7 +44,9 @@ class Look:
     n_challenger: int
 
 
-def _variance(s0: int, n0: int, s1: int, n1: int) -> float:
+def binomial_variance(s0: int, n0: int, s1: int, n1: int) -> float:
+    """The variance of the difference of two arms' success rates (challenger ``s1/n1`` minus
+    champion ``s0/n0``) under independent Bernoulli trials."""
     p0, p1 = s0 / n0, s1 / n1
     # a floor keeps the first looks (zero successes) from dividing by zero; 0.25/n is the
     # largest a Bernoulli variance can be, so the floor never makes the test bolder
@@ -59,7 +61,7 @@ def msprt(s0: int, n0: int, s1: int, n1: int, tau: float, alpha: float) -> tuple
         raise ValueError("each arm needs 0 <= successes <= trials and at least one trial")
     if tau <= 0 or not 0 < alpha < 1:
         raise ValueError("tau > 0 and 0 < alpha < 1 are required")
-    return msprt_with_variance(s1 / n1 - s0 / n0, _variance(s0, n0, s1, n1), tau, alpha)
+    return msprt_with_variance(s1 / n1 - s0 / n0, binomial_variance(s0, n0, s1, n1), tau, alpha)
 
 
 def msprt_with_variance(
@@ -114,5 +116,5 @@ def decide(look: Look, min_per_arm: int, margin: float = 0.0, last_step: bool = 
 def z_rule(s0: int, n0: int, s1: int, n1: int, sigmas: float = 2.0) -> bool:
     """The seed's rule: the challenger's rate below the champion's minus ``sigmas`` standard
     errors of the difference (True: it fires)."""
-    v = _variance(s0, n0, s1, n1)
+    v = binomial_variance(s0, n0, s1, n1)
     return s1 / n1 - s0 / n0 < -sigmas * math.sqrt(v)

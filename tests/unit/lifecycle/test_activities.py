@@ -76,3 +76,16 @@ def test_reads_are_retried_and_writes_are_not(api: dict[str, Any]) -> None:
     with pytest.raises(RecommndrError):
         activities._call(dict(CFG), "POST", "/models/fault", json={"kind": "none"})
     assert api["calls"].count(("POST", "/models/fault")) == 1
+
+
+def test_a_registry_that_fails_is_said_to_fail_never_read_as_no_challenger(tmp_path: Any) -> None:
+    """A corrupt MLflow database: reading an alias and moving one raise the registry's error,
+    naming the registry, not "no challenger" and not an internal error."""
+    bad = tmp_path / "mlflow.db"
+    bad.write_text("not a database\n")
+    cfg = {"tracking_uri": f"sqlite:///{bad}", "audit_path": str(tmp_path / "audit.jsonl")}
+    with pytest.raises(activities.RegistryUnavailableError, match="mlflow.db failed while reading the alias"):
+        activities.alias_versions(cfg, "challenger")
+    with pytest.raises(activities.RegistryUnavailableError, match="moving the alias champion"):
+        activities.move_alias(cfg, "champion", {"recommndr-ranker": "1"}, "test")
+    assert not (tmp_path / "audit.jsonl").exists()  # nothing recorded for a move that did not happen
