@@ -11,10 +11,10 @@ writes the same values.
 from its stored tiles, as of the stream's clock ``as_of_us`` (the newest tile end seen): views,
 add-to-carts and purchases over the last hour and day, and a trending score. A tile counts in a
 window of ``w`` seconds when its end lies in ``(as_of - w, as_of]``. When the clock passes into a
-new tile, the products in the trending index are recomputed too, so a product nobody touches any
-more falls out of the last hour as time goes on (a row outside the index, fewer than
-:data:`TRENDING_MIN_EVENTS` events in its last hour, stays as of its own last event: its
-``window_end_us`` says when). Tiles older than a day are deleted.
+new tile, the products with a tile in the last hour (or so) are recomputed too, so a product nobody
+touches any more falls out of the last hour as time goes on; its day count stays as of the last
+recompute (``window_end_us`` says when) until its tiles are a day old, then it is recomputed once
+more (to zero) and its tiles are deleted.
 
 The rows are Feast's layout of the ``product_realtime`` view (``features.schema``): in Redis one
 hash per product (entity key with join key ``item_id`` + project, a murmur3 field per feature,
@@ -222,6 +222,7 @@ class RedisWindowStore:
         self.ts_field = f"_ts:{PRODUCT_VIEW}"
         self.index_key = f"{PROJECT}:{PRODUCT_VIEW}:trend"
         self.status_key = f"{PROJECT}:{PRODUCT_VIEW}:status"
+        self.active_key = f"{PROJECT}:{PRODUCT_VIEW}:active"  # products by their newest tile's end
         self._clock = self.client.register_script(_CLOCK_LUA)
         self._as_of = 0
 
@@ -246,13 +247,21 @@ class RedisWindowStore:
         pipe = self.client.pipeline(transaction=False)
         for (item, end), t in latest.items():
             pipe.hset(self.tiles_key(item), str(end), f"{t.views},{t.carts},{t.purchases}")
+            pipe.zadd(self.active_key, {str(item): end}, gt=True)
         pipe.execute()
         before = self._as_of
         self._as_of = int(self._clock(keys=[self.status_key], args=[newest, _now_us()]))
         touched = set(items)
-        if self._as_of // TILE_US != before // TILE_US:  # the clock moved on: decay the indexed ones
-            touched.update(int(m) for m in self.client.zrange(self.index_key, 0, -1))  # type: ignore[union-attr]
+        gone: list[int] = []
+        if self._as_of // TILE_US != before // TILE_US:  # the clock moved on: what it changes
+            decaying: Any = self.client.zrangebyscore(self.active_key, _decaying_after(self._as_of), "+inf")
+            expired: Any = self.client.zrangebyscore(self.active_key, "-inf", self._as_of - KEEP_US)
+            gone = [int(m) for m in expired]
+            touched.update(int(m) for m in decaying)
+            touched.update(gone)
         self._recompute(sorted(touched))
+        if gone:
+            self.client.zrem(self.active_key, *(str(i) for i in gone))
         return len(items)
 
     def _recompute(self, items: list[int]) -> None:
@@ -305,6 +314,12 @@ class RedisWindowStore:
         self.client.close()
 
 
+def _decaying_after(as_of_us: int) -> int:
+    """Products with a tile ending after this have a last hour that the clock's move changes (one
+    tile of slack: the move may span several tiles)."""
+    return as_of_us - WINDOWS_S["1h"] * 1_000_000 - 2 * TILE_US
+
+
 def _counts(v: bytes | str) -> tuple[int, int, int]:
     text = v.decode() if isinstance(v, bytes) else v
     a, b, c = (int(x) for x in text.split(","))
@@ -337,6 +352,10 @@ class SqliteWindowStore:
             c.execute(
                 f'CREATE TABLE IF NOT EXISTS "{PROJECT}_{PRODUCT_VIEW}_tiles" (item_id INTEGER, end_us INTEGER, '
                 "views INTEGER, carts INTEGER, purchases INTEGER, PRIMARY KEY(item_id, end_us))"
+            )
+            c.execute(
+                f'CREATE INDEX IF NOT EXISTS "{PROJECT}_{PRODUCT_VIEW}_tiles_by_end" '
+                f'ON "{PROJECT}_{PRODUCT_VIEW}_tiles" (end_us)'
             )
             c.execute(
                 f'CREATE TABLE IF NOT EXISTS "{PROJECT}_{PRODUCT_VIEW}_trend" '
@@ -396,8 +415,12 @@ class SqliteWindowStore:
                 (self._as_of, _now_us()),
             )
             touched = set(items)
-            if self._as_of // TILE_US != before // TILE_US:
-                touched.update(i for (i,) in c.execute(f"SELECT item_id FROM {self.trend_table}"))
+            if self._as_of // TILE_US != before // TILE_US:  # the clock moved on: what it changes
+                for sql, arg in ((f"SELECT DISTINCT item_id FROM {self.tiles_table} WHERE end_us > ?",
+                                  _decaying_after(self._as_of)),
+                                 (f"SELECT DISTINCT item_id FROM {self.tiles_table} WHERE end_us <= ?",
+                                  self._as_of - KEEP_US)):  # fmt: skip
+                    touched.update(i for (i,) in c.execute(sql, (arg,)))
             self._recompute(c, sorted(touched))
             c.execute("COMMIT")
         except BaseException:
