@@ -18,7 +18,9 @@ from recommndr.streaming.windows import (
 T0 = 1_800_000_000_000_000  # a whole minute (tiles end on minute boundaries)
 
 
-def random_events(n: int = 4000, items: int = 20, hours: float = 3.0, seed: int = 1) -> list[tuple[str, int, str, int]]:
+def random_events(
+    n: int = 4000, items: int = 20, hours: float = 3.0, seed: int = 1
+) -> list[tuple[str, int, str, int]]:
     rng = random.Random(seed)
     kinds = ["view", "view", "view", "add_to_cart", "purchase"]
     return [
@@ -47,7 +49,9 @@ def check_firings_and_replays_leave_exact_windows(store: WindowStore) -> None:
         tiles = {t.end_us: (t.views, t.carts, t.purchases) for t in ref if t.item_id == item}
         assert store.tiles(item) == tiles
         assert got[item] == windows_of(item, tiles, as_of)
-    assert sum(w.views_24h + w.carts_24h + w.purchases_24h for w in got.values()) == len({e[0] for e in events})
+    assert sum(w.views_24h + w.carts_24h + w.purchases_24h for w in got.values()) == len(
+        {e[0] for e in events}
+    )
     top = store.top(5)
     expected = sorted(((i, w.trend) for i, w in got.items() if w.trending), key=lambda x: (-x[1], -x[0]))
     assert [round(s, 6) for _, s in top] == [round(s, 6) for _, s in expected[:5]]
