@@ -43,5 +43,5 @@ def test_a_local_broker_carries_messages_and_stops(tmp_path: Path) -> None:
 
 def test_a_missing_binary_is_named(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("RECOMMNDR_TANSU", str(tmp_path / "nope"))
-    with pytest.raises(BrokerError, match="RECOMMNDR_TANSU=.*not an executable"):
+    with pytest.raises(BrokerError, match=r"RECOMMNDR_TANSU=.*not an executable"):
         tansu_binary()

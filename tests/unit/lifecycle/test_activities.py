@@ -84,7 +84,9 @@ def test_a_registry_that_fails_is_said_to_fail_never_read_as_no_challenger(tmp_p
     bad = tmp_path / "mlflow.db"
     bad.write_text("not a database\n")
     cfg = {"tracking_uri": f"sqlite:///{bad}", "audit_path": str(tmp_path / "audit.jsonl")}
-    with pytest.raises(activities.RegistryUnavailableError, match="mlflow.db failed while reading the alias"):
+    with pytest.raises(
+        activities.RegistryUnavailableError, match=r"mlflow\.db failed while reading the alias"
+    ):
         activities.alias_versions(cfg, "challenger")
     with pytest.raises(activities.RegistryUnavailableError, match="moving the alias champion"):
         activities.move_alias(cfg, "champion", {"recommndr-ranker": "1"}, "test")
