@@ -1075,6 +1075,8 @@ def serve_cmd(
     from recommndr.serving.events import EventLog
 
     EventLog(s.event_log_dir).prepare()  # a folder it cannot write: a clear error now, not at a 503
+    if s.event_broker:  # the spool takes what the broker does not confirm: it must be writable too
+        EventLog(s.spool_dir).prepare()
     workers = workers or default_workers()
     out.print(f"API on http://{host}:{port} (docs: http://{host}:{port}/docs), serving {source}, "
               f"{workers} worker process{'es' if workers > 1 else ''}")  # fmt: skip
