@@ -300,3 +300,28 @@ def test_a_duplicate_spool_shipment_carries_the_same_event_ids(tmp_path: Path, b
     raw = Counter(r for _, _, r in got)
     assert set(raw.values()) == {2}, "each event twice, byte for byte the same"
     assert len({v["event_id"] for _, v, _ in got}) == 30
+
+
+def test_simulate_direct_mode_lands_every_event_on_the_topic(tiny_dataset: Path, broker: LocalBroker) -> None:
+    from typer.testing import CliRunner
+
+    from recommndr.cli import app
+
+    r = CliRunner().invoke(app, ["stream", "simulate", "--broker", broker.bootstrap, "--topic", TOPIC,
+                                 "--data", str(tiny_dataset), "--rate", "2000", "--seconds", "1.5",
+                                 "--json"])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    result = json.loads(r.stdout.strip().splitlines()[-1])
+    assert result["sent"] >= 2000 and result["delivered"] == result["sent"] and result["errors"] == 0
+    got = consume(broker.bootstrap, result["sent"])
+    ids = Counter(v["event_id"] for _, v, _ in got)
+    assert len(got) == result["sent"] and max(ids.values()) == 1, "each event once"
+    kinds = Counter(v["event_type"] for _, v, _ in got)
+    assert kinds["view"] > kinds["add_to_cart"] > 0, kinds
+    assert all(k == str(v["user_id"]).encode() and isinstance(v["ts_ms"], int) for k, v, _ in got)
+    bad = CliRunner().invoke(app, ["stream", "simulate", "--broker", "127.0.0.1:1", "--data", str(tiny_dataset),
+                                   "--rate", "100", "--seconds", "1"])  # fmt: skip
+    assert bad.exit_code != 0 and "cannot be reached" in str(bad.exception)  # main() prints it
+    zero = CliRunner().invoke(app, ["stream", "simulate", "--broker", broker.bootstrap, "--data",
+                                    str(tiny_dataset), "--rate", "0"])  # fmt: skip
+    assert zero.exit_code != 0 and "rate" in zero.output
