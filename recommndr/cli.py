@@ -731,6 +731,15 @@ def monitor_drift_cmd(
 def monitor_watch_cmd(
     artifacts: Annotated[Path, typer.Option("--artifacts", help="The champion's bundle (its reference).")],
     api: Annotated[str, typer.Option("--api", help="The running API.")] = "http://127.0.0.1:8000",
+    broker: Annotated[
+        str | None,
+        typer.Option(
+            "--broker",
+            help="Produce events straight to this Kafka bootstrap (host:port), no API calls; --rate is "
+            "then events per second.",
+        ),
+    ] = None,
+    topic: Annotated[str, typer.Option("--topic", help="The topic (with --broker).")] = "recommndr-events",
     challenger: Annotated[
         Path | None, typer.Option("--challenger", help="The challenger's bundle, to check its traffic too.")
     ] = None,
@@ -957,7 +966,8 @@ def rollback_cmd(
 
 stream_app = typer.Typer(
     no_args_is_help=True,
-    help="Streaming: live shoppers against a running API (the canary's and the job's load).",
+    help="Streaming: live shoppers against a running API or straight to the topic (the canary's and "
+    "the job's load), and a local broker.",
 )
 app.add_typer(stream_app, name="stream")
 
@@ -971,6 +981,15 @@ def stream_simulate_cmd(
         Path, typer.Option("--data", help="A synthetic shop's folder: its ground truth makes the shoppers.")
     ],
     api: Annotated[str, typer.Option("--api", help="The running API.")] = "http://127.0.0.1:8000",
+    broker: Annotated[
+        str | None,
+        typer.Option(
+            "--broker",
+            help="Produce events straight to this Kafka bootstrap (host:port), no API calls; --rate is "
+            "then events per second.",
+        ),
+    ] = None,
+    topic: Annotated[str, typer.Option("--topic", help="The topic (with --broker).")] = "recommndr-events",
     seconds: Annotated[
         float | None, typer.Option("--seconds", help="How long (default: until Ctrl-C).", min=0.001)
     ] = None,
@@ -993,6 +1012,9 @@ def stream_simulate_cmd(
 
     if not data.is_dir():
         raise typer.BadParameter(f"{data} is not a folder", param_hint="--data")
+    if broker is not None:
+        _simulate_direct(broker, topic, data, rate, seconds, seed, as_json)
+        return
     sim = TrafficSimulator(
         api, data, rate, seed, k, max_in_flight=max_in_flight, timeout_s=timeout, ready_timeout_s=wait
     )
@@ -1017,6 +1039,55 @@ def stream_simulate_cmd(
             f"[red]error[/red]: {api} answered no list ({sum(counts['errors']['recommendations'].values()):,} errors)"
         )
         raise typer.Exit(1)
+
+
+def _simulate_direct(
+    broker: str, topic: str, data: Path, rate: float, seconds: float | None, seed: int, as_json: bool
+) -> None:
+    """``stream simulate --broker``: the shop's events straight to the topic."""
+    from recommndr.streaming.direct import DirectSimulator
+
+    if not rate > 0:
+        raise typer.BadParameter(f"the rate must be above 0 events/s (got {rate})", param_hint="--rate")
+    sim = DirectSimulator(broker, data, rate, topic, seed)
+    if not as_json:
+        err.print(f"producing to {broker}/{topic} at {rate:,.0f} events/s"
+                  + (f" for {seconds:g} s" if seconds else "; Ctrl-C stops"))  # fmt: skip
+    result = sim.run(seconds)
+    if as_json:
+        sys.stdout.write(json.dumps(result.as_dict()) + "\n")
+    else:
+        out.print(result.summary(), markup=False, highlight=False)
+    if result.sent and result.errors == result.sent:
+        err.print(f"[red]error[/red]: none of the {result.sent:,} events was confirmed by {broker}")
+        raise typer.Exit(1)
+
+
+@stream_app.command("broker")
+def stream_broker_cmd(
+    port: Annotated[
+        int, typer.Option("--port", help="Port on 127.0.0.1 (0: a free one).", min=0, max=65535)
+    ] = 9092,
+    topic: Annotated[str, typer.Option("--topic", help="The topic to create.")] = "recommndr-events",
+    partitions: Annotated[int, typer.Option("--partitions", help="Its partitions.", min=1, max=1024)] = 2,
+) -> None:
+    """A local Kafka-protocol broker (Tansu, in memory) with the topic created, until Ctrl-C;
+    prints the bootstrap address (RECOMMNDR_EVENT_BROKER for the API)."""
+    from recommndr.streaming.broker import LocalBroker, create_topic
+
+    with LocalBroker(port=port) as b:
+        create_topic(b.bootstrap, topic, partitions)
+        out.print(
+            f"broker on {b.bootstrap} (topic {topic}, {partitions} partitions); Ctrl-C stops", markup=False
+        )
+        sys.stdout.flush()
+        try:
+            while b.running:
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            pass
+        if not b.running and b.proc is not None:
+            raise typer.Exit(1)
 
 
 @app.command("serve")
@@ -1075,6 +1146,8 @@ def serve_cmd(
     from recommndr.serving.events import EventLog
 
     EventLog(s.event_log_dir).prepare()  # a folder it cannot write: a clear error now, not at a 503
+    if s.event_broker:  # the spool takes what the broker does not confirm: it must be writable too
+        EventLog(s.spool_dir).prepare()
     workers = workers or default_workers()
     out.print(f"API on http://{host}:{port} (docs: http://{host}:{port}/docs), serving {source}, "
               f"{workers} worker process{'es' if workers > 1 else ''}")  # fmt: skip

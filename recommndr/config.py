@@ -12,7 +12,15 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from recommndr.errors import UserInputError
@@ -40,6 +48,55 @@ class Settings(BaseSettings):
         "instance's local disk: not durable across instances (scale-in, restarts on another host).",
     )
     event_flush_ms: float = Field(5.0, ge=0, description="Group-commit window of the event log.")
+    # the streaming path (recommndr/streaming/producer.py): the same code talks to a local Tansu
+    # broker and to the Event Hubs Kafka endpoint, chosen by these settings alone
+    event_broker: str | None = Field(
+        None,
+        description="Kafka bootstrap servers (host:port[,host:port]) that POST /events produces to; "
+        "on Azure the Event Hubs namespace's <name>.servicebus.windows.net:9093. Unset: the events "
+        "go to the local log (event_log_dir) only.",
+    )
+    event_topic: str = Field(
+        "recommndr-events",
+        min_length=1,
+        max_length=249,
+        pattern=r"^[A-Za-z0-9._-]+$",
+        description="The topic (on Event Hubs: the event hub) that accepted events are produced to.",
+    )
+    event_broker_security: Literal["plaintext", "sasl_ssl"] = Field(
+        "plaintext",
+        description="plaintext (a local broker) or sasl_ssl (Event Hubs: SASL_SSL with PLAIN, the "
+        "username $ConnectionString and the namespace's connection string as the password).",
+    )
+    event_broker_username: str = Field(
+        "$ConnectionString",
+        description="SASL PLAIN username (sasl_ssl); Event Hubs takes the literal $ConnectionString.",
+    )
+    event_broker_password: SecretStr | None = Field(
+        None,
+        description="SASL PLAIN password (sasl_ssl); for Event Hubs the namespace connection string "
+        "(Key Vault fills it on Azure). A secret: never logged, never in /ready or /health.",
+    )
+    event_broker_timeout_ms: float = Field(
+        1000.0,
+        gt=0,
+        le=60_000,
+        description="How long a POST /events waits for the broker's acks (acks=all) before its "
+        "unconfirmed events go to the durable spool instead (the 202 then follows the spool's fsync).",
+    )
+    event_broker_cooldown_s: float = Field(
+        5.0,
+        ge=0,
+        le=600,
+        description="After a broker failure, how long requests go straight to the spool (the circuit "
+        "breaker) before one tries the broker again; the spool's drainer closes it sooner when it ships.",
+    )
+    event_spool_dir: Path | None = Field(
+        None,
+        description="The durable spool (an event log with group commit and fsync) that takes the "
+        "events the broker did not confirm in time, drained to the broker when it is back; default "
+        "<event_log_dir>/spool.",
+    )
     blob_connection_string: str | None = Field(
         None, description="Azure Blob Storage (or Azurite) for artifacts; on Azure, Key Vault fills it."
     )
@@ -190,6 +247,21 @@ class Settings(BaseSettings):
     loop_params: Path | None = Field(None, description="A parameters file whose train section the loop uses.")
     loop_eval_users: int = Field(20_000, ge=100, description="Users the loop's evaluation scores.")
 
+    @model_validator(mode="after")
+    def _broker_credentials(self) -> Settings:
+        if self.event_broker and self.event_broker_security == "sasl_ssl" and not self.event_broker_password:
+            raise ValueError(
+                "event_broker_security=sasl_ssl needs RECOMMNDR_EVENT_BROKER_PASSWORD (for Event Hubs: "
+                "the namespace's connection string)"
+            )
+        return self
+
+    @property
+    def spool_dir(self) -> Path:
+        """Where the events the broker did not confirm wait (``event_spool_dir``, default
+        ``<event_log_dir>/spool``)."""
+        return self.event_spool_dir or self.event_log_dir / "spool"
+
     @field_validator("admin_allowed_networks", "trusted_proxies")
     @classmethod
     def _networks(cls, v: list[str]) -> list[str]:
@@ -221,6 +293,7 @@ def get_settings() -> Settings:
         return Settings()
     except ValidationError as exc:  # a wrong setting is the user's to fix: name it, no traceback
         problems = "; ".join(
-            f"RECOMMNDR_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in exc.errors()
+            (f"RECOMMNDR_{'_'.join(str(p) for p in e['loc']).upper()}: " if e["loc"] else "") + e["msg"]
+            for e in exc.errors()
         )
         raise ConfigError(f"invalid settings: {problems}") from exc

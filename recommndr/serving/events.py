@@ -2,8 +2,9 @@
 
 A 202 means the events are on disk: each request's lines join a batch that one writer appends and
 fsyncs (every ``flush_ms`` or sooner when idle), then every request of the batch is answered. The
-log is one JSON-lines file per UTC day under ``event_log_dir``; the streaming issue adds the
-broker behind the same interface.
+log is one JSON-lines file per UTC day under ``event_log_dir``. With ``event_broker`` set, the
+producer (``recommndr.streaming.producer``) stands behind the same interface, and an EventLog is
+its spool.
 
 What keeps that promise, with several worker processes appending to the same day file:
 
@@ -12,6 +13,8 @@ What keeps that promise, with several worker processes appending to the same day
   writes to a day file, so a new file's name survives a power cut too;
 - a batch that fails part-way (disk full, file-size limit, I/O error) is cut back off the file and
   answered with an error (the API's 503): nothing of it is acknowledged, and no torn line stays;
+- a file removed while a writer waited for its lock (the spool's drainer deletes a file it has
+  shipped, under that lock) is never written: the writer opens the name anew;
 - a torn last line left by a crash (a file that does not end in a newline) is cut off at start and
   before each write, its bytes kept beside the file in ``<name>.torn-<n>``: the next batch is never
   glued onto it. Such a line was never acknowledged: its fsync had not returned.
@@ -27,9 +30,9 @@ import logging
 import os
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
@@ -41,6 +44,8 @@ _TAIL_CHUNK = 64 * 1024  # how far back each read goes when looking for a torn l
 
 
 INT64_MAX = 2**63 - 1
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MILLISECOND = timedelta(milliseconds=1)
 
 
 def _json_number(v: object) -> object:
@@ -185,6 +190,27 @@ def _cut_back(fd: int, size: int, path: Path) -> None:
         log.error("%s: could not cut a failed batch off at %d bytes: %s", path, size, exc)
 
 
+def event_records(
+    events: list[EventIn], now: datetime, *, ts_ms: bool = False
+) -> tuple[list[str], list[str]]:
+    """The events' ids (``event_id``, else a new one) and their records as the log writes them:
+    the event's fields, ``ts`` (default ``now``) and ``received_at`` in ISO 8601; with ``ts_ms``
+    also the event time as epoch milliseconds (what the broker's consumers read)."""
+    ids, lines = [], []
+    for e in events:
+        eid = e.event_id or uuid.uuid4().hex
+        ids.append(eid)
+        rec = e.model_dump(mode="json")
+        ts = e.ts or now
+        rec["event_id"] = eid
+        rec["ts"] = ts.isoformat()
+        rec["received_at"] = now.isoformat()
+        if ts_ms:
+            rec["ts_ms"] = (ts - EPOCH) // MILLISECOND
+        lines.append(json.dumps(rec, separators=(",", ":")))
+    return ids, lines
+
+
 class EventLog:
     """Append-only JSON-lines log with group commit (write + fsync once per batch).
 
@@ -203,7 +229,8 @@ class EventLog:
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
-        self._dir_synced_for: str | None = None  # the day file whose name this process made durable
+        # the day file (name, inode) whose name this process made durable
+        self._dir_synced_for: tuple[str, int] | None = None
         self.written = 0
 
     def prepare(self) -> None:
@@ -239,6 +266,10 @@ class EventLog:
                 "set RECOMMNDR_EVENT_LOG_DIR (event_log_dir) to a writable folder"
             ) from exc
 
+    def status(self) -> dict[str, Any]:
+        """For ``/ready``: where accepted events go."""
+        return {"sink": "log"}
+
     async def start(self) -> None:
         await asyncio.to_thread(self.prepare)
         self._stopping = False
@@ -260,23 +291,19 @@ class EventLog:
     async def append(self, events: list[EventIn]) -> list[str]:
         """Store the events durably; returns their ids. Raises ``OSError`` when they were not
         stored (none of them is then in the log, unless the process dies while cutting them off)."""
+        ids, lines = event_records(events, self._clock())
+        await self.append_lines(lines)
+        return ids
+
+    async def append_lines(self, lines: list[str]) -> None:
+        """Store already serialised records (one JSON object each, no newline) durably, as
+        ``append`` does; the producer's spool keeps its records this way, byte for byte."""
         if self._wake is None:
             raise RuntimeError("event log not started")
-        now = self._clock()
-        ids, lines = [], []
-        for e in events:
-            eid = e.event_id or uuid.uuid4().hex
-            ids.append(eid)
-            rec = e.model_dump(mode="json")
-            rec["event_id"] = eid
-            rec["ts"] = (e.ts or now).isoformat()
-            rec["received_at"] = now.isoformat()
-            lines.append(json.dumps(rec, separators=(",", ":")))
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending.append((lines, fut))
         self._wake.set()
         await fut
-        return ids
 
     async def _run(self) -> None:
         assert self._wake is not None
@@ -312,20 +339,26 @@ class EventLog:
         """Append one batch durably, or raise ``OSError`` having cut it back off the file."""
         payload = data.encode()
         path = self.root / f"events-{self._clock():%Y-%m-%d}.jsonl"
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
-        try:
-            # other processes' batches go before or after this one, never inside it (a short write
-            # continued by a second os.write is no longer one atomic O_APPEND write)
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            size = _repair_tail(fd, path)  # another process may have died mid-write
+        while True:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
             try:
-                _write_all(fd, payload)
-                os.fsync(fd)
-                if self._dir_synced_for != path.name:  # a new day file: its name must survive too
-                    _fsync_dir(self.root)
-                    self._dir_synced_for = path.name
-            except BaseException:
-                _cut_back(fd, size, path)
-                raise
-        finally:
-            os.close(fd)  # releases the lock
+                # other processes' batches go before or after this one, never inside it (a short
+                # write continued by a second os.write is no longer one atomic O_APPEND write)
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                st = os.fstat(fd)
+                if st.st_nlink == 0:  # removed while we waited (a spool's drainer shipped it): anew
+                    continue
+                size = _repair_tail(fd, path)  # another process may have died mid-write
+                try:
+                    _write_all(fd, payload)
+                    os.fsync(fd)
+                    # a new file (an empty one may be a recreated name on a reused inode): its name too
+                    if size == 0 or self._dir_synced_for != (path.name, st.st_ino):
+                        _fsync_dir(self.root)
+                        self._dir_synced_for = (path.name, st.st_ino)
+                except BaseException:
+                    _cut_back(fd, size, path)
+                    raise
+                return
+            finally:
+                os.close(fd)  # releases the lock

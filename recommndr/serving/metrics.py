@@ -159,6 +159,33 @@ class ApiMetrics:
             "Events refused by validation (each event of a refused batch that failed; 1 for a body that is not events)",
             registry=r,
         )
+        # the producer (event_broker set; recommndr/streaming/producer.py)
+        self.events_produced = Counter(
+            "recommndr_events_produced_total",
+            "Events the broker confirmed (acks=all) while their request waited",
+            registry=r,
+        )
+        self.events_spooled = Counter(
+            "recommndr_events_spooled_total",
+            "Events written to the durable spool (broker down, slow or failing) before their 202",
+            registry=r,
+        )
+        self.events_drained = Counter(
+            "recommndr_events_drained_total", "Spooled events the drainer shipped to the broker", registry=r
+        )
+        self.spool_backlog = Gauge(
+            "recommndr_event_spool_backlog",
+            "Spooled events not yet shipped to the broker (set by the worker that drains the spool)",
+            registry=r,
+            multiprocess_mode="livemax",
+        )
+        self.broker_up = Gauge(
+            "recommndr_event_broker_up",
+            "1 while the event broker confirms, 0 while events go to the spool (the breaker open); "
+            "0 too when no broker is configured",
+            registry=r,
+            multiprocess_mode="livemin",
+        )
         # across workers: a version is loaded if any live worker has it; ready when all are
         self.model_info = Gauge("recommndr_model_info", "Loaded model versions (value 1)", ["variant", "version"],
                                 registry=r, multiprocess_mode="livemax")  # fmt: skip

@@ -1,5 +1,5 @@
 """What one API process holds while it serves: the model slots, the traffic split, the operator's
-control state, the audit trail, the event log, the online features, metrics, the alert inbox and
+control state, the audit trail, the event sink (the local log, or the broker with its spool), the online features, metrics, the alert inbox and
 the recommendation thread pool; started and stopped by the app's lifespan, with the background
 tasks that follow the model source, the shared split and the shared control state."""
 
@@ -20,13 +20,14 @@ from recommndr.monitoring.window import LiveWindow
 from recommndr.ranking.features import FEATURES
 from recommndr.serving.alerts import AlertInbox
 from recommndr.serving.control import ControlState
-from recommndr.serving.events import EventLog
+from recommndr.serving.events import EventLog, event_records
 from recommndr.serving.faults import Fault
 from recommndr.serving.metrics import ApiMetrics
 from recommndr.serving.model import ServingModel
 from recommndr.serving.slots import ModelSlots
 from recommndr.serving.sources import FolderSource, ModelSource, RegistrySource, StoreSource
 from recommndr.serving.traffic import TrafficSplit
+from recommndr.streaming.producer import BrokerProducer, ProducerMetrics
 
 log = logging.getLogger(__name__)
 PROCESS_SAMPLE_S = 1.0  # how stale another worker's RSS and CPU seconds may be in a scrape
@@ -48,6 +49,25 @@ def model_source(settings: Settings, artifacts: Path | None = None) -> ModelSour
     return FolderSource(settings.artifacts_dir, settings.challenger_artifacts_dir)
 
 
+def event_sink(
+    settings: Settings, metrics: ApiMetrics, event_dir: Path | None = None
+) -> EventLog | BrokerProducer:
+    """Where POST /events puts what it accepts: the local log, or with ``event_broker`` set the
+    broker, backed by a durable spool (an event log in ``event_spool_dir``)."""
+    if not settings.event_broker:
+        return EventLog(event_dir or settings.event_log_dir, settings.event_flush_ms)
+    spool = EventLog(
+        settings.event_spool_dir or (event_dir or settings.event_log_dir) / "spool", settings.event_flush_ms
+    )
+    m = metrics
+    return BrokerProducer(
+        settings,
+        spool,
+        ProducerMetrics(m.events_produced, m.events_spooled, m.events_drained, m.spool_backlog, m.broker_up),
+        event_records,
+    )
+
+
 class ServingState:
     def __init__(
         self, settings: Settings, artifacts: Path | None = None, event_dir: Path | None = None
@@ -58,7 +78,7 @@ class ServingState:
         self.slots = ModelSlots(
             lambda: model_source(settings, artifacts), self.traffic, self.metrics, settings.challenger_traffic
         )
-        self.events = EventLog(event_dir or settings.event_log_dir, settings.event_flush_ms)
+        self.events: EventLog | BrokerProducer = event_sink(settings, self.metrics, event_dir)
         # the events this process accepted and refused, for the drift check (bounded)
         self.event_window = LiveWindow(FEATURES)
         self.drift_gauges: DriftGauges | None = None  # made by the first in-process check (drift_check.py)

@@ -1,0 +1,80 @@
+"""The producer's settings mapping (plaintext for a local broker, SASL_SSL + PLAIN for Event
+Hubs; the password never in a repr or a log) and the spool drainer's lock (one worker drains)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from recommndr.config import ConfigError, Settings, get_settings
+from recommndr.streaming.producer import SpoolDrainer, describe, kafka_config, producer_config
+
+pytestmark = pytest.mark.unit
+
+SECRET = "Endpoint=sb://ns.servicebus.windows.net/;SharedAccessKeyName=send;SharedAccessKey=s3cr3tKEY="
+
+
+def test_plaintext_is_the_local_broker() -> None:
+    s = Settings(event_broker="127.0.0.1:9092")
+    assert kafka_config(s) == {"bootstrap.servers": "127.0.0.1:9092", "security.protocol": "PLAINTEXT"}
+    p = producer_config(s)
+    assert p["acks"] == "all" and p["linger.ms"] == 5 and p["max.in.flight.requests.per.connection"] == 1
+    assert s.event_topic == "recommndr-events" and s.spool_dir == Path("data/events/spool")
+
+
+def test_sasl_ssl_is_event_hubs_and_the_password_stays_secret(caplog: pytest.LogCaptureFixture) -> None:
+    s = Settings(
+        event_broker="ns.servicebus.windows.net:9093", event_broker_security="sasl_ssl",
+        event_broker_password=SECRET,
+    )  # fmt: skip
+    assert kafka_config(s) == {
+        "bootstrap.servers": "ns.servicebus.windows.net:9093",
+        "security.protocol": "SASL_SSL",
+        "sasl.mechanism": "PLAIN",
+        "sasl.username": "$ConnectionString",
+        "sasl.password": SECRET,
+    }
+    assert SECRET not in repr(s) and SECRET not in str(s.model_dump()) and SECRET not in describe(s)
+    with caplog.at_level(logging.DEBUG):
+        logging.getLogger("recommndr").info("settings %s %s", s, describe(s))
+    assert SECRET not in caplog.text
+
+
+def test_sasl_ssl_without_a_password_is_refused_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RECOMMNDR_EVENT_BROKER", "ns.servicebus.windows.net:9093")
+    monkeypatch.setenv("RECOMMNDR_EVENT_BROKER_SECURITY", "sasl_ssl")
+    get_settings.cache_clear()
+    with pytest.raises(ConfigError, match="RECOMMNDR_EVENT_BROKER_PASSWORD"):
+        get_settings()
+    monkeypatch.setenv("RECOMMNDR_EVENT_BROKER_SECURITY", "kerberos")
+    get_settings.cache_clear()
+    with pytest.raises(ConfigError, match="RECOMMNDR_EVENT_BROKER_SECURITY"):
+        get_settings()
+
+
+def test_no_broker_means_no_kafka_config() -> None:
+    with pytest.raises(ValueError, match="event_broker"):
+        kafka_config(Settings())
+
+
+class _Nop:
+    def inc(self, amount: float = 1) -> None: ...
+
+    def set(self, value: float) -> None: ...
+
+
+def test_only_one_process_drains_a_spool_folder(tmp_path: Path) -> None:
+    from recommndr.streaming.producer import ProducerMetrics
+
+    m = ProducerMetrics(_Nop(), _Nop(), _Nop(), _Nop(), _Nop())
+
+    async def ship(lines: list[bytes]) -> bool:
+        return True
+
+    first, second = SpoolDrainer(tmp_path, ship, m), SpoolDrainer(tmp_path, ship, m)
+    assert first.try_lock() and not second.try_lock()  # flock: separate open files conflict
+    first.close()
+    assert second.try_lock()
+    second.close()
