@@ -34,6 +34,11 @@ MONITOR_PORT ?= 9109
 DRIFT_EVERY ?= 60s
 DEMO_DATA ?= data/demo
 DEMO_ARTIFACTS ?= artifacts/demo
+# the demo's API follows this MLflow registry (recommndr train registers there); the ops page's
+# retrains canary with DEMO_STEP_SECONDS per step against DEMO_SHOPPERS simulated visits a second
+DEMO_REGISTRY ?= sqlite:///$(CURDIR)/mlflow.db
+DEMO_STEP_SECONDS ?= 30
+DEMO_SHOPPERS ?= 20
 PYTEST_ARGS ?=
 
 export DVC_NO_ANALYTICS := 1
@@ -96,25 +101,32 @@ frontend: $(FRONTEND_BUILD)
 
 setup: system-deps $(STAMP) $(AZURITE) frontend
 
+demo: export MLFLOW_TRACKING_URI := $(DEMO_REGISTRY)
 demo: setup
 	$(BIN)/recommndr data generate --scale small --seed 42 --out $(DEMO_DATA)
 	$(BIN)/recommndr data validate $(DEMO_DATA) --report reports/demo-validation.json
 	$(BIN)/recommndr data profile $(DEMO_DATA)
 	$(BIN)/recommndr train --data $(DEMO_DATA) --out $(DEMO_ARTIFACTS)
+	$(BIN)/recommndr promote --reason "make demo: the bundle just trained serves"
 	$(BIN)/recommndr evaluate --data $(DEMO_DATA) --artifacts $(DEMO_ARTIFACTS) --protocol random
-	@trap 'kill $$api $$shop $$mon 2>/dev/null; wait' EXIT; trap 'exit 130' INT TERM; \
+	@trap 'kill $$api $$shop $$mon $$sim 2>/dev/null; wait' EXIT; trap 'exit 130' INT TERM; \
 	export RECOMMNDR_ADMIN_JWT_SECRET=$${RECOMMNDR_ADMIN_JWT_SECRET:-$$($(BIN)/python -c 'import secrets; print(secrets.token_hex(32))')}; \
-	RECOMMNDR_TRUSTED_PROXIES='["127.0.0.2/32"]' \
-	  $(BIN)/recommndr serve --artifacts $(DEMO_ARTIFACTS) --host 127.0.0.1 --port $(API_PORT) & api=$$!; \
+	RECOMMNDR_TRUSTED_PROXIES='["127.0.0.2/32"]' RECOMMNDR_RELOAD_INTERVAL_S=2 RECOMMNDR_FAULT_INJECTION=true \
+	RECOMMNDR_LOOP_RETRAIN_DATA=$(DEMO_DATA) RECOMMNDR_LOOP_API_URL=http://127.0.0.1:$(API_PORT) \
+	RECOMMNDR_LOOP_RETRAIN_STEP_SECONDS=$(DEMO_STEP_SECONDS) \
+	  $(BIN)/recommndr serve --registry $(DEMO_REGISTRY) --host 127.0.0.1 --port $(API_PORT) & api=$$!; \
 	until $(BIN)/python -c 'import sys, urllib.request as u; u.urlopen(sys.argv[1], timeout=1)' \
 	  http://127.0.0.1:$(API_PORT)/ready 2>/dev/null; do kill -0 $$api 2>/dev/null || exit 1; sleep 0.5; done; \
+	$(BIN)/recommndr stream simulate --data $(DEMO_DATA) --api http://127.0.0.1:$(API_PORT) --rate $(DEMO_SHOPPERS) \
+	  >reports/demo-shoppers.log 2>&1 & sim=$$!; \
 	(cd $(FRONTEND) && RECOMMNDR_API_URL=http://127.0.0.1:$(API_PORT) RECOMMNDR_ADMIN_PROXY=127.0.0.2 \
 	  exec node_modules/.bin/next start -H 127.0.0.1 -p $(SHOP_PORT)) & shop=$$!; \
 	$(BIN)/recommndr monitor watch --artifacts $(DEMO_ARTIFACTS) --api http://127.0.0.1:$(API_PORT) \
 	  --every $(DRIFT_EVERY) --port $(MONITOR_PORT) & mon=$$!; \
 	echo "API:        http://127.0.0.1:$(API_PORT)  (docs: http://127.0.0.1:$(API_PORT)/docs)"; \
 	echo "Storefront: http://127.0.0.1:$(SHOP_PORT)  (ops page: /ops, with an admin JWT signed by RECOMMNDR_ADMIN_JWT_SECRET)"; \
-	echo "Drift:      http://127.0.0.1:$(MONITOR_PORT)/metrics  (checked every $(DRIFT_EVERY); Ctrl-C stops all three)"; \
+	echo "Drift:      http://127.0.0.1:$(MONITOR_PORT)/metrics  (checked every $(DRIFT_EVERY))"; \
+	echo "Retrain:    the ops page's Retrain panel starts one; watch its canary ($(DEMO_STEP_SECONDS) s a step, $(DEMO_SHOPPERS) simulated visits/s: reports/demo-shoppers.log) advance or roll back. Ctrl-C stops everything"; \
 	wait -n
 
 lint: setup

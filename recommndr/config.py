@@ -234,7 +234,28 @@ class Settings(BaseSettings):
     loop_api_url: str | None = Field(
         None,
         description="The API whose traffic and models the loop's canary moves; default on Azure: the "
-        "Functions app itself, https://$WEBSITE_HOSTNAME.",
+        "Functions app itself, https://$WEBSITE_HOSTNAME. For POST /models/retrain: this API's own URL "
+        "(never taken from a request).",
+    )
+    # POST /models/retrain: one local retrain the API starts as a subprocess (make demo's ops page)
+    loop_retrain_data: Path | None = Field(
+        None,
+        description="The dataset POST /models/retrain's `recommndr retrain --local` trains on; unset "
+        "(the default), the endpoint is off (409 retrain_off). Needs loop_api_url.",
+    )
+    loop_retrain_dir: Path = Field(
+        Path("data/loop/retrain"), description="Where that retrain's state and bounded log are kept."
+    )
+    loop_retrain_step_seconds: float | None = Field(
+        None, ge=0.5, le=86_400, description="Its --step-seconds (default: the --local one, 30 s)."
+    )
+    loop_retrain_log_bytes: int = Field(
+        1 << 20, ge=4096, le=1 << 30, description="Most bytes its log keeps (two halves, rotated)."
+    )
+    loop_retrain_command: list[str] = Field(
+        [],
+        description="Tests only: the program run instead of `python -m recommndr.cli` (as a JSON list; "
+        "the retrain's arguments are appended). Empty: the real command.",
     )
     loop_workdir: Path = Field(
         Path("data/loop"), description="Where the loop writes each challenger's bundle (bundles/)."

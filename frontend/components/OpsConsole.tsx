@@ -3,17 +3,20 @@
 import { useCallback, useEffect, useRef, useState } from "react";
 
 import { AuditPanel, CanaryPanel, ControlPanel, DriftPanel, ModelsPanel } from "./OpsPanels";
+import { RetrainPanel } from "./RetrainPanel";
 import {
   AdminError,
   getAudit,
   getCanary,
   getModels,
+  getRetrain,
   setAdminToken,
   useAdminToken,
   type AuditAnswer,
   type AuditEntry,
   type CanaryAnswer,
   type ModelsAnswer,
+  type RetrainAnswer,
 } from "@/lib/ops";
 
 /** Milliseconds between two refreshes of the page's data. */
@@ -28,6 +31,9 @@ interface View {
   models: ModelsAnswer;
   canary: CanaryAnswer;
   trail: AuditAnswer;
+  /** null when the API does not answer GET /models/retrain (`retrainProblem` says why). */
+  retrain: RetrainAnswer | null;
+  retrainProblem: string | null;
 }
 
 /** The ops page: the token field, then (with a token the API accepts) everything else. */
@@ -119,9 +125,17 @@ function Dashboard({ token }: { token: string }) {
   /** One refresh; false when the token was refused (polling stops: the data is gone). */
   const refresh = useCallback(async (): Promise<boolean> => {
     try {
-      const [canary, models] = await Promise.all([getCanary(token), getModels()]);
+      // the retrain's state is one panel: an API without it leaves the rest of the page as it is
+      const retrainOf = getRetrain(token).then(
+        (answer) => ({ answer, problem: null }),
+        (err: unknown) => {
+          if (err instanceof AdminError && err.refused) throw err;
+          return { answer: null, problem: err instanceof Error ? err.message : String(err) };
+        },
+      );
+      const [canary, models, retrain] = await Promise.all([getCanary(token), getModels(), retrainOf]);
       const trail = await readTrail();
-      setView({ canary, models, trail });
+      setView({ canary, models, trail, retrain: retrain.answer, retrainProblem: retrain.problem });
       setProblem(null);
       setUpdated(new Date());
       return true;
@@ -179,6 +193,7 @@ function Dashboard({ token }: { token: string }) {
           : `Updated ${updated?.toLocaleTimeString("en-GB") ?? "—"}, every ${POLL_MS / 1000} s`}
       </p>
       <ControlPanel token={token} control={view.canary.control} hasChallenger={hasChallenger} onDone={refresh} />
+      <RetrainPanel token={token} retrain={view.retrain} unavailable={view.retrainProblem} onDone={refresh} />
       <ModelsPanel models={view.models} trail={view.trail.entries} />
       <CanaryPanel answer={view.canary} />
       <DriftPanel drift={view.canary.canary?.drift ?? null} />

@@ -1,6 +1,7 @@
 // The ops page (/ops) in Chromium, against an API with admin access and a challenger (see
 // tests/e2e/test_ops_page.py, which starts both servers and passes the tokens).
 import assert from "node:assert/strict";
+import fs from "node:fs";
 import { after, before, test } from "node:test";
 
 import { API, SHOP, eventually, launch, openPage, screenshot } from "./helpers.mjs";
@@ -225,5 +226,47 @@ test("the canary's progress, looks, decision and drift are drawn; the token surv
   await page.getByTestId("ops-forget").click();
   await page.getByTestId("ops-refusal").getByText("Admin token required").waitFor();
   assert.equal(await page.getByTestId("ops-data").count(), 0);
+  await done();
+});
+
+test("the Retrain panel starts the API's retrain and shows it running, then finished with its outcome", async () => {
+  const gate = required("RETRAIN_GATE"); // the stand-in retrain ends once this file exists
+  const { page, errors, done } = await openPage(browser);
+  await page.goto(`${SHOP}/ops`);
+  await useToken(page, TOKEN);
+  await page.getByTestId("ops-retrain-state").getByText("none started").waitFor();
+  // a fault for the challenger needs fault injection on the API, which this one has off: said
+  await page.getByTestId("ops-retrain-fault").selectOption("errors");
+  await page.getByTestId("ops-retrain-start").click();
+  await page.getByTestId("ops-retrain-status").getByText("fault injection is disabled").waitFor();
+  assert.equal((await admin("GET", "/models/retrain")).state, "idle");
+  const refused = /^console\.error on \S+: Failed to load resource: the server responded with a status of 403 /;
+  errors.splice(0, errors.length, ...errors.filter((e) => !refused.test(e)));
+
+  await page.getByTestId("ops-retrain-fault").selectOption("none");
+  await page.getByTestId("ops-retrain-start").click();
+  await page.getByTestId("ops-retrain-status").getByText("Retrain started").waitFor();
+  await page.getByTestId("ops-retrain-state").getByText("running").waitFor();
+  assert.equal(await page.getByTestId("ops-retrain-start").isDisabled(), true, "a second start is offered while one runs");
+  const running = await admin("GET", "/models/retrain");
+  assert.equal(running.state, "running");
+  // a second start, straight to the API, is refused while it runs
+  const second = await fetch(`${API}/models/retrain`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${TOKEN}`, "content-type": "application/json" },
+    body: "{}",
+  });
+  assert.equal(second.status, 409);
+  await eventually(async () => (await admin("GET", "/models/retrain")).log_tail.includes("training ..."), "its log");
+  await screenshot(page, "ops-retrain-running");
+
+  fs.writeFileSync(gate, "");
+  await page.getByTestId("ops-retrain-state").getByText("finished").waitFor({ timeout: 30_000 });
+  const outcome = await page.getByTestId("ops-retrain-outcome").innerText();
+  assert.match(outcome, /^promoted: e2e: retrain --local --api \S+ --data \S+ --json --canary-fault none \(2 s\)$/);
+  assert.equal(await page.getByTestId("ops-retrain-start").isDisabled(), false);
+  const trail = (await admin("GET", "/models/audit?after=0&limit=500")).entries.filter((e) => e.action === "retrain");
+  assert.deepEqual(trail.map((e) => [e.by, e.details.fault]), [[OPERATOR, "none"]]);
+  await screenshot(page, "ops-retrain-finished");
   await done();
 });

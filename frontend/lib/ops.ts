@@ -142,6 +142,23 @@ export interface AuditAnswer {
   verified: boolean;
 }
 
+/** The faults a demo's retrain may inject into its challenger (`canary_fault`). */
+export const RETRAIN_FAULTS = ["none", "random", "errors", "slow", "drift"] as const;
+export type RetrainFault = (typeof RETRAIN_FAULTS)[number];
+
+/** `GET /models/retrain` (and `POST`'s answer): the retrain the API started (routes/retrain.py). */
+export interface RetrainAnswer {
+  state: "off" | "idle" | "running" | "finished" | "failed";
+  started_at: number | null;
+  finished_at: number | null;
+  canary_fault: string | null;
+  /** `recommndr retrain --json`'s result once finished. */
+  outcome: { outcome?: string; reason?: string; seconds?: number; steps?: unknown[] } | null;
+  returncode: number | null;
+  detail: string | null;
+  log_tail: string;
+}
+
 // ---- the token: this tab's sessionStorage, never a cookie or the URL ----
 
 const TOKEN_KEY = "recommndr-admin-token";
@@ -220,6 +237,15 @@ export function getCanary(token: string): Promise<CanaryAnswer> {
 /** The audit trail's entries after `after` (oldest first, at most `limit`, ≤ 500). */
 export function getAudit(token: string, after: number, limit: number): Promise<AuditAnswer> {
   return admin<AuditAnswer>(token, `models/audit?after=${after}&limit=${limit}`);
+}
+
+export function getRetrain(token: string): Promise<RetrainAnswer> {
+  return admin<RetrainAnswer>(token, "models/retrain");
+}
+
+/** Start a retrain → canary → promote or roll back, its challenger given `fault` (demos). */
+export function startRetrain(token: string, fault: RetrainFault): Promise<RetrainAnswer> {
+  return admin<RetrainAnswer>(token, "models/retrain", { canary_fault: fault });
 }
 
 export type OpsAction = "pause" | "resume" | "promote" | "rollback";

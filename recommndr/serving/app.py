@@ -20,7 +20,7 @@ from recommndr import __version__
 from recommndr.config import get_settings
 from recommndr.serving import handlers
 from recommndr.serving.middleware import BodyLimitMiddleware, ObserveMiddleware
-from recommndr.serving.routes import admin, alerts, canary, catalogue, events, ops, recommend
+from recommndr.serving.routes import admin, alerts, canary, catalogue, events, ops, recommend, retrain
 from recommndr.serving.runtime import ServingState
 
 
@@ -48,7 +48,7 @@ def create_app(artifacts: Path | None = None, event_log_dir: Path | None = None)
     handlers.install(app)
     app.add_middleware(BodyLimitMiddleware, limit=state.settings.max_event_body_bytes)
     app.add_middleware(ObserveMiddleware, metrics=state.metrics)  # outermost: it sees every answer
-    rooms = (ops, recommend, catalogue, events, admin, canary, alerts)
+    rooms = (ops, recommend, catalogue, events, admin, canary, retrain, alerts)
     for room in rooms:
         app.include_router(room.router)
     # a 405 names every method of its path (handlers.allowed_methods)

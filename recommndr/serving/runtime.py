@@ -1,7 +1,8 @@
 """What one API process holds while it serves: the model slots, the traffic split, the operator's
-control state, the audit trail, the event sink (the local log, or the broker with its spool), the online features, metrics, the alert inbox and
-the recommendation thread pool; started and stopped by the app's lifespan, with the background
-tasks that follow the model source, the shared split and the shared control state."""
+control state, the audit trail, the retrain it started, the event sink (the local log, or the
+broker with its spool), the online features, metrics, the alert inbox and the recommendation
+thread pool; started and stopped by the app's lifespan, with the background tasks that follow the
+model source, the shared split and the shared control state."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from recommndr.serving.events import EventLog, event_records
 from recommndr.serving.faults import Fault
 from recommndr.serving.metrics import ApiMetrics
 from recommndr.serving.model import ServingModel
+from recommndr.serving.retrain import RetrainRunner
 from recommndr.serving.slots import ModelSlots
 from recommndr.serving.sources import FolderSource, ModelSource, RegistrySource, StoreSource
 from recommndr.serving.traffic import TrafficSplit
@@ -87,6 +89,7 @@ class ServingState:
         self.alerts = AlertInbox(settings.alert_inbox_path, settings.alert_inbox_size)
         self.control = ControlState(settings.control_file)
         self.audit = AuditTrail(settings.audit_path)
+        self.retrain = RetrainRunner(settings)
         self._tasks: list[asyncio.Task[None]] = []
 
     @property
@@ -137,6 +140,7 @@ class ServingState:
         for task in self._tasks:
             task.cancel()
         self._tasks.clear()
+        await asyncio.to_thread(self.retrain.stop)  # a retrain this worker started ends with it
         await self.events.stop()
         if self.pool is not None:
             self.pool.shutdown(wait=True)

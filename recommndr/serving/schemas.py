@@ -28,13 +28,13 @@ _WHY = {
     "(no token configured); fault injection disabled (RECOMMNDR_FAULT_INJECTION off)",
     404: "unknown item",
     409: "the request conflicts with what is loaded (no challenger to send traffic to, to promote or "
-    "to inject a fault into)",
+    "to inject a fault into), or a retrain is off (retrain_off) or already running (retrain_running)",
     413: "the body is over the limit",
     500: "injected_fault: a fault injected into the challenger on purpose (RECOMMNDR_FAULT_INJECTION "
     "on: tests, demos and benchmarks only); any other 5xx is a bug",
     422: "invalid input: the message names the field",
     503: "not ready (no model loaded) or, for events, alerts and the operator's state, not stored or "
-    "not readable: retry",
+    "not readable: retry; a retrain that could not be started",
 }
 
 
@@ -268,3 +268,30 @@ class StoredAlert(BaseModel):
 class AlertsOut(BaseModel):
     alerts: list[StoredAlert] = Field(description="in the order received (ascending id)")
     capacity: int = Field(description="how many alerts the inbox keeps")
+
+
+class RetrainIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    canary_fault: FaultKind = Field(
+        "none", description="a fault injected into the challenger for its canary (demos): none, random, "
+        "errors, slow or drift; needs RECOMMNDR_FAULT_INJECTION on the API for any but none",
+    )  # fmt: skip
+
+
+class RetrainOut(BaseModel):
+    """The retrain started from the API (the last one; one at a time)."""
+
+    state: Literal["off", "idle", "running", "finished", "failed"] = Field(
+        description="off: not enabled (RECOMMNDR_LOOP_RETRAIN_DATA, RECOMMNDR_LOOP_API_URL); idle: none "
+        "started yet; finished: it printed its outcome; failed: it exited otherwise, or its API stopped"
+    )
+    started_at: float | None = Field(description="Unix seconds")
+    finished_at: float | None = Field(description="Unix seconds")
+    canary_fault: FaultKind | None
+    outcome: dict[str, Any] | None = Field(
+        description="`recommndr retrain --json`'s result when finished: outcome (promoted, rolled_back, "
+        "rejected), reason, steps, seconds"
+    )
+    returncode: int | None = Field(description="its exit status once it ended")
+    detail: str | None = Field(description="why it is off, or why it failed")
+    log_tail: str = Field(description="the last lines of its output (at most 4 KiB)")

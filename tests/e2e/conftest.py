@@ -3,6 +3,7 @@ the built storefront (``next start``) in front of it, each a subprocess on a fre
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -70,14 +71,31 @@ def ops_challenger(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory)
 
 
 @pytest.fixture(scope="session")
+def ops_retrain_gate(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The file whose creation lets the ops API's stand-in retrain print its outcome and end."""
+    return tmp_path_factory.mktemp("e2e-ops-retrain") / "gate"
+
+
+# the retrain the ops API starts (RECOMMNDR_LOOP_RETRAIN_COMMAND, the real command's stand-in): it
+# says it trains, waits for the gate file, then prints a --json outcome naming its arguments
+RETRAIN_SCRIPT = """import json, pathlib, sys, time
+print("e2e retrain: training ...", file=sys.stderr, flush=True)
+while not pathlib.Path(sys.argv[1]).exists():
+    time.sleep(0.1)
+print(json.dumps({"outcome": "promoted", "reason": "e2e: " + " ".join(sys.argv[2:]), "steps": [], "seconds": 2.0}))
+"""
+
+
+@pytest.fixture(scope="session")
 def ops_api_url(
-    artifacts: Path, ops_challenger: Path, tmp_path_factory: pytest.TempPathFactory
+    artifacts: Path, ops_challenger: Path, ops_retrain_gate: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
     """``recommndr serve`` with admin access on, a challenger loaded and the storefront's admin
     source address as its one trusted proxy; its control, canary, traffic and audit files in its
-    own folder."""
+    own folder; retrains on, with a stand-in command (RETRAIN_SCRIPT)."""
     work = tmp_path_factory.mktemp("e2e-ops-api")
     port = free_port()
+    retrain = [sys.executable, "-c", RETRAIN_SCRIPT, str(ops_retrain_gate)]
     env = clean_env(
         RECOMMNDR_EVENT_LOG_DIR=str(work / "events"),
         RECOMMNDR_ONLINE_STORE_PATH=str(work / "online" / "features.db"),
@@ -89,6 +107,10 @@ def ops_api_url(
         RECOMMNDR_CONTROL_FILE=str(work / "serving" / "control.json"),
         RECOMMNDR_CANARY_FILE=str(work / "serving" / "canary.json"),
         RECOMMNDR_AUDIT_PATH=str(work / "audit.jsonl"),
+        RECOMMNDR_LOOP_RETRAIN_DATA=str(work / "shop"),
+        RECOMMNDR_LOOP_API_URL=f"http://127.0.0.1:{port}",
+        RECOMMNDR_LOOP_RETRAIN_DIR=str(work / "retrain"),
+        RECOMMNDR_LOOP_RETRAIN_COMMAND=json.dumps(retrain),
     )
     cli = Path(sys.executable).with_name("recommndr")
     cmd = [str(cli), "serve", "--artifacts", str(artifacts), "--host", "127.0.0.1", "--port", str(port)]

@@ -12,8 +12,9 @@
  *   address to call the API from (e.g. `127.0.0.2`, so that the API can trust exactly that
  *   address and every other local client of the API is still seen as itself). The API must then
  *   list that address in `RECOMMNDR_TRUSTED_PROXIES`; otherwise it sees this server as the caller.
- * - Only these endpoints pass: GET `models/canary`, `models/control`, `models/audit`; POST
- *   `models/pause`, `models/promote`, `models/rollback`. Not the workflow's `PUT models/canary`,
+ * - Only these endpoints pass: GET `models/canary`, `models/control`, `models/audit`,
+ *   `models/retrain`; POST `models/pause`, `models/promote`, `models/rollback`, `models/retrain`
+ *   (the API's own settings say whether a retrain may start). Not the workflow's `PUT models/canary`,
  *   the test-only `models/fault`, `models/traffic` or `monitoring/window` (404 `not_found`).
  * - Only with `Authorization: Bearer <JWT>` (three base64url parts, at most 8 KiB; else 401
  *   `unauthorized`, and the API is not called). That header is forwarded; no other header of the
@@ -42,8 +43,8 @@ import { adminProxySetting, callApi, callerAddress, trustedProxies, UpstreamErro
 import { apiUrl } from "@/lib/config";
 import { checkedWrite, error } from "@/lib/proxy";
 
-const READABLE = [/^models\/canary$/, /^models\/control$/, /^models\/audit$/];
-const WRITABLE = [/^models\/pause$/, /^models\/promote$/, /^models\/rollback$/];
+const READABLE = [/^models\/canary$/, /^models\/control$/, /^models\/audit$/, /^models\/retrain$/];
+const WRITABLE = [/^models\/pause$/, /^models\/promote$/, /^models\/rollback$/, /^models\/retrain$/];
 /** Bytes: an admin body is a reason of at most 500 characters and a flag. */
 const MAX_BODY = 16_384;
 const BEARER = /^Bearer +([A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+)$/i;
