@@ -28,7 +28,8 @@ async def ready(state: State) -> Any:
     online = "off" if state.online is None else state.online.store.name
     if state.online is not None and not state.online.available:
         online = f"unavailable ({state.online.last_error}); serving batch features"
-    return {"status": "ready", "model_version": m.version, "online_store": online}
+    return {"status": "ready", "model_version": m.version, "online_store": online,
+            "trending": state.stream.describe()}  # fmt: skip
 
 
 @router.get("/models")
