@@ -40,7 +40,7 @@ ALERT_NAMES = frozenset({
     "RecommndrConfidenceDrop", "RecommndrValidationFailureSpike", "RecommndrEventsRejectedSpike",
     "RecommndrDriftCheckStale", "RecommndrMemoryHigh", "RecommndrMemoryGrowth", "RecommndrCpuSaturated",
     "RecommndrCpuPerRequestGrowth",
-    "RecommndrTargetDown",
+    "RecommndrTargetDown", "RecommndrTrendingServesBatch",
 })  # fmt: skip
 SEVERITIES = frozenset({"critical", "warning", "info"})
 RECOMMEND_ENDPOINT = "/recommendations/{user_id}"  # the route whose answers are counted per variant
