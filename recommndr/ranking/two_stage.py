@@ -87,22 +87,34 @@ def popular(
     events in the last hour: ``pop + LIVE_LIFT * max(pop) * events_1h / max(events_1h)`` (the
     maximum over all of ``live``, whatever the filters leave), so the hour's hottest product gains the batch list's top score and a quiet one nothing; the live
     products join the list this way, and without ``live`` it is the batch list, score for score.
-    Exact without a scan: a product outside the batch top ``k + len(live)`` that is not live
+    Exact without a scan of the catalogue: a live product lifted to less than the batch list's
+    k-th score cannot enter; with ``c`` live products left, one outside the batch top ``k + c``
     scores below at least ``k`` of them."""
-    if live is None or live.items.size == 0:
-        return _batch_popular(pop, k, mask, exclude)
-    hottest = float(live.events.max())
+    batch = _batch_popular(pop, k, mask, exclude)
+    if live is None or live.items.size == 0 or not float(live.events.max()) > 0:
+        return batch
     keep = np.ones(live.items.shape[0], dtype=bool) if mask is None else mask[live.items]
     if exclude is not None and exclude.size:
         keep &= ~np.isin(live.items, exclude)
-    items, events = live.items[keep], live.events[keep]
-    if items.size == 0 or not hottest > 0:
-        return _batch_popular(pop, k, mask, exclude)
-    base, _ = _batch_popular(pop, k + items.shape[0], mask, exclude)
+    items = live.items[keep]
+    lift = (LIVE_LIFT * pop.top_score / float(live.events.max())) * live.events[keep]
+    # a live product whose lifted score stays under the batch list's k-th cannot enter it
+    floor = float(batch[1][-1]) if batch[0].shape[0] >= k else -np.inf
+    contend = pop.pop[items] + lift >= floor
+    items, lift = items[contend], lift[contend]
+    if items.size == 0:
+        return batch
+    want = k + items.shape[0]
+    base, _ = _batch_popular(pop, want, mask, exclude)
+    if base.shape[0] < want:  # the global top list ran out (or the mask is small): the whole mask
+        allowed = np.ones(pop.pop.shape[0], dtype=bool) if mask is None else mask.copy()
+        if exclude is not None and exclude.size:
+            allowed[exclude] = False
+        base = np.flatnonzero(allowed)
     pool = np.concatenate([items, base[~np.isin(base, items)]])
-    lift = np.zeros(pool.shape[0], np.float32)
-    lift[: items.shape[0]] = LIVE_LIFT * pop.top_score * events / hottest
-    return pop.top_k((pop.pop[pool] + lift).astype(np.float32), k, pool)
+    score = pop.pop[pool].astype(np.float32)
+    score[: items.shape[0]] += lift.astype(np.float32)
+    return pop.top_k(score, k, pool)
 
 
 def _batch_popular(

@@ -4,6 +4,8 @@ batch equal to its queries one at a time, and the ranker-failure degrade."""
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 
@@ -294,6 +296,12 @@ def test_the_live_cold_start_list_is_batch_popularity_lifted_by_the_hour(world_b
         assert np.all(np.diff(scores) <= 0)
     items, _ = popular(pop, 10, None, None, live)
     assert items[0] == quiet[0]  # the hour's hottest leads: it gained the batch top score
+    rng = np.random.default_rng(0)  # every product live (more than the global top list holds)
+    events = rng.integers(1, 50, n).astype(np.float32)
+    every = _live(list(range(n)), events.tolist())
+    want = pop.pop + LIVE_LIFT * pop.top_score * events / events.max()
+    items, scores = popular(pop, n, None, None, every)
+    np.testing.assert_allclose(scores, np.sort(want)[::-1], rtol=1e-5)
     items, scores = popular(pop, 10, None, None, _live([], []))
     assert (items.tolist(), scores.tolist()) == tuple(x.tolist() for x in popular(pop, 10))
 
@@ -315,3 +323,33 @@ def test_live_products_join_the_popularity_candidates(world_bundle: Bundle) -> N
     ].items.tolist() == (batch.items.tolist())
     ranked = rec.rank([Query(-1, np.zeros(0, np.int64))], 5, live=_live(outside.tolist(), [9.0, 8.0, 7.0]))[0]
     assert ranked.cold and ranked.items[0] == outside[0]  # the cold-start list is lifted too
+
+
+def test_the_lifted_list_is_exact_for_any_live_set_k_and_filter(world_bundle: Bundle) -> None:
+    """Against a brute-force score of the whole catalogue: random live sets and counts, k, masks and
+    exclusions, also with a global top list shorter than k + the live products (it runs out)."""
+    full = world_bundle.popularity
+    short = copy.copy(full)
+    short.global_top = full.global_top[:20]  # as a big catalogue's 500 of 100,000
+    n = full.pop.shape[0]
+    rng = np.random.default_rng(1)
+    for trial in range(200):
+        pop = short if trial % 2 else full
+        size = int(rng.integers(1, n))
+        items = rng.choice(n, size, replace=False)
+        events = rng.integers(0, 60, size).astype(np.float32)
+        events[0] = max(events[0], 1.0)
+        live = _live(items.tolist(), events.tolist())
+        k = int(rng.choice([1, 3, 10, 30]))
+        mask = rng.random(n) < 0.6 if trial % 3 == 0 else None
+        exclude = rng.choice(n, 5, replace=False) if trial % 4 == 0 else None
+        lift = np.zeros(n)
+        lift[items] = LIVE_LIFT * full.top_score * events / events.max()
+        want = full.pop + lift
+        allowed = np.ones(n, bool) if mask is None else mask.copy()
+        if exclude is not None:
+            allowed[exclude] = False
+        best = np.sort(want[allowed])[::-1][:k]
+        got, scores = popular(pop, k, mask, exclude, live)
+        assert allowed[got].all() and np.unique(got).size == got.size == best.size, trial
+        np.testing.assert_allclose(scores, best, rtol=1e-5, err_msg=f"trial {trial}")
