@@ -2,9 +2,12 @@
 candidates, features, the ONNX ranker, the ranking core (``rank``: all of these for one query,
 the path evaluation measures too), the whole ``recommend`` (with the reasons), and the whole request
 through the ASGI app (routing, validation, JSON), also with the filters ``exclude`` and
-``exclude_items`` — medians and p99 over random real users.
+``exclude_items`` — medians and p99 over random real users. With ``--live N``, product windows
+for N random products are written where the streaming job writes them (the online store's SQLite
+file), so ``recommend()`` and the app serve the live path (the hour's products join the popularity
+candidates; the app's snapshot is live).
 
-    .venv/bin/python benchmarks/bench_request.py --artifacts ARTIFACTS [--n 2000]
+    .venv/bin/python benchmarks/bench_request.py --artifacts ARTIFACTS [--n 2000] [--live 500]
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--artifacts", type=Path, required=True)
     ap.add_argument("--n", type=int, default=2000)
+    ap.add_argument("--live", type=int, default=0, help="products with live windows (0: batch, no stream)")
     args = ap.parse_args()
 
     from recommndr.features.online import OnlineFeatures, SqliteOnlineStore, UserRealtime
@@ -77,14 +81,37 @@ def main() -> None:
     stats("retrieval index alone", timed(lambda: b.als.retrieve([next(qi)], b.config.candidates.als), 300))
     assert m.ranking is not None
     stats("rank() one query (ranking core)", timed(lambda: m.ranking.rank([next(qi)], 10), 300))  # type: ignore[union-attr]
-    stats("recommend() whole", timed(lambda: m.recommend(int(next(it)), 10), args.n))
+    stream = None
+    if args.live:
+        from recommndr.config import get_settings
+        from recommndr.serving.metrics import ApiMetrics
+        from recommndr.serving.stream import StreamFeed
+        from recommndr.streaming.windows import SqliteWindowStore, Tile, tile_end_us
+
+        windows = SqliteWindowStore(get_settings().online_store_path)
+        picks = rng.choice(m.catalogue.item_ids, size=args.live, replace=False)
+        counts = rng.integers(3, 100, args.live)
+
+        def heartbeat() -> None:  # the job's: the snapshot stays live while it runs
+            end = tile_end_us(time.time_ns() // 1000)
+            windows.write_tiles([Tile(int(i), end, int(v), 0, 0) for i, v in zip(picks, counts, strict=True)])
+
+        heartbeat()
+        stream = StreamFeed(get_settings(), ApiMetrics()).refresh()
+        assert stream.live, stream.why
+        print(f"live windows: {stream.item_ids.shape[0]} products in the snapshot")
+    stats("recommend() whole", timed(lambda: m.recommend(int(next(it)), 10, stream=stream), args.n))
+    stats("recommend() cold start", timed(lambda: m.recommend(-1, 10, stream=stream), 300))
 
     from recommndr.serving.app import create_app
 
     async def through_asgi(query: bytes) -> list[float]:
+        if args.live:
+            heartbeat()
         app = create_app(args.artifacts, Path(tempfile.mkdtemp()))
         times = []
         async with app.router.lifespan_context(app):
+            assert app.state.recommndr.stream.snapshot.live == bool(args.live)
             for u in users[: args.n]:
                 scope = {"type": "http", "method": "GET", "path": f"/recommendations/{int(u)}",
                          "raw_path": f"/recommendations/{int(u)}".encode(), "query_string": query,

@@ -178,6 +178,28 @@ class Settings(BaseSettings):
     )
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis online store (online_store=redis).")
     online_timeout_ms: float = Field(50.0, gt=0, description="Redis socket timeout per request.")
+    # the streaming job's product windows (recommndr.streaming.windows), read beside the online store
+    # (same online_store kind, path and redis_url) into an in-memory snapshot (recommndr.serving.stream)
+    stream_refresh_s: float = Field(
+        1.0, gt=0, le=60, description="How often the API re-reads the streaming job's product windows."
+    )
+    stream_stale_s: float = Field(
+        30.0,
+        gt=0,
+        description="The job is live while its last write (its heartbeat, every ~2 s) is at most this old; "
+        "else /trending and popularity serve the batch lists.",
+    )
+    stream_snapshot_products: int = Field(
+        500, ge=10, le=20_000, description="Trending products (best first) the API's snapshot holds."
+    )
+    stream_live_candidates: int = Field(
+        20,
+        ge=0,
+        le=500,
+        description="Products with the most events in the last hour that join each shopper's popularity "
+        "candidates while the stream is live (0: none).",
+    )
+    stream_timeout_s: float = Field(1.0, gt=0, description="Redis socket timeout of a snapshot read.")
     admin_jwt_secret: str | None = Field(
         None, description="HS256 key of admin tokens; admin endpoints are off without it."
     )

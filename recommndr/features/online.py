@@ -462,6 +462,9 @@ class OnlineFeatures:
         self.cooldown_s = cooldown_s
         self._down_until = 0.0
         self.last_error: str | None = None
+        # called with every batch of accepted events before it is folded in, store up or down
+        # (the API's count for the streaming consistency metric); an observer's error is logged
+        self.observers: list[Callable[[Sequence[tuple[int, int, str, int]]], None]] = []
 
     @property
     def available(self) -> bool:
@@ -496,6 +499,13 @@ class OnlineFeatures:
         """Fold accepted events ``(user_id, item_id, event_type, ts_us)`` into the users' records,
         atomically in the store; False if not all were recorded (the store is down, or an event has
         an id outside int64: those are skipped). The events are in the durable log either way."""
+        if self.observers:
+            events = list(events)
+            for observe in self.observers:
+                try:
+                    observe(events)
+                except Exception:
+                    log.exception("an observer of the accepted events failed")
         by_user: dict[int, list[Event]] = {}
         skipped = 0
         for u, i, t, ts in events:

@@ -7,7 +7,8 @@ Two dashboards, both on a Prometheus datasource chosen by the ``datasource`` var
 - ``recommndr-api``: latency percentiles per endpoint and variant, error rates, requests and
   lists served per variant, CTR / add-to-cart / conversion per variant with 95 % Wilson score
   intervals, the API's cumulative rates, model versions, the observed traffic split, readiness,
-  degradations, and each worker's memory and CPU;
+  degradations, the streaming job (lag, throughput, freshness, whether trending is live, the
+  consistency of its counts with the API's), and each worker's memory and CPU;
 - ``recommndr-drift``: what the drift watcher (``recommndr monitor watch``) exports — PSI per
   feature, the drift flags, score PSI, confidence drop, the validation-failure share, the age of
   the last check and the window sizes.
@@ -321,6 +322,7 @@ def api_dashboard() -> Dashboard:
             ],
         )
     )
+    d = _stream_row(d)
     d = d.with_row(Row("Process"))
     d = d.with_panel(
         _series(
@@ -342,6 +344,67 @@ def api_dashboard() -> Dashboard:
                     "{{instance}}",
                 )
             ],
+        )
+    )
+
+
+def _stream_row(d: Dashboard) -> Dashboard:
+    """The streaming job (its exporter's ``recommndr_stream_*`` names: clock lag, Kafka lag,
+    records in) and the API's view of it (``serving/stream.py``: freshness, live, consistency)."""
+    d = d.with_row(Row("Streaming"))
+    d = d.with_panel(
+        _series(
+            "Stream lag",
+            "How far the job's clock (event time) is behind wall time, per job instance.",
+            "s",
+            [("max by (instance) (recommndr_stream_clock_lag_seconds)", "{{instance}}")],
+            width=8,
+        )
+    )
+    d = d.with_panel(
+        _series(
+            "Kafka lag (records)",
+            "Records in the topic the job has not consumed yet (all partitions).",
+            "short",
+            [("sum(recommndr_stream_kafka_lag_records)", "records")],
+            width=8,
+        )
+    )
+    d = d.with_panel(
+        _series(
+            "Stream throughput",
+            "Records per second the job reads from the topic.",
+            "reqps",
+            [("sum(rate(recommndr_stream_records_in_total[1m]))", "records/s")],
+            width=8,
+        )
+    )
+    d = d.with_panel(
+        _series(
+            "Freshness (age of the job's status)",
+            "Seconds since the job last wrote its status, as the API reads it (the job writes a heartbeat "
+            "every ~2 s; over 30 s the API serves the batch lists). +Inf: no status was ever seen.",
+            "s",
+            [("max(recommndr_stream_status_age_seconds)", "age")],
+            width=8,
+        ).thresholds(_thresholds((None, "green"), (30, "red")))
+    )
+    d = d.with_panel(
+        stat.Panel().title("Trending live").datasource(DATASOURCE).height(8).span(8)
+        .description("1 when every API worker serves the job's windows in /trending and popularity; "
+                     "0: the batch lists (alert RecommndrTrendingServesBatch after 5 minutes).")
+        .thresholds(_thresholds((None, "red"), (1, "green")))
+        .with_target(_target("min(recommndr_stream_live)", "live", "A"))
+    )  # fmt: skip
+    return d.with_panel(
+        _series(
+            "Stream consistency (job / API events, last hour)",
+            "The job's last-hour events over the API worker's own count of the events it accepted, for the "
+            "products both know: 1 = agree; with N API workers each sees about 1/N of the events (reads ~N), "
+            "and events produced straight to the topic (the simulator) raise it too.",
+            "short",
+            [("recommndr_stream_consistency_ratio", "{{instance}} {{pid}}")],
+            width=8,
         )
     )
 

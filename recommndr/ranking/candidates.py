@@ -42,6 +42,18 @@ class Candidates:
     pop_score: F32
 
 
+@dataclass(frozen=True)
+class LivePopular:
+    """What the streaming job says is popular this hour, for the popularity candidates and the
+    cold-start list (``two_stage.popular``): catalogue products (dense indices) by their events
+    in the last hour, most first, with those counts. ``candidates``: how many of the first join
+    every shopper's popularity candidates (``CandidateGenerator.generate``)."""
+
+    items: I64
+    events: F32
+    candidates: int
+
+
 @dataclass
 class Exclusions:
     """Sorted keys user * n_items + item of durables each user bought; repeatable leaf categories."""
@@ -148,13 +160,23 @@ class CandidateGenerator:
             s.value = np.zeros(n, dtype=np.float32)
         return s
 
-    def generate(self, queries: Sequence[Query]) -> list[Candidates]:
+    def generate(self, queries: Sequence[Query], live: LivePopular | None = None) -> list[Candidates]:
+        """Each query's candidates. With ``live`` (the stream is live), the first
+        ``live.candidates`` of the products with the most events in the last hour join every
+        query's popularity list, ahead of the batch one: they are popularity candidates (same source
+        bit, same batch features, which the ranker was trained on, so the live counts add no
+        train/serve skew: they only decide *which* products the ranker sees), and being first in
+        the list they are not cut by ``total``. A product that is also a co-purchase or ALS
+        candidate is one candidate, as always. Without ``live``: the batch lists alone."""
         c = self.cfg
         als = self.als.retrieve(queries, c.als)
         cop = self.copurchase.retrieve(queries, c.copurchase) if c.copurchase else [None] * len(queries)
         pop = self.popularity.retrieve(queries, c.popularity)
+        hot = live.items[: live.candidates] if live is not None and live.candidates > 0 else None
         out = []
         for q, a, cp, p in zip(queries, als, cop, pop, strict=True):
+            if hot is not None and hot.size:
+                p = (np.concatenate([hot, p[0]]), p[1])  # noqa: PLW2901 - the list, lifted
             out.append(self._merge(q, a, cp, p))
         return out
 

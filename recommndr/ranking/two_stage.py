@@ -13,7 +13,13 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from recommndr.ranking.candidates import SOURCE_EXPLORE, SOURCE_POPULARITY, CandidateGenerator, Candidates
+from recommndr.ranking.candidates import (
+    SOURCE_EXPLORE,
+    SOURCE_POPULARITY,
+    CandidateGenerator,
+    Candidates,
+    LivePopular,
+)
 from recommndr.ranking.features import F32, FEATURES, I64, FeatureTables, compute_features
 from recommndr.ranking.ranker import OnnxRanker
 from recommndr.retrieval.base import Query
@@ -63,12 +69,71 @@ def is_cold(q: Query) -> bool:
     return q.user < 0 and q.recent_items.size == 0
 
 
+LIVE_LIFT = 1.0  # the hottest product of the hour gains this many times the batch list's top score
+
+
 def popular(
-    pop: PopularityRetriever, k: int, mask: Mask | None = None, exclude: I64 | None = None
+    pop: PopularityRetriever,
+    k: int,
+    mask: Mask | None = None,
+    exclude: I64 | None = None,
+    live: LivePopular | None = None,
 ) -> tuple[I64, F32]:
     """The cold-start list: the ``k`` most popular products now (within ``mask``, none of
     ``exclude``), by raw popularity. What the API answers a new shopper, ``/popular``, and the
-    popularity-only fallback."""
+    popularity-only fallback.
+
+    With ``live`` (the stream is live) a product's score is its batch popularity lifted by its
+    events in the last hour: ``pop + LIVE_LIFT * max(pop) * events_1h / max(events_1h)`` (the
+    maximum over all of ``live``, whatever the filters leave), so the hour's hottest product gains the batch list's top score and a quiet one nothing; the live
+    products join the list this way, and without ``live`` it is the batch list, score for score.
+    Exact without a scan of the catalogue: a live product scoring under the k-th best of the live
+    scores and the batch top ``k``'s cannot enter; with ``c`` live products left, a product outside
+    the batch top ``k + c`` scores below at least ``k`` of them."""
+    if live is None or live.items.size == 0 or not float(live.events.max()) > 0:
+        return _batch_popular(pop, k, mask, exclude)
+    ahead = _batch_popular(pop, 2 * k, mask, exclude)  # the batch top k, and room for k live ones
+    batch = (ahead[0][:k], ahead[1][:k])
+    keep = np.ones(live.items.shape[0], dtype=bool) if mask is None else mask[live.items]
+    if exclude is not None and exclude.size:
+        keep &= ~_member(live.items, np.sort(exclude))
+    items = live.items[keep]
+    lift = (LIVE_LIFT * pop.top_score / float(live.events.max())) * live.events[keep]
+    # a live product scoring under the k-th best of the live scores and the batch list's other
+    # products (distinct products, each score exact) cannot enter the list
+    lifted = pop.pop[items] + lift
+    ordered = np.sort(items)
+    known = np.concatenate([lifted, batch[1][~_member(batch[0], ordered)]])
+    floor = float(np.partition(known, known.size - k)[known.size - k]) if known.size >= k else -np.inf
+    contend = lifted >= floor
+    items, lift = items[contend], lift[contend]
+    if items.size == 0:
+        return batch
+    want = k + items.shape[0]
+    base = ahead[0][:want] if want <= ahead[0].shape[0] else _batch_popular(pop, want, mask, exclude)[0]
+    if base.shape[0] < want:  # the global top list ran out (or the mask is small): the whole mask
+        allowed = np.ones(pop.pop.shape[0], dtype=bool) if mask is None else mask.copy()
+        if exclude is not None and exclude.size:
+            allowed[exclude] = False
+        base = np.flatnonzero(allowed)
+    pool = np.concatenate([items, base[~_member(base, np.sort(items))]])
+    score = pop.pop[pool].astype(np.float32)
+    score[: items.shape[0]] += lift.astype(np.float32)
+    return pop.top_k(score, k, pool)
+
+
+def _member(a: I64, ordered: I64) -> Mask:
+    """``np.isin(a, ordered)`` for a sorted ``ordered``, by binary search: for the short lists of
+    the request path (``np.isin`` spends ~35 us on a table over the id range, whatever the sizes)."""
+    if ordered.size == 0:
+        return np.zeros(a.shape[0], dtype=bool)
+    pos = np.minimum(np.searchsorted(ordered, a), ordered.shape[0] - 1)
+    return np.asarray(ordered[pos] == a)
+
+
+def _batch_popular(
+    pop: PopularityRetriever, k: int, mask: Mask | None, exclude: I64 | None
+) -> tuple[I64, F32]:
     if exclude is not None and exclude.size:
         if mask is None:  # the global top list first: a full scan only when the filter empties it
             top = pop.global_top[~np.isin(pop.global_top, exclude)]
@@ -165,8 +230,10 @@ class TwoStageRecommender:
         return Ranked(items, ranked.scores, sources, trend, ranked.cold, ranked.popular, ranked.degraded,
                       ranked.top_features)  # fmt: skip
 
-    def _popular(self, k: int, mask: Mask | None, exclude: I64, cold: bool) -> Ranked:
-        items, scores = popular(self.generator.popularity, k, mask, exclude)
+    def _popular(
+        self, k: int, mask: Mask | None, exclude: I64, cold: bool, live: LivePopular | None = None
+    ) -> Ranked:
+        items, scores = popular(self.generator.popularity, k, mask, exclude, live)
         sources = np.full(items.shape[0], SOURCE_POPULARITY, dtype=np.uint8)
         return Ranked(items, scores, sources, self.tables.item_trend[items], cold, True, False)
 
@@ -177,6 +244,7 @@ class TwoStageRecommender:
         masks: Sequence[Mask | None] | None = None,
         degrade: bool = True,
         explore: float = 0.0,
+        live: LivePopular | None = None,
     ) -> list[Ranked]:
         """The top ``k`` for each query, with all warm queries' candidates scored in one ranker
         call. ``masks`` (one per query, None for no filter) keep only those products, and no list
@@ -186,7 +254,9 @@ class TwoStageRecommender:
         so a list is ``k`` long while ``k`` products remain. With ``degrade`` a ranker failure is
         logged and every list falls back to the retrieval order (the API never fails on it);
         without, it raises (evaluation must not measure a broken ranker as the model). ``explore``
-        (0 to 1): the share of each ranked list given to new products (:meth:`explore`)."""
+        (0 to 1): the share of each ranked list given to new products (:meth:`explore`). ``live``:
+        the streaming job's popular products of the hour, which join the popularity candidates
+        (``CandidateGenerator.generate``) and lift the cold-start list (:func:`popular`)."""
         if masks is not None and len(masks) != len(queries):
             raise ValueError(f"{len(masks)} masks for {len(queries)} queries")
         mask = list(masks) if masks is not None else [None] * len(queries)
@@ -194,16 +264,16 @@ class TwoStageRecommender:
         warm: list[int] = []
         for i, q in enumerate(queries):
             if is_cold(q):
-                out[i] = self._popular(k, mask[i], q.exclude, cold=True)
+                out[i] = self._popular(k, mask[i], q.exclude, cold=True, live=live)
             else:
                 warm.append(i)
         todo: list[tuple[int, Candidates]] = []
-        cands = self.generator.generate([queries[i] for i in warm]) if warm else []
+        cands = self.generator.generate([queries[i] for i in warm], live) if warm else []
         for i, c in zip(warm, cands, strict=True):
             m = mask[i]
             kept = c if m is None else _select(c, m[c.items])
             if kept.items.size == 0:
-                out[i] = self._popular(k, m, self._blocked(queries[i], kept), cold=False)
+                out[i] = self._popular(k, m, self._blocked(queries[i], kept), cold=False, live=live)
                 continue
             if kept.items.size < k:  # filtered short (a mask, exclusions): top it up
                 more, _ = popular(

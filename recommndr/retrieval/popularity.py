@@ -82,6 +82,11 @@ class PopularityRetriever(Retriever):
         z = load_arrays(path)
         return cls(catalogue, z["pop"], z["new_arrival"], int(z["per_category"]))
 
+    @property
+    def top_score(self) -> float:
+        """The highest popularity of any product (1 when there is none)."""
+        return self._pop_max
+
     def _seen(self) -> npt.NDArray[np.bool_]:
         seen: npt.NDArray[np.bool_] | None = getattr(self._local, "seen", None)
         if seen is None:

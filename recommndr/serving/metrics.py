@@ -40,7 +40,7 @@ ALERT_NAMES = frozenset({
     "RecommndrConfidenceDrop", "RecommndrValidationFailureSpike", "RecommndrEventsRejectedSpike",
     "RecommndrDriftCheckStale", "RecommndrMemoryHigh", "RecommndrMemoryGrowth", "RecommndrCpuSaturated",
     "RecommndrCpuPerRequestGrowth",
-    "RecommndrTargetDown",
+    "RecommndrTargetDown", "RecommndrTrendingServesBatch",
 })  # fmt: skip
 SEVERITIES = frozenset({"critical", "warning", "info"})
 RECOMMEND_ENDPOINT = "/recommendations/{user_id}"  # the route whose answers are counted per variant
@@ -200,6 +200,32 @@ class ApiMetrics:
             "Alerts received on the webhook (alertname 'other' for a name the rules do not define)",
             ["alertname", "status", "severity"],
             registry=r,
+        )
+        # the streaming job's product windows as this API reads them (serving/stream.py)
+        self.stream_live = Gauge(
+            "recommndr_stream_live",
+            "1 while the streaming job's windows are fresh and /trending serves them, 0 while it serves the batch lists",
+            registry=r,
+            multiprocess_mode="livemin",
+        )
+        self.stream_age = Gauge(
+            "recommndr_stream_status_age_seconds",
+            "Seconds since the streaming job last wrote its status (+Inf: no status seen)",
+            registry=r,
+            multiprocess_mode="livemax",
+        )
+        self.stream_products = Gauge(
+            "recommndr_stream_snapshot_products",
+            "Trending products in the API's snapshot of the product windows",
+            registry=r,
+            multiprocess_mode="livemin",
+        )
+        self.stream_consistency = Gauge(
+            "recommndr_stream_consistency_ratio",
+            "The job's last-hour events / this worker's accepted events, over the snapshot's products both "
+            "counted (1 = agree; about N with N workers, each seeing its share; NaN: nothing to compare)",
+            registry=r,
+            multiprocess_mode="liveall",
         )
         self.rss = Gauge("process_resident_memory_bytes", "Resident memory of the API: the sum over its live "
                          "worker processes", registry=r, multiprocess_mode="livesum")  # fmt: skip

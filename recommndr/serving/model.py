@@ -30,6 +30,7 @@ from recommndr.retrieval.popularity import PopularityRetriever
 from recommndr.serving.catalogue import ProductCatalogue
 from recommndr.serving.faults import Fault
 from recommndr.serving.filters import NOTHING, Exclude
+from recommndr.serving.stream import StreamSnapshot
 
 log = logging.getLogger(__name__)
 TRENDING = 2.0  # last week's daily events at least twice the month's
@@ -213,18 +214,22 @@ class ServingModel:
         online: UserRealtime | None = None,
         exclude: Exclude = NOTHING,
         explore: float = 0.0,
+        stream: StreamSnapshot | None = None,
     ) -> tuple[list[Recommendation], bool, str | None]:
         """Top ``k`` for a user (with the online features, if any), whether it was the cold-start
         path, and what degraded (None when nothing did). The ranking is ``TwoStageRecommender.rank``,
         the one evaluation measures; this adds the query, the category filter, what ``exclude``
         leaves out (on every path, the popularity fallback included), ``explore`` (the share of
-        the list given to new products) and the reasons."""
+        the list given to new products) and the reasons. ``stream``: the streaming job's windows
+        while live, whose popular products of the hour join the popularity candidates and lift
+        the cold-start list (``TwoStageRecommender.rank``)."""
         mask = self.catalogue.category_mask(category) if category else None
+        live = stream.popular(self.catalogue) if stream is not None else None
         if self.bundle is None or self.ranking is None:
             blocked = self._excluded(exclude, online, None, -1) if exclude else None
-            return self._popular_recs(*popular(self.pop, k, mask, blocked)), True, "model_unavailable"
+            return self._popular_recs(*popular(self.pop, k, mask, blocked, live)), True, "model_unavailable"
         q = self._query(self.bundle, user_id, online, exclude)
-        r = self.ranking.rank([q], k, None if mask is None else [mask], explore=explore)[0]
+        r = self.ranking.rank([q], k, None if mask is None else [mask], explore=explore, live=live)[0]
         if r.popular:
             return self._popular_recs(r.items, r.scores), r.cold, None
         if r.top_features is not None and mask is None and not exclude:
@@ -287,9 +292,12 @@ class ServingModel:
                 out[j] = f"popular in {cat.l1_names[cat.l1[items[j]]]}"
         return [r or "" for r in out]
 
-    def popular_recs(self, k: int, mask: np.ndarray | None = None) -> list[Recommendation]:
-        """The most popular products now (in ``mask``), each "popular in <category>"."""
-        return self._popular_recs(*self.popular(k, mask))
+    def popular_recs(
+        self, k: int, mask: np.ndarray | None = None, stream: StreamSnapshot | None = None
+    ) -> list[Recommendation]:
+        """The most popular products now (in ``mask``), each "popular in <category>"; lifted by
+        the last hour's events while the stream is live (``two_stage.popular``)."""
+        return self._popular_recs(*self.popular(k, mask, stream))
 
     def _popular_recs(self, items: np.ndarray, scores: np.ndarray) -> list[Recommendation]:
         names = self.cat.l1_names
@@ -308,6 +316,21 @@ class ServingModel:
             order = order[mask[order]]
         return order[:k], score[order[:k]]
 
+    def trending_live(
+        self, k: int, mask: np.ndarray | None, stream: StreamSnapshot
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """The streaming job's trending products (``ProductWindows.trend``, best first; products
+        this catalogue does not know skipped) in ``mask``; None while the stream is not live.
+        Works with the popularity fallback too: it needs only the catalogue."""
+        v = stream.view(self.catalogue)
+        if v is None:
+            return None
+        items, trend = v.trending, v.trend
+        if mask is not None:
+            keep = mask[items]
+            items, trend = items[keep], trend[keep]
+        return items[:k], trend[:k]
+
     @staticmethod
     def _trend_order(bundle: Bundle) -> tuple[np.ndarray, np.ndarray]:
         t = bundle.features
@@ -316,9 +339,12 @@ class ServingModel:
         order = eligible[np.lexsort((-t.item_events_7d[eligible], -score[eligible]))]
         return order.astype(np.int64), score
 
-    def popular(self, k: int, mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """The cold-start list (``ranking.two_stage.popular``), also with the popularity fallback."""
-        return popular(self.pop, k, mask)
+    def popular(
+        self, k: int, mask: np.ndarray | None = None, stream: StreamSnapshot | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The cold-start list (``ranking.two_stage.popular``), also with the popularity fallback;
+        lifted by the last hour's events while ``stream`` is live."""
+        return popular(self.pop, k, mask, live=stream.popular(self.catalogue) if stream is not None else None)
 
     def shoppers(self, n: int) -> list[dict[str, Any]]:
         """Real shoppers for the storefront's demo switcher (at most ``MAX_SHOPPERS``)."""

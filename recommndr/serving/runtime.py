@@ -1,8 +1,9 @@
 """What one API process holds while it serves: the model slots, the traffic split, the operator's
 control state, the audit trail, the retrain it started, the event sink (the local log, or the
-broker with its spool), the online features, metrics, the alert inbox and the recommendation
-thread pool; started and stopped by the app's lifespan, with the background tasks that follow the
-model source, the shared split and the shared control state."""
+broker with its spool), the online features, the streaming job's product windows (a snapshot,
+``stream``), metrics, the alert inbox and the recommendation thread pool; started and stopped by
+the app's lifespan, with the background tasks that follow the model source, the shared split, the
+shared control state and the product windows."""
 
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ from recommndr.serving.model import ServingModel
 from recommndr.serving.retrain import RetrainRunner
 from recommndr.serving.slots import ModelSlots
 from recommndr.serving.sources import FolderSource, ModelSource, RegistrySource, StoreSource
+from recommndr.serving.stream import StreamFeed
 from recommndr.serving.traffic import TrafficSplit
 from recommndr.streaming.producer import BrokerProducer, ProducerMetrics
 
@@ -85,6 +87,8 @@ class ServingState:
         self.event_window = LiveWindow(FEATURES)
         self.drift_gauges: DriftGauges | None = None  # made by the first in-process check (drift_check.py)
         self.online: OnlineFeatures | None = None
+        # the streaming job's product windows, beside the online store (a snapshot in memory)
+        self.stream = StreamFeed(settings, self.metrics)
         self.pool: ThreadPoolExecutor | None = None
         self.alerts = AlertInbox(settings.alert_inbox_path, settings.alert_inbox_size)
         self.control = ControlState(settings.control_file)
@@ -126,6 +130,9 @@ class ServingState:
                 self.online = OnlineFeatures(store) if store is not None else None
             except Exception as exc:  # e.g. an unwritable path: serve batch features only
                 log.error("online store %s not opened: %s", settings.online_store, exc)
+            if self.online is not None:  # the write-through's count, for the consistency metric
+                self.online.observers.append(self.stream.record)
+        await self.stream.start()  # a store it cannot read only marks the stream down
         self.traffic.sync(slots.challenger is not None)
         self.sync_control()
         if settings.recommend_threads > 0:
@@ -142,6 +149,7 @@ class ServingState:
         self._tasks.clear()
         await asyncio.to_thread(self.retrain.stop)  # a retrain this worker started ends with it
         await self.events.stop()
+        await self.stream.stop()
         if self.pool is not None:
             self.pool.shutdown(wait=True)
         if self.online is not None:

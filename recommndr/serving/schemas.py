@@ -201,6 +201,14 @@ class ItemListOut(BaseModel):
 class CategoryListOut(BaseModel):
     category: str | None
     model_version: str
+    source: Literal["live", "batch"] = Field(
+        "batch",
+        description="live: from the streaming job's product windows (the last hour's events); batch: "
+        "from the model's tables, the fallback while the stream is down or not running",
+    )
+    as_of: str | None = Field(
+        None, description="the live windows' clock (event time, ISO 8601 UTC) when source is live, else null"
+    )
     items: list[ItemOut]
 
 

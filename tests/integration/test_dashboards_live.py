@@ -5,9 +5,10 @@ API dashboard is drawn from the same Prometheus (``recommndr.monitoring.render``
 
 What a fresh API cannot give is fed: the online store points at a closed Redis port, so lists are
 served degraded (``online_features_unavailable``); a second bundle (a smaller ranker) is the challenger
-for half the shoppers. The drift watcher (``recommndr monitor watch``) is not in this module's reach:
-a stand-in exporter serves its metric names with fixed values, scraped as ``recommndr-monitor``,
-so its panels' queries are checked for shape, not for the watcher's numbers.
+for half the shoppers. The drift watcher (``recommndr monitor watch``) and the streaming job are
+not in this module's reach: a stand-in exporter serves their metric names with fixed values,
+scraped as ``recommndr-monitor``, so their panels' queries are checked for shape, not for their
+numbers. The API's own streaming gauges read "down" (its window store is the closed Redis port).
 
 Self-contained on purpose (one module): the shared live-Prometheus fixture may replace
 ``live_prometheus`` below. Set ``RECOMMNDR_DASHBOARD_PNG=docs/dashboard-api.png`` to keep the picture.
@@ -30,7 +31,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 import yaml
-from prometheus_client import CollectorRegistry, Gauge, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 
 from recommndr.monitoring.dashboards import DASHBOARDS, dashboard_json, default_values, expand, panel_queries
 from recommndr.monitoring.render import render
@@ -90,6 +91,10 @@ def _watcher_stand_in() -> tuple[int, object]:
     Gauge("recommndr_validation_failure_rate", "share", registry=reg).set(0.001)
     Gauge("recommndr_drift_last_check_timestamp_seconds", "ts", registry=reg).set(time.time())
     Gauge("recommndr_drift_window_size", "n", ["variant"], registry=reg).labels("champion").set(10_000)
+    # the streaming job's exporter's names (the Flink job's, not in this module's reach either)
+    Gauge("recommndr_stream_clock_lag_seconds", "lag", registry=reg).set(1.5)
+    Gauge("recommndr_stream_kafka_lag_records", "lag", registry=reg).set(120)
+    Counter("recommndr_stream_records_in", "records", registry=reg).inc(1000)
     port = free_port()
     server, _ = start_http_server(port, addr="127.0.0.1", registry=reg)
     return port, server
@@ -248,6 +253,7 @@ def test_the_numbers_are_the_apis(live_prometheus: Live) -> None:
     ctr, low, high = (series(f"CTR per variant (95 % Wilson interval){r}") for r in "ABC")
     for variant in ("variant=champion", "variant=challenger"):
         assert 0 < low[variant] < ctr[variant] < high[variant] < 1  # two lists in three clicked
+    assert series("Trending liveA") == {"": 0.0}  # the window store is the closed Redis port: batch
     models = series("Model versions loadedA")
     assert {k.split()[0] for k in models} == {"variant=challenger", "variant=champion"}
 

@@ -28,12 +28,14 @@ async def ready(state: State) -> Any:
     online = "off" if state.online is None else state.online.store.name
     if state.online is not None and not state.online.available:
         online = f"unavailable ({state.online.last_error}); serving batch features"
-    # where events go: the log, or the broker ("up" / "down (why)") and the spool's backlog
+    # where events go: the log, or the broker ("up" / "down (why)") and the spool's backlog; whether
+    # /trending serves the streaming job's live windows or the batch list
     return {
         "status": "ready",
         "model_version": m.version,
         "online_store": online,
         "events": state.events.status(),
+        "trending": state.stream.describe(),
     }
 
 

@@ -56,6 +56,7 @@ async def recommendations(
     variant, m = state.slots.pick(user_id)
     request.state.variant = variant
     online_features = state.online
+    stream = state.stream.snapshot  # memory only: a background task refreshes it
     # an injected fault (the challenger's, fault injection on): a 500 here, or a delay
     delay = m.fault.enter() if m.fault is not None else 0.0
 
@@ -63,7 +64,7 @@ async def recommendations(
         if delay:
             time.sleep(delay)  # the slow model holds its thread
         online, answered = online_features.get(user_id) if online_features is not None else (None, True)
-        return (*m.recommend(user_id, k, category, online, filtered, share), answered)
+        return (*m.recommend(user_id, k, category, online, filtered, share, stream), answered)
 
     if state.pool is None:
         if delay:  # no thread to hold: wait without stopping the event loop
@@ -100,17 +101,27 @@ async def frequently_bought_together(m: Champion, item_id: ItemId, k: K = 5) -> 
 
 
 @router.get("/popular", response_model=CategoryListOut, responses=errors(422, 503))
-async def popular(m: Champion, k: K = 10, category: str | None = None) -> Any:
-    recs = m.popular_recs(k, m.catalogue.category_mask(category) if category else None)
-    return json_response({"category": category, "model_version": m.version, "items": items_json(recs)})
+async def popular(state: State, m: Champion, k: K = 10, category: str | None = None) -> Any:
+    """The most popular products now; while the stream is live (``source``), lifted by their
+    events in the last hour."""
+    stream = state.stream.snapshot
+    recs = m.popular_recs(k, m.catalogue.category_mask(category) if category else None, stream)
+    return json_response({"category": category, "model_version": m.version, "source": stream.source,
+                          "as_of": stream.as_of, "items": items_json(recs)})  # fmt: skip
 
 
 @router.get("/trending", response_model=CategoryListOut, responses=errors(422, 503))
-async def trending(m: Champion, k: K = 10, category: str | None = None) -> Any:
-    """Products rising fastest: last week's daily events against the month's (at least 3 last week)."""
+async def trending(state: State, m: Champion, k: K = 10, category: str | None = None) -> Any:
+    """Products rising fastest. While the streaming job is live (``source`` live, ``as_of`` its
+    clock): the last hour's events against the day's hourly average (at least 3 in the hour);
+    else (``source`` batch) last week's daily events against the month's (at least 3 last week)."""
     mask = m.catalogue.category_mask(category) if category else None
-    items, scores = m.trending(k, mask)
-    return json_response({"category": category, "model_version": m.version, "items": [
+    stream = state.stream.snapshot
+    found = m.trending_live(k, mask, stream)  # None unless live with products trending
+    items, scores = found if found is not None else m.trending(k, mask)
+    return json_response({"category": category, "model_version": m.version,
+                          "source": "live" if found is not None else "batch",
+                          "as_of": stream.as_of if found is not None else None, "items": [
         {"item_id": int(m.catalogue.item_ids[i]), "score": round(float(s), 6), "reason": "trending"}
         for i, s in zip(items, scores, strict=True)
     ]})  # fmt: skip

@@ -77,7 +77,9 @@ def test_the_dashboards_hold_the_panels_and_variables_asked_for() -> None:
                  "Latency p99 per endpoint and variant", "Error rate (5xx share) per endpoint",
                  "Requests per variant", "CTR per variant (95 % Wilson interval)", "Model versions loaded",
                  "Traffic split (share of lists per variant)", "Degradations per reason",
-                 "API memory (RSS)", "API CPU"):  # fmt: skip
+                 "API memory (RSS)", "API CPU", "Stream lag", "Kafka lag (records)", "Stream throughput",
+                 "Freshness (age of the job's status)", "Trending live",
+                 "Stream consistency (job / API events, last hour)"):  # fmt: skip
         assert want in titles
     assert {v["name"]: v["type"] for v in api["templating"]["list"]} == {
         "datasource": "datasource", "endpoint": "query", "variant": "query", "window": "interval"}  # fmt: skip
@@ -94,7 +96,10 @@ def test_the_dashboards_hold_the_panels_and_variables_asked_for() -> None:
                    "recommndr_ready", "recommndr_degraded_total", "recommndr_variant_rate",
                    "recommndr_feature_psi", "recommndr_drift{", "recommndr_score_psi", "recommndr_confidence_drop",
                    "recommndr_validation_failure_rate", "recommndr_drift_last_check_timestamp_seconds",
-                   "recommndr_drift_window_size"):  # fmt: skip
+                   "recommndr_drift_window_size", "recommndr_stream_clock_lag_seconds",
+                   "recommndr_stream_kafka_lag_records", "rate(recommndr_stream_records_in_total[1m])",
+                   "recommndr_stream_status_age_seconds", "recommndr_stream_live",
+                   "recommndr_stream_consistency_ratio"):  # fmt: skip
         assert metric in exprs
     assert ":" not in exprs.replace("[$", "")  # raw metrics, no recording-rule names (level:metric:op)
 

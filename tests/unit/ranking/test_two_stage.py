@@ -4,13 +4,15 @@ batch equal to its queries one at a time, and the ranker-failure degrade."""
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 
 from recommndr.bundle import Bundle
 from recommndr.params import CandidateConfig
-from recommndr.ranking.candidates import SOURCE_POPULARITY, Candidates, Exclusions
-from recommndr.ranking.two_stage import Ranked, TwoStageRecommender, popular, retrieval_order
+from recommndr.ranking.candidates import SOURCE_POPULARITY, Candidates, Exclusions, LivePopular
+from recommndr.ranking.two_stage import LIVE_LIFT, Ranked, TwoStageRecommender, popular, retrieval_order
 from recommndr.retrieval.base import Query
 from recommndr.retrieval.popularity import PopularityRetriever
 
@@ -263,3 +265,91 @@ def test_a_top_up_candidate_has_the_signals_of_a_popularity_candidate(world_bund
         for a, b in ((ext.items, c.items), (ext.sources, c.sources), (ext.als_score, c.als_score),
                      (ext.als_rank, c.als_rank), (ext.cop_score, c.cop_score), (ext.pop_score, c.pop_score)):  # fmt: skip
             np.testing.assert_allclose(a, b[only], rtol=1e-5, atol=1e-6)  # a matrix product of another shape
+
+
+def _live(items: list[int], events: list[float], candidates: int = 5) -> LivePopular:
+    return LivePopular(np.array(items, np.int64), np.array(events, np.float32), candidates)
+
+
+def test_the_live_cold_start_list_is_batch_popularity_lifted_by_the_hour(world_bundle: Bundle) -> None:
+    """popular(live=...) is exactly pop + LIVE_LIFT * max(pop) * events / max(events) over the whole
+    catalogue (within the mask, none excluded), without scanning it; without live, the batch list."""
+    pop = world_bundle.popularity
+    n = pop.pop.shape[0]
+    quiet = np.argsort(pop.pop)[:3]  # the least popular products: only the hour can lift them
+    live = _live(quiet.tolist(), [30.0, 10.0, 1.0])
+    mask = np.zeros(n, dtype=bool)
+    mask[: n // 2] = True
+    mask[quiet[:2]] = True
+    for m, exclude in ((None, None), (mask, None), (None, quiet[:1]), (mask, np.array([0, 1, 2, 3]))):
+        lift = np.zeros(n)
+        lift[quiet] = LIVE_LIFT * pop.top_score * np.array([30.0, 10.0, 1.0]) / 30.0
+        want = pop.pop + lift
+        allowed = np.ones(n, bool) if m is None else m.copy()
+        if exclude is not None:
+            allowed[exclude] = False
+        order = np.flatnonzero(allowed)[np.argsort(-want[allowed], kind="stable")][:10]
+        items, scores = popular(pop, 10, m, exclude, live)
+        assert allowed[items].all() and np.unique(items).size == 10
+        np.testing.assert_allclose(scores, want[items], rtol=1e-5)
+        np.testing.assert_allclose(scores, want[order], rtol=1e-5)  # the best 10 (ties in any order)
+        assert np.all(np.diff(scores) <= 0)
+    items, _ = popular(pop, 10, None, None, live)
+    assert items[0] == quiet[0]  # the hour's hottest leads: it gained the batch top score
+    rng = np.random.default_rng(0)  # every product live (more than the global top list holds)
+    events = rng.integers(1, 50, n).astype(np.float32)
+    every = _live(list(range(n)), events.tolist())
+    want = pop.pop + LIVE_LIFT * pop.top_score * events / events.max()
+    items, scores = popular(pop, n, None, None, every)
+    np.testing.assert_allclose(scores, np.sort(want)[::-1], rtol=1e-5)
+    items, scores = popular(pop, 10, None, None, _live([], []))
+    assert (items.tolist(), scores.tolist()) == tuple(x.tolist() for x in popular(pop, 10))
+
+
+def test_live_products_join_the_popularity_candidates(world_bundle: Bundle) -> None:
+    """The hour's hottest products (the first ``candidates`` of them) are candidates of a warm
+    query, flagged popularity, even where the batch lists would not offer them; without live, not."""
+    rec = _narrow(world_bundle)
+    q = _query(world_bundle, 1)
+    batch = rec.generator.generate([q])[0]
+    outside = np.setdiff1d(np.arange(world_bundle.catalogue.n_items), batch.items)[:3]
+    assert outside.size == 3
+    got = rec.generator.generate([q], _live(outside.tolist(), [9.0, 8.0, 7.0], candidates=2))[0]
+    assert set(outside[:2].tolist()) <= set(got.items.tolist())
+    assert outside[2] not in got.items  # past live.candidates
+    assert np.all(got.sources[np.isin(got.items, outside[:2])] & SOURCE_POPULARITY)
+    assert rec.generator.generate([q], _live(outside.tolist(), [9.0, 8.0, 7.0], candidates=0))[
+        0
+    ].items.tolist() == (batch.items.tolist())
+    ranked = rec.rank([Query(-1, np.zeros(0, np.int64))], 5, live=_live(outside.tolist(), [9.0, 8.0, 7.0]))[0]
+    assert ranked.cold and ranked.items[0] == outside[0]  # the cold-start list is lifted too
+
+
+def test_the_lifted_list_is_exact_for_any_live_set_k_and_filter(world_bundle: Bundle) -> None:
+    """Against a brute-force score of the whole catalogue: random live sets and counts, k, masks and
+    exclusions, also with a global top list shorter than k + the live products (it runs out)."""
+    full = world_bundle.popularity
+    short = copy.copy(full)
+    short.global_top = full.global_top[:20]  # as a big catalogue's 500 of 100,000
+    n = full.pop.shape[0]
+    rng = np.random.default_rng(1)
+    for trial in range(200):
+        pop = short if trial % 2 else full
+        size = int(rng.integers(1, n))
+        items = rng.choice(n, size, replace=False)
+        events = rng.integers(0, 60, size).astype(np.float32)
+        events[0] = max(events[0], 1.0)
+        live = _live(items.tolist(), events.tolist())
+        k = int(rng.choice([1, 3, 10, 30]))
+        mask = rng.random(n) < 0.6 if trial % 3 == 0 else None
+        exclude = rng.choice(n, 5, replace=False) if trial % 4 == 0 else None
+        lift = np.zeros(n)
+        lift[items] = LIVE_LIFT * full.top_score * events / events.max()
+        want = full.pop + lift
+        allowed = np.ones(n, bool) if mask is None else mask.copy()
+        if exclude is not None:
+            allowed[exclude] = False
+        best = np.sort(want[allowed])[::-1][:k]
+        got, scores = popular(pop, k, mask, exclude, live)
+        assert allowed[got].all() and np.unique(got).size == got.size == best.size, trial
+        np.testing.assert_allclose(scores, best, rtol=1e-5, err_msg=f"trial {trial}")
