@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-JARS = ROOT / "flink" / "jars"
+JARS = Path(__file__).resolve().parent / "jars"
 JAR_NAMES = ("flink-connector-kafka.jar", "kafka-clients.jar")
 log = logging.getLogger("recommndr.flink.job")
 
@@ -518,7 +518,7 @@ def build(a: argparse.Namespace, restore: Path | None) -> Any:
     conf.set_string("python.client.executable", sys.executable)
     conf.set_string("python.fn-execution.bundle.time", str(max(a.bundle_ms, 1)))
     conf.set_string("python.fn-execution.bundle.size", "100000")
-    conf.set_string("python.pythonpath", str(ROOT))
+    conf.set_string("python.pythonpath", os.environ.get("PYTHONPATH") or str(ROOT))
     conf.set_string("taskmanager.numberOfTaskSlots", str(a.parallelism))
     conf.set_string("table.local-time-zone", "UTC")
     conf.set_string("metrics.fetcher.update-interval", "1000")  # the exporter's figures: at most ~1 s old

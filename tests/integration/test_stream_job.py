@@ -234,6 +234,10 @@ def test_kill_9_mid_stream_restart_from_checkpoint_same_tiles(
         got = wait_for(lambda: stored(store, items), want)
         assert got == want
         assert "restoring from" in (tmp_path / "job.log").read_text()
+        before = store.status()
+        time.sleep(2.5)  # the Redis store's heartbeat too
+        after = store.status()
+        assert before is not None and after is not None and after.updated_us > before.updated_us
     finally:
         job.stop()
         store.close()
