@@ -31,7 +31,6 @@ from confluent_kafka import Producer
 
 from recommndr.streaming.broker import LocalBroker, create_topic
 from recommndr.streaming.job import FeatureJob
-from recommndr.streaming.windows import SqliteWindowStore
 
 KINDS = np.array(["view"] * 8 + ["add_to_cart", "purchase"])
 PROBE_BASE = 10_000_000  # probe products: one each, above the catalogue's ids
@@ -47,19 +46,9 @@ def payloads(n: int, items: int, start_s: float, span_s: float, seed: int = 0) -
     kind = KINDS[rng.integers(0, len(KINDS), size=n)]
     user = rng.integers(1, 200_000, size=n)
     ts_ms = (start_s * 1000 + np.arange(n) * (span_s * 1000 / n)).astype(np.int64)
-    return [
-        orjson.dumps(
-            {
-                "event_id": f"b{i:x}",
-                "user_id": int(u),
-                "item_id": int(it),
-                "event_type": str(k),
-                "ts": "",
-                "ts_ms": int(t),
-            }
-        )
-        for i, (u, it, k, t) in enumerate(zip(user, item, kind, ts_ms, strict=True))
-    ]
+    template = '{"event_id":"b%x","user_id":%d,"item_id":%d,"event_type":"%s","ts":"","ts_ms":%d}'
+    rows = zip(user.tolist(), item.tolist(), kind.tolist(), ts_ms.tolist(), strict=True)
+    return [(template % (i, u, it, k, t)).encode() for i, (u, it, k, t) in enumerate(rows)]
 
 
 def producer(bootstrap: str) -> Producer:
@@ -130,25 +119,30 @@ def freshness(
     bootstrap: str, topic: str, db: Path, rate: float, seconds: float, probe_every: int
 ) -> list[float]:
     """Produce at ``rate`` events/s for ``seconds``; the freshness of the probes, in seconds."""
-    store = SqliteWindowStore(db)
     pending: dict[int, float] = {}
     seen: list[float] = []
     lock = threading.Lock()
     done = threading.Event()
 
     def poll() -> None:
-        while not (done.is_set() and not pending):
+        # one range query over the probe products' tiles (each probe has a product of its own)
+        conn = sqlite3.connect(db, timeout=10)
+        while True:
+            rows = conn.execute(
+                "SELECT DISTINCT item_id FROM recommndr_product_realtime_tiles WHERE item_id > ?",
+                (PROBE_BASE,),
+            ).fetchall()
+            t = time.perf_counter()
             with lock:
-                todo = list(pending.items())
-            for item, t0 in todo:
-                if store.tiles(item):
-                    t = time.perf_counter()
-                    with lock:
-                        pending.pop(item, None)
-                    seen.append(t - t0)
-            time.sleep(0.02)
-            if done.is_set() and time.perf_counter() > stop_at:
+                for (item,) in rows:
+                    t0 = pending.pop(item, None)
+                    if t0 is not None:
+                        seen.append(t - t0)
+                left = len(pending)
+            if done.is_set() and (not left or t > stop_at):
                 break
+            time.sleep(0.02)
+        conn.close()
 
     stop_at = float("inf")
     poller = threading.Thread(target=poll, daemon=True)
@@ -186,7 +180,6 @@ def freshness(
     missing = len(pending)
     if missing:
         print(f"  {missing} probes not seen within 15 s of the end", file=sys.stderr)
-    store.close()
     return seen
 
 

@@ -97,15 +97,15 @@ class FeatureJob:
         cmd = [
             str(flink_python(root)), str(root / "job.py"),
             "--bootstrap", self.bootstrap, "--topic", self.topic, "--group", self.group,
-            "--store", self.store, "--store-path", str(self.store_path), "--redis-url", self.redis_url,
-            "--checkpoint-dir", str(self.checkpoint_dir),
+            "--store", self.store, "--store-path", str(self.store_path.resolve()), "--redis-url", self.redis_url,
+            "--checkpoint-dir", str(self.checkpoint_dir.resolve()),
             "--lateness", _seconds(self.lateness_s), "--out-of-orderness", _seconds(self.out_of_orderness_s),
             "--early-fire", _seconds(self.early_fire_s), "--checkpoint-interval", _seconds(self.checkpoint_interval_s),
             "--parallelism", str(self.parallelism), "--startup", self.startup,
             "--metrics-port", str(self.metrics_port), "--rest-port", str(self.rest_port),
         ]  # fmt: skip
         if self.backfill:
-            cmd += ["--backfill", *map(str, self.backfill)]
+            cmd += ["--backfill", *(str(Path(p).resolve()) for p in self.backfill)]
         return cmd + list(self.extra_args)
 
     def env(self) -> dict[str, str]:

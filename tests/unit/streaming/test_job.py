@@ -112,7 +112,10 @@ def test_launcher_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     cmd = j.command()
     assert cmd[:2] == [str(tmp_path / ".venv/bin/python"), str(tmp_path / "job.py")]
     assert cmd[cmd.index("--lateness") + 1] == "90s" and cmd[cmd.index("--store") + 1] == "redis"
-    assert cmd[-2:] == ["--backfill", "x.jsonl"] and cmd[cmd.index("--rest-port") + 1] == "5"
+    assert cmd[-2:] == [
+        "--backfill",
+        str(Path("x.jsonl").resolve()),
+    ]  # the job runs from the repo root and cmd[cmd.index("--rest-port") + 1] == "5"
     assert "PYTHONDONTWRITEBYTECODE" not in j.env() and str(ROOT) in j.env()["PYTHONPATH"]
 
 
