@@ -22,7 +22,7 @@ The job only wires source → SQL → sink:
   ``WindowStore.write_tiles``; it flushes at the end of each bundle, which Flink finishes before a
   checkpoint barrier passes, so every row emitted before a checkpoint is in the store when the
   checkpoint completes; rows emitted after it are emitted again after a restore (their events and
-  timers come back with the state). It also writes a heartbeat every ~2 s.
+  timers come back with the state). The driver writes a heartbeat every ~2 s while Flink runs the job.
 - checkpoints every ``--checkpoint-interval`` into ``--checkpoint-dir``, retained on cancellation;
   at start the job restores from the newest completed one there (Kafka offsets and window state
   together), so after ``kill -9`` and a restart the tiles equal an uninterrupted run's.
@@ -265,7 +265,7 @@ def _install_bundle_hook() -> None:
     base._recommndr_hooked = True  # type: ignore[attr-defined]
 
 
-def make_sink(store: str, store_path: str, redis_url: str, heartbeat: bool) -> Any:
+def make_sink(store: str, store_path: str, redis_url: str) -> Any:
     from pyflink.common import Row, RowKind
     from pyflink.datastream import ProcessFunction, RuntimeContext
 
@@ -288,21 +288,8 @@ def make_sink(store: str, store_path: str, redis_url: str, heartbeat: bool) -> A
             self.m_errors = group.counter("write_errors")
             self.clock_us = 0
             group.gauge("clock_us", lambda: self.clock_us)
-            self.stop = threading.Event()
             _install_bundle_hook()
             _FLUSH_HOOKS.append(self.flush)
-            self.beat = None
-            if heartbeat:
-                self.beat = threading.Thread(target=self._heartbeat, name="heartbeat", daemon=True)
-                self.beat.start()
-
-        def _heartbeat(self) -> None:
-            while not self.stop.wait(HEARTBEAT_S):
-                try:
-                    with self.lock:
-                        self.store.heartbeat()
-                except Exception:
-                    logging.getLogger(__name__).warning("heartbeat failed", exc_info=True)
 
         def process_element(self, value: Row, ctx: ProcessFunction.Context) -> Iterator[Any]:
             kind = value.get_row_kind()
@@ -341,7 +328,6 @@ def make_sink(store: str, store_path: str, redis_url: str, heartbeat: bool) -> A
                     counter.inc(1)
 
         def close(self) -> None:
-            self.stop.set()
             try:
                 self.flush()
             finally:
@@ -556,7 +542,7 @@ def build(a: argparse.Namespace, restore: Path | None) -> Any:
     tiles = t_env.sql_query(TILES_SQL)
     # upsert: Flink drops the -U rows before they cross to Python (they would double the sink's input)
     stream = t_env.to_changelog_stream(tiles, changelog_mode=ChangelogMode.upsert())
-    sink = make_sink(a.store, str(a.store_path), a.redis_url, heartbeat=not a.backfill)
+    sink = make_sink(a.store, str(a.store_path), a.redis_url)
     stream.process(sink, output_type=Types.INT()).name("tile-sink").uid("tile-sink").print()
     return env
 
@@ -590,11 +576,22 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    while not stop.wait(1.0):
-        status = str(client.get_job_status().result())
+    # the heartbeat comes from here, not from the sink: PyFlink opens a Python function only with its
+    # first bundle, so a sink on a topic without events would never beat
+    store = open_store(a.store, str(a.store_path), a.redis_url)
+    beat = 0.0
+    while not stop.wait(0.5):
+        status = client.get_job_status().result().name  # a JobStatus enum
         if status in ("FAILED", "CANCELED", "FINISHED"):
             log.error("job %s ended: %s", jid, status)
             return 1
+        if status == "RUNNING" and time.monotonic() - beat >= HEARTBEAT_S:
+            try:
+                store.heartbeat()
+                beat = time.monotonic()
+            except Exception:
+                log.warning("heartbeat failed (the store is down?)", exc_info=True)
+    store.close()
     log.info("stopping job %s (its last checkpoint is kept in %s)", jid, a.checkpoint_dir)
     try:
         client.cancel().result()
