@@ -290,6 +290,19 @@ def make_sink(store: str, store_path: str, redis_url: str) -> Any:
             group.gauge("clock_us", lambda: self.clock_us)
             _install_bundle_hook()
             _FLUSH_HOOKS.append(self.flush)
+            # a safety net for freshness: rows older than this are written even if no bundle ends (seen
+            # once with parallelism 2: one worker's rows sat in its buffer); the bundle hook is what
+            # the checkpoint guarantee rests on
+            self.stop = threading.Event()
+            self.timer = threading.Thread(target=self._flush_every, args=(0.5,), name="flush", daemon=True)
+            self.timer.start()
+
+        def _flush_every(self, period_s: float) -> None:
+            while not self.stop.wait(period_s):
+                try:
+                    self.flush()
+                except Exception:
+                    logging.getLogger(__name__).warning("timed flush failed", exc_info=True)
 
         def process_element(self, value: Row, ctx: ProcessFunction.Context) -> Iterator[Any]:
             kind = value.get_row_kind()
@@ -328,6 +341,7 @@ def make_sink(store: str, store_path: str, redis_url: str) -> Any:
                     counter.inc(1)
 
         def close(self) -> None:
+            self.stop.set()
             try:
                 self.flush()
             finally:
