@@ -40,6 +40,15 @@ DEMO_REGISTRY ?= sqlite:///$(CURDIR)/mlflow.db
 DEMO_STEP_SECONDS ?= 30
 DEMO_SHOPPERS ?= 20
 PYTEST_ARGS ?=
+# The streaming job's own virtual environment (PyFlink 2.0 pins clash with the lock) and the two Kafka
+# connector jars, taken from the PyPI wheel shigawire-apache-flink-libraries (not installed: it would
+# overwrite PyFlink's own jars; only the two jars are extracted, after its sha256 is checked).
+FLINK_VENV := flink/.venv
+FLINK_STAMP := $(FLINK_VENV)/.installed
+FLINK_JARS := flink/jars
+FLINK_JARS_STAMP := $(FLINK_JARS)/.extracted
+FLINK_LIBS_WHEEL := shigawire_apache_flink_libraries-2.0.0.post1-py3-none-any.whl
+FLINK_LIBS_SHA256 := aaa65537d3f0c0ff279185d8243024f0efd95788ba044bf249ba0f40b69289cd
 
 export DVC_NO_ANALYTICS := 1
 export GX_ANALYTICS_ENABLED := false
@@ -47,11 +56,12 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export NEXT_TELEMETRY_DISABLED := 1
 export OPENBLAS_NUM_THREADS := 1
 
-.PHONY: help setup system-deps demo test lint typecheck unit integration bench clean frontend frontend-check
+.PHONY: help setup system-deps flink-env demo test lint typecheck unit integration bench clean frontend frontend-check
 
 help:
 	@echo "make demo   - set everything up; build, validate, profile a small dataset; train, evaluate; serve the API and the storefront"
 	@echo "make test   - set everything up, lint, type-check (Python and the storefront) and run the whole test suite (with the browser tests)"
+	@echo "make flink-env - the streaming job's virtual environment (flink/.venv) and Kafka connector jars (flink/jars)"
 	@echo "make bench  - run the benchmarks in benchmarks/ (full scale; minutes)"
 
 $(STAMP): pyproject.toml requirements/lock.txt requirements/data-packages.txt
@@ -74,6 +84,9 @@ system-deps:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	  else echo "please install:$$missing (apt-get install$$missing)"; exit 1; fi; \
 	fi
+	@command -v java >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless; \
+	  else echo "please install Java 17 (apt-get install openjdk-17-jre-headless): the Flink job needs it"; exit 1; fi; }
 	@command -v npm >/dev/null || { \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm; \
 	  else echo "please install Node.js and npm"; exit 1; fi; }
@@ -99,7 +112,28 @@ $(FRONTEND_BUILD): $(FRONTEND_DEPS) $(FRONTEND_SRC)
 
 frontend: $(FRONTEND_BUILD)
 
-setup: system-deps $(STAMP) $(AZURITE) frontend
+$(FLINK_STAMP): flink/requirements.txt
+	@test -x $(FLINK_VENV)/bin/python || $(PYTHON) -m venv $(FLINK_VENV)
+	$(FLINK_VENV)/bin/python -m pip install --quiet --disable-pip-version-check pip==$(PIP_VERSION)
+	$(FLINK_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r flink/requirements.txt
+	@# byte-compiled once: the job's Python workers import Beam and PyFlink at every start
+	-@$(FLINK_VENV)/bin/python -m compileall -q -j 0 $(FLINK_VENV)/lib >/dev/null 2>&1
+	@touch $@
+
+$(FLINK_JARS_STAMP): | $(FLINK_STAMP)
+	@rm -rf $(FLINK_JARS).tmp && mkdir -p $(FLINK_JARS).tmp
+	$(FLINK_VENV)/bin/python -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
+	  -d $(FLINK_JARS).tmp shigawire-apache-flink-libraries==2.0.0.post1
+	@echo "$(FLINK_LIBS_SHA256)  $(FLINK_JARS).tmp/$(FLINK_LIBS_WHEEL)" | sha256sum --check --quiet
+	$(FLINK_VENV)/bin/python -c 'import sys, zipfile; z = zipfile.ZipFile(sys.argv[1]); \
+	  [open(sys.argv[2] + "/" + n, "wb").write(z.read("pyflink/lib/" + n)) for n in ("flink-connector-kafka.jar", "kafka-clients.jar")]' \
+	  $(FLINK_JARS).tmp/$(FLINK_LIBS_WHEEL) $(FLINK_JARS).tmp
+	@rm $(FLINK_JARS).tmp/$(FLINK_LIBS_WHEEL)
+	@rm -rf $(FLINK_JARS) && mv $(FLINK_JARS).tmp $(FLINK_JARS) && touch $@
+
+flink-env: $(FLINK_STAMP) $(FLINK_JARS_STAMP)
+
+setup: system-deps $(STAMP) $(AZURITE) frontend flink-env
 
 demo: export MLFLOW_TRACKING_URI := $(DEMO_REGISTRY)
 demo: setup
@@ -130,8 +164,8 @@ demo: setup
 	wait -n
 
 lint: setup
-	$(BIN)/ruff check recommndr tests benchmarks training_colab functions orchestrations function_app.py
-	$(BIN)/ruff format --check recommndr tests benchmarks training_colab functions orchestrations function_app.py
+	$(BIN)/ruff check recommndr flink tests benchmarks training_colab functions orchestrations function_app.py
+	$(BIN)/ruff format --check recommndr flink tests benchmarks training_colab functions orchestrations function_app.py
 	$(BIN)/lint-imports --no-cache --no-logo
 
 typecheck: setup
@@ -158,4 +192,4 @@ bench: setup
 	$(BIN)/python benchmarks/bench_data.py
 
 clean:
-	rm -rf $(VENV) $(TOOLS) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(TOOLS) $(FLINK_VENV) $(FLINK_JARS) .mypy_cache .ruff_cache .pytest_cache

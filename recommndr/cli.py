@@ -972,6 +972,96 @@ stream_app = typer.Typer(
 app.add_typer(stream_app, name="stream")
 
 
+@stream_app.command("job")
+def stream_job_cmd(
+    bootstrap: Annotated[
+        str | None,
+        typer.Option(
+            "--bootstrap", envvar="RECOMMNDR_EVENT_BROKER", help="Kafka bootstrap servers of the topic."
+        ),
+    ] = None,
+    topic: Annotated[
+        str, typer.Option("--topic", envvar="RECOMMNDR_EVENT_TOPIC", help="The events topic.")
+    ] = "recommndr-events",
+    group: Annotated[str, typer.Option(help="Consumer group (offsets committed on checkpoints).")] = (
+        "recommndr-feature-job"
+    ),
+    store: Annotated[
+        Literal["sqlite", "redis"] | None,
+        typer.Option(help="Window store [default: settings' online_store]."),
+    ] = None,
+    lateness: Annotated[str, typer.Option(help="Allowed lateness after a tile's end (e.g. 10m).")] = "10m",
+    out_of_orderness: Annotated[str, typer.Option(help="Watermark delay (e.g. 5s).")] = "5s",
+    early_fire: Annotated[str, typer.Option(help="How often a changing tile is written (e.g. 1s).")] = "1s",
+    checkpoint_dir: Annotated[Path, typer.Option(help="Checkpoints (restored from at start).")] = Path(
+        "data/flink/checkpoints"
+    ),
+    checkpoint_interval: Annotated[str, typer.Option(help="Checkpoint interval (e.g. 5s).")] = "5s",
+    parallelism: Annotated[int, typer.Option(help="Flink parallelism.", min=1, max=256)] = 1,
+    startup: Annotated[
+        Literal["earliest", "latest"], typer.Option(help="Where a job without a checkpoint starts reading.")
+    ] = "earliest",
+    metrics_port: Annotated[
+        int, typer.Option(help="Prometheus exporter port (0: off).", min=0, max=65535)
+    ] = 9110,
+    backfill: Annotated[
+        list[Path] | None,
+        typer.Option("--backfill", help="Replay these event files instead of the topic (repeat)."),
+    ] = None,
+) -> None:
+    """The streaming feature job (Flink, in flink/.venv): per-product one-minute tiles of the topic's
+    events into the online store's product windows, until Ctrl-C (its last checkpoint is kept and
+    restored from at the next start); with --backfill, replays event files once and exits."""
+    from recommndr.streaming.job import FeatureJob, FeatureJobError, flink_python
+
+    settings = get_settings()
+    try:
+        flink_python()
+    except FeatureJobError as exc:
+        err.print(f"[red]error[/red]: {exc}", markup=True, highlight=False)
+        raise typer.Exit(2) from None
+    if not backfill and not bootstrap:
+        raise typer.BadParameter("set --bootstrap or RECOMMNDR_EVENT_BROKER", param_hint="--bootstrap")
+    kind = store or settings.online_store
+    if kind == "off":
+        raise typer.BadParameter(
+            "the online store is off: choose --store sqlite or redis", param_hint="--store"
+        )
+    job = FeatureJob(
+        bootstrap=bootstrap or "", topic=topic, group=group, store=kind, store_path=settings.online_store_path,
+        redis_url=settings.redis_url, checkpoint_dir=checkpoint_dir,
+        lateness_s=parse_duration(lateness, "--lateness"),
+        out_of_orderness_s=parse_duration(out_of_orderness, "--out-of-orderness"),
+        early_fire_s=parse_duration(early_fire, "--early-fire"),
+        checkpoint_interval_s=parse_duration(checkpoint_interval, "--checkpoint-interval"),
+        parallelism=parallelism, startup=startup, metrics_port=metrics_port, backfill=backfill or (),
+    )  # fmt: skip
+    if backfill:
+        try:
+            job.run_backfill(timeout_s=24 * 3600)
+        except FeatureJobError as exc:
+            err.print(f"[red]error[/red]: {exc}", markup=True, highlight=False)
+            raise typer.Exit(1) from None
+        out.print(f"backfill of {len(backfill)} path(s) into the {kind} store done")
+        return
+    proc_code: int | None = None
+    try:
+        job.start(wait=False)
+        assert job.proc is not None
+        err.print(
+            f"feature job: {topic} on {bootstrap} -> {kind} store; Flink REST :{job.rest_port}, "
+            f"metrics :{metrics_port or 'off'}; Ctrl-C stops it"
+        )
+        proc_code = job.proc.wait()
+    except KeyboardInterrupt:
+        err.print("stopping the feature job (its last checkpoint is kept)")
+        proc_code = job.stop()
+    finally:
+        job.stop()
+    if proc_code:
+        raise typer.Exit(proc_code if proc_code > 0 else 1)
+
+
 @stream_app.command("simulate")
 def stream_simulate_cmd(
     rate: Annotated[

@@ -1,0 +1,618 @@
+"""Recommndr's streaming feature job: Kafka source → Flink SQL one-minute tiles → the window store.
+
+Runs in its own virtual environment (``make flink-env``: ``flink/.venv`` with PyFlink 2.0 and the
+Kafka connector jars in ``flink/jars``) with the repository root on ``PYTHONPATH``, so that the sink
+writes through ``recommndr.streaming.windows`` (stdlib, mmh3 and redis only), the module that defines
+the tiles, their store layout and the reference the tests compare with. ``recommndr stream job``
+starts it; ``recommndr.streaming.job.FeatureJob`` starts and stops it for tests and benchmarks.
+
+The job only wires source → SQL → sink:
+
+- source: the topic's JSON records as the producer writes them (``event_id``, ``user_id``,
+  ``item_id``, ``event_type``, ``ts`` ISO, ``ts_ms`` epoch ms); event time is ``ts_ms`` (``ts`` parsed
+  as UTC when it is absent), watermark = event time − ``--out-of-orderness``. Rows without ids and
+  unknown event types are ignored; records that are not JSON are skipped. With ``--backfill`` the
+  source is the given files instead (the API's JSON-lines event log, or the topic's records dumped
+  one a line), read once: the same SQL, so the same tiles.
+- windows: per product, one-minute ``TUMBLE`` tiles of event time counting ``DISTINCT event_id`` per
+  type (the producer is at-least-once: a duplicate counts once), fired early every ``--early-fire``
+  and again for late events up to ``--lateness`` after the tile's end (later ones are dropped).
+  Every firing carries the tile's whole count, so writing it is idempotent.
+- sink: a Python function that keeps the +I/+U rows and writes them in batches with
+  ``WindowStore.write_tiles``; it flushes at the end of each bundle, which Flink finishes before a
+  checkpoint barrier passes, so every row emitted before a checkpoint is in the store when the
+  checkpoint completes; rows emitted after it are emitted again after a restore (their events and
+  timers come back with the state). The driver writes a heartbeat every ~2 s while Flink runs the job.
+- checkpoints every ``--checkpoint-interval`` into ``--checkpoint-dir``, retained on cancellation;
+  at start the job restores from the newest completed one there (Kafka offsets and window state
+  together), so after ``kill -9`` and a restart the tiles equal an uninterrupted run's.
+- metrics: a Prometheus exporter on ``--metrics-port`` (``recommndr_stream_*``) fed by Flink's REST
+  API of the local cluster (``rest.port``): the sink's own counters travel as Flink user metrics.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import shutil
+import signal
+import socket
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+JARS = Path(__file__).resolve().parent / "jars"
+JAR_NAMES = ("flink-connector-kafka.jar", "kafka-clients.jar")
+log = logging.getLogger("recommndr.flink.job")
+
+# the sink's write-latency histogram: Flink has no histogram a Python function can feed whose
+# buckets reach Prometheus, so the sink counts each bucket in a Flink counter and the exporter
+# rebuilds the histogram from them
+WRITE_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+METRIC_GROUP = "recommndr"
+HEARTBEAT_S = 2.0
+
+
+# --- options -----------------------------------------------------------------------------------
+
+
+def duration_s(text: str) -> float:
+    """``500ms``, ``5s``, ``10min``, ``1h`` or a bare number of seconds."""
+    t = text.strip().lower().replace(" ", "")
+    for suffix, scale in (("ms", 0.001), ("min", 60.0), ("m", 60.0), ("s", 1.0), ("h", 3600.0)):
+        if t.endswith(suffix):
+            return float(t[: -len(suffix)]) * scale
+    return float(t)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="flink/job.py", description=__doc__.split("\n\n")[0])
+    p.add_argument("--bootstrap", default="127.0.0.1:9092", help="Kafka bootstrap servers")
+    p.add_argument("--topic", default="recommndr-events")
+    p.add_argument(
+        "--group", default="recommndr-feature-job", help="consumer group (offsets committed on checkpoints)"
+    )
+    p.add_argument(
+        "--security",
+        choices=("plaintext", "sasl_ssl"),
+        default="plaintext",
+        help="sasl_ssl: Event Hubs (PLAIN, password from RECOMMNDR_EVENT_BROKER_PASSWORD)",
+    )
+    p.add_argument("--username", default="$ConnectionString")
+    p.add_argument("--store", choices=("sqlite", "redis"), default="sqlite")
+    p.add_argument("--store-path", type=Path, default=Path("data/online/features.db"))
+    p.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
+    p.add_argument("--lateness", type=duration_s, default=600.0, help="allowed lateness after a tile's end")
+    p.add_argument("--out-of-orderness", type=duration_s, default=5.0, help="watermark delay")
+    p.add_argument("--early-fire", type=duration_s, default=1.0, help="how often a changing tile is emitted")
+    p.add_argument("--checkpoint-dir", type=Path, default=Path("data/flink/checkpoints"))
+    p.add_argument("--checkpoint-interval", type=duration_s, default=5.0)
+    p.add_argument("--parallelism", type=int, default=1)
+    p.add_argument(
+        "--startup",
+        choices=("earliest", "latest"),
+        default="earliest",
+        help="where a job without a checkpoint starts reading",
+    )
+    p.add_argument("--metrics-port", type=int, default=0, help="Prometheus exporter port (0: off)")
+    p.add_argument("--rest-port", type=int, default=0, help="Flink's REST port (0: a free one)")
+    p.add_argument("--bundle-ms", type=int, default=100, help="longest time a row waits in the Python sink")
+    p.add_argument("--backfill", type=Path, nargs="+", metavar="PATH",
+                   help="replay these event files (bounded) instead of reading the topic")  # fmt: skip
+    a = p.parse_args(argv)
+    if a.parallelism < 1:
+        p.error("--parallelism must be at least 1")
+    for name in ("lateness", "out_of_orderness", "early_fire", "checkpoint_interval"):
+        if getattr(a, name) < 0 or (name in ("early_fire", "checkpoint_interval") and getattr(a, name) <= 0):
+            p.error(f"--{name.replace('_', '-')} must be positive")
+    for path in a.backfill or []:
+        if not path.exists():
+            p.error(f"--backfill {path}: no such file or folder")
+    return a
+
+
+# --- SQL ---------------------------------------------------------------------------------------
+
+
+def _ms(seconds: float) -> int:
+    return max(round(seconds * 1000), 0)
+
+
+EVENT_COLUMNS = "event_id STRING, user_id BIGINT, item_id BIGINT, event_type STRING, ts STRING, ts_ms BIGINT"
+
+
+def event_time_columns(out_of_orderness_s: float) -> str:
+    """Event time from ``ts_ms``, else ``ts`` (ISO, UTC, to the second: tiles are whole minutes)."""
+    return (
+        "rowtime AS COALESCE(TO_TIMESTAMP_LTZ(ts_ms, 3), "
+        "CAST(TO_TIMESTAMP(REPLACE(SUBSTRING(ts FROM 1 FOR 19), 'T', ' ')) AS TIMESTAMP_LTZ(3))), "
+        f"WATERMARK FOR rowtime AS rowtime - INTERVAL '{_ms(out_of_orderness_s) / 1000:.3f}' SECOND"
+    )
+
+
+def _props(options: dict[str, str]) -> str:
+    return ", ".join(f"'{k}' = '{v.replace(chr(39), chr(39) * 2)}'" for k, v in options.items())
+
+
+def kafka_table_ddl(a: argparse.Namespace) -> str:
+    options = {
+        "connector": "kafka",
+        "topic": a.topic,
+        "properties.bootstrap.servers": a.bootstrap,
+        "properties.group.id": a.group,
+        "scan.startup.mode": "earliest-offset" if a.startup == "earliest" else "latest-offset",
+        "format": "json",
+        "json.ignore-parse-errors": "true",
+        "json.fail-on-missing-field": "false",
+        "properties.fetch.max.wait.ms": "100",  # an idle-ish topic's fetch returns within 0.1 s (freshness)
+    }
+    if a.security == "sasl_ssl":
+        password = os.environ.get("RECOMMNDR_EVENT_BROKER_PASSWORD", "")
+        if not password:
+            raise SystemExit("--security sasl_ssl needs RECOMMNDR_EVENT_BROKER_PASSWORD")
+        jaas = (
+            "org.apache.kafka.common.security.plain.PlainLoginModule required "
+            f'username="{a.username}" password="{password}";'
+        )
+        options.update({
+            "properties.security.protocol": "SASL_SSL",
+            "properties.sasl.mechanism": "PLAIN",
+            "properties.sasl.jaas.config": jaas,
+        })  # fmt: skip
+    return f"CREATE TABLE events ({EVENT_COLUMNS}, {event_time_columns(a.out_of_orderness)}) WITH ({_props(options)})"
+
+
+def file_table_ddls(paths: Iterable[Path], out_of_orderness_s: float) -> list[str]:
+    """One bounded filesystem table per path (a file or a folder of files), and the view ``events``
+    over all of them: the same columns and event time as the topic's table."""
+    ddls, names = [], []
+    for n, path in enumerate(paths):
+        name = f"events_file_{n}"
+        names.append(name)
+        options = {
+            "connector": "filesystem",
+            "path": path.resolve().as_uri(),
+            "format": "json",
+            "json.ignore-parse-errors": "true",
+            "json.fail-on-missing-field": "false",
+        }
+        ddls.append(
+            f"CREATE TABLE {name} ({EVENT_COLUMNS}, {event_time_columns(out_of_orderness_s)}) WITH ({_props(options)})"
+        )
+    union = " UNION ALL ".join(f"SELECT * FROM {n}" for n in names)
+    ddls.append(f"CREATE TEMPORARY VIEW events AS {union}")
+    return ddls
+
+
+# ``views`` is a reserved word in Flink SQL 2.x: the counts are n_views, n_carts, n_purchases
+TILES_SQL = """
+SELECT
+  item_id,
+  UNIX_TIMESTAMP(DATE_FORMAT(TUMBLE_END(rowtime, INTERVAL '1' MINUTE), 'yyyy-MM-dd HH:mm:ss')) AS end_s,
+  COUNT(DISTINCT event_id) FILTER (WHERE event_type = 'view') AS n_views,
+  COUNT(DISTINCT event_id) FILTER (WHERE event_type = 'add_to_cart') AS n_carts,
+  COUNT(DISTINCT event_id) FILTER (WHERE event_type = 'purchase') AS n_purchases
+FROM events
+WHERE event_id IS NOT NULL AND event_id <> '' AND item_id IS NOT NULL AND item_id >= 0
+  AND event_type IN ('view', 'add_to_cart', 'purchase')
+GROUP BY item_id, TUMBLE(rowtime, INTERVAL '1' MINUTE)
+"""
+
+
+# --- checkpoints -------------------------------------------------------------------------------
+
+
+def latest_checkpoint(root: Path) -> Path | None:
+    """The newest completed checkpoint under ``root`` (``<job id>/chk-<n>/_metadata``), or None."""
+    best: tuple[float, int, Path] | None = None
+    for meta in root.glob("*/chk-*/_metadata"):
+        try:
+            key = (meta.stat().st_mtime, int(meta.parent.name.split("-", 1)[1]), meta.parent)
+        except (OSError, ValueError):
+            continue
+        if best is None or key[:2] > best[:2]:
+            best = key
+    return None if best is None else best[2]
+
+
+def prune_checkpoints(root: Path, keep: Path | None) -> None:
+    """Delete the job folders under ``root`` other than the one holding ``keep`` (older jobs' retained
+    checkpoints: a restored job writes its own from then on)."""
+    for job_dir in root.iterdir() if root.is_dir() else []:
+        if job_dir.is_dir() and (keep is None or job_dir != keep.parent):
+            shutil.rmtree(job_dir, ignore_errors=True)
+
+
+# --- sink --------------------------------------------------------------------------------------
+
+
+def open_store(store: str, store_path: str, redis_url: str) -> Any:
+    from recommndr.streaming.windows import RedisWindowStore, SqliteWindowStore
+
+    if store == "redis":
+        return RedisWindowStore(redis_url, timeout_s=5.0)
+    return SqliteWindowStore(Path(store_path))
+
+
+_FLUSH_HOOKS: list[Any] = []
+
+
+def _install_bundle_hook() -> None:
+    """Call the sinks' flush at the end of every bundle of the Python worker. Flink finishes the
+    bundle before a checkpoint barrier passes the operator (``prepareSnapshotPreBarrier``), so this
+    is what makes "written before the checkpoint completed" hold; PyFlink has no public hook for it."""
+    from pyflink.fn_execution.datastream.process import operations
+
+    base = operations.Operation
+    if getattr(base, "_recommndr_hooked", False):
+        return
+    original = base.finish
+
+    def finish(self: Any) -> None:
+        for hook in list(_FLUSH_HOOKS):
+            hook()
+        original(self)
+
+    base.finish = finish  # type: ignore[method-assign]
+    base._recommndr_hooked = True  # type: ignore[attr-defined]
+
+
+def make_sink(store: str, store_path: str, redis_url: str) -> Any:
+    from pyflink.common import Row, RowKind
+    from pyflink.datastream import ProcessFunction, RuntimeContext
+
+    class TileSink(ProcessFunction):  # type: ignore[misc]
+        """Batches the +I/+U tile rows and writes them with ``WindowStore.write_tiles``."""
+
+        def open(self, runtime_context: RuntimeContext) -> None:
+            from recommndr.streaming.windows import TILE_US, Tile
+
+            self.Tile, self.tile_us = Tile, TILE_US
+            self.store = open_store(store, store_path, redis_url)
+            self.buffer: dict[tuple[int, int], Any] = {}
+            self.lock = threading.RLock()
+            group = runtime_context.get_metrics_group().add_group(METRIC_GROUP)
+            self.m_tiles = group.counter("tiles_written")
+            self.m_rows = group.counter("rows_in")
+            self.m_writes = group.counter("write_count")
+            self.m_sum_us = group.counter("write_sum_us")
+            self.m_buckets = [group.counter(f"write_le_{i}") for i in range(len(WRITE_BUCKETS_S))]
+            self.m_errors = group.counter("write_errors")
+            self.clock_us = 0
+            group.gauge("clock_us", lambda: self.clock_us)
+            _install_bundle_hook()
+            _FLUSH_HOOKS.append(self.flush)
+            # a safety net for freshness: rows older than this are written even if no bundle ends (seen
+            # once with parallelism 2: one worker's rows sat in its buffer); the bundle hook is what
+            # the checkpoint guarantee rests on
+            self.stop = threading.Event()
+            self.timer = threading.Thread(target=self._flush_every, args=(0.5,), name="flush", daemon=True)
+            self.timer.start()
+
+        def _flush_every(self, period_s: float) -> None:
+            while not self.stop.wait(period_s):
+                try:
+                    self.flush()
+                except Exception:
+                    logging.getLogger(__name__).warning("timed flush failed", exc_info=True)
+
+        def process_element(self, value: Row, ctx: ProcessFunction.Context) -> Iterator[Any]:
+            kind = value.get_row_kind()
+            if kind in (RowKind.INSERT, RowKind.UPDATE_AFTER):
+                item, end_s = int(value[0]), int(value[1])
+                with self.lock:  # the end of a bundle may flush from another operator's thread
+                    self.buffer[(item, end_s)] = (value[2] or 0, value[3] or 0, value[4] or 0)
+                    full = len(self.buffer) >= 20_000
+                self.m_rows.inc(1)
+                if full:
+                    self.flush()
+            return iter(())
+
+        def flush(self) -> None:
+            if not self.buffer:
+                return
+            with self.lock:
+                rows, self.buffer = self.buffer, {}
+                tiles = [self.Tile(i, e * 1_000_000, *c) for (i, e), c in rows.items()]
+                t0 = time.perf_counter()
+                while True:
+                    try:
+                        self.store.write_tiles(tiles)
+                        break
+                    except Exception:
+                        self.m_errors.inc(1)
+                        logging.getLogger(__name__).warning("write_tiles failed; retrying", exc_info=True)
+                        time.sleep(0.5)
+                dt = time.perf_counter() - t0
+                self.clock_us = max(self.clock_us, *(t.end_us for t in tiles))
+            self.m_tiles.inc(len(tiles))
+            self.m_writes.inc(1)
+            self.m_sum_us.inc(int(dt * 1e6))
+            for bound, counter in zip(WRITE_BUCKETS_S, self.m_buckets, strict=True):
+                if dt <= bound:
+                    counter.inc(1)
+
+        def close(self) -> None:
+            self.stop.set()
+            try:
+                self.flush()
+            finally:
+                if self.flush in _FLUSH_HOOKS:
+                    _FLUSH_HOOKS.remove(self.flush)
+                self.store.close()
+
+    return TileSink()
+
+
+# --- metrics -----------------------------------------------------------------------------------
+
+
+def wanted_metric(metric_id: str) -> bool:
+    """The Flink metrics the exporter reads: the Kafka source's records out and lag, the window
+    operator's input watermark, and the sink's own counters (Flink user metrics)."""
+    op, _, name = metric_id.partition(".")
+    if op.startswith("Source__"):
+        return name in ("numRecordsOut", "pendingRecords") or name.endswith("records-lag-max")
+    if op.startswith("GroupWindowAggregate"):
+        return name == "currentInputWatermark"
+    return name.startswith(METRIC_GROUP + ".")
+
+
+class FlinkRest:
+    """Reads the local cluster's REST API: the running job and its vertices' aggregated metrics."""
+
+    def __init__(self, port: int, timeout_s: float = 2.0) -> None:
+        self.base = f"http://127.0.0.1:{port}"
+        self.timeout_s = timeout_s
+        self._ids: dict[str, list[str]] = {}
+
+    def get(self, path: str) -> Any:
+        with urllib.request.urlopen(self.base + path, timeout=self.timeout_s) as r:
+            return json.loads(r.read())
+
+    def job(self) -> tuple[str, str, list[dict[str, Any]]] | None:
+        jobs = self.get("/jobs/overview").get("jobs", [])
+        live = [j for j in jobs if j.get("state") in ("RUNNING", "CREATED", "INITIALIZING", "RESTARTING")]
+        if not live:
+            return None
+        j = live[0]
+        return j["jid"], j["state"], self.get(f"/jobs/{j['jid']}").get("vertices", [])
+
+    def metrics(self, jid: str, vid: str) -> dict[str, dict[str, float]]:
+        """``{metric id: {"sum": .., "max": ..}}`` over the vertex's subtasks, for :func:`wanted_metric`."""
+        ids = self._ids.get(vid)
+        if not ids:
+            ids = [
+                m["id"]
+                for m in self.get(f"/jobs/{jid}/vertices/{vid}/subtasks/metrics")
+                if wanted_metric(m["id"])
+            ]
+            if not ids:  # metrics appear once the operators opened and the fetcher ran: ask again later
+                return {}
+            self._ids[vid] = ids
+        q = urllib.request.quote(",".join(ids), safe=",")
+        rows = self.get(f"/jobs/{jid}/vertices/{vid}/subtasks/metrics?get={q}&agg=sum,max")
+        return {r["id"]: r for r in rows}
+
+
+def _finite(value: Any) -> float | None:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) else None
+
+
+def stream_figures(rest: FlinkRest) -> dict[str, Any] | None:
+    """The figures the exporter serves, read from Flink's REST API; None when no job runs."""
+    found = rest.job()
+    if found is None:
+        return None
+    jid, state, vertices = found
+    fig: dict[str, Any] = {
+        "up": state == "RUNNING", "records_in": 0.0, "pending": None, "lag_max": None, "watermark_ms": None,
+        "tiles": 0.0, "writes": 0.0, "write_sum_s": 0.0, "buckets": [0.0] * len(WRITE_BUCKETS_S),
+    }  # fmt: skip
+    for v in vertices:
+        for k, r in rest.metrics(jid, v["id"]).items():
+            name = k.partition(".")[2]
+            total, top = _finite(r.get("sum")), _finite(r.get("max"))
+            if name == "numRecordsOut" and total is not None:
+                fig["records_in"] += total
+            elif name == "pendingRecords" and total is not None and total >= 0:
+                fig["pending"] = (fig["pending"] or 0.0) + total
+            elif name.endswith("records-lag-max") and top is not None and top >= 0:
+                fig["lag_max"] = max(fig["lag_max"] or 0.0, top)
+            elif name == "currentInputWatermark" and top is not None and top > 0:
+                fig["watermark_ms"] = max(fig["watermark_ms"] or 0.0, top)
+            elif name == f"{METRIC_GROUP}.tiles_written":
+                fig["tiles"] += total or 0.0
+            elif name == f"{METRIC_GROUP}.write_count":
+                fig["writes"] += total or 0.0
+            elif name == f"{METRIC_GROUP}.write_sum_us":
+                fig["write_sum_s"] += (total or 0.0) / 1e6
+            elif name.startswith(f"{METRIC_GROUP}.write_le_"):
+                fig["buckets"][int(name.rsplit("_", 1)[1])] += total or 0.0
+    return fig
+
+
+def start_exporter(port: int, rest: FlinkRest) -> None:
+    """Serve ``recommndr_stream_*`` on ``port``, read from Flink's REST API at each scrape."""
+    from prometheus_client import start_http_server
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+    from prometheus_client.registry import REGISTRY, Collector
+
+    class StreamCollector(Collector):
+        def collect(self) -> Iterator[Any]:
+            up = GaugeMetricFamily("recommndr_stream_up", "1 while the feature job runs in Flink")
+            try:
+                fig = stream_figures(rest)
+            except (OSError, ValueError, KeyError):
+                fig = None
+            up.add_metric([], 1.0 if fig and fig["up"] else 0.0)
+            yield up
+            if fig is None:
+                return
+            yield CounterMetricFamily(
+                "recommndr_stream_tiles_written",
+                "Tile firings written to the window store",
+                value=fig["tiles"],
+            )
+            yield CounterMetricFamily(
+                "recommndr_stream_records_in", "Records the Kafka source read", value=fig["records_in"]
+            )
+            lag = fig["pending"] if fig["pending"] is not None else fig["lag_max"]
+            if lag is not None:
+                yield GaugeMetricFamily(
+                    "recommndr_stream_kafka_lag_records",
+                    "Records on the topic not read yet (the source's pendingRecords, else records-lag-max)",
+                    value=lag,
+                )
+            if fig["watermark_ms"] is not None:
+                yield GaugeMetricFamily(
+                    "recommndr_stream_clock_lag_seconds",
+                    "Wall time minus the stream's clock (the windows' watermark: newest event time - out-of-orderness)",
+                    value=max(time.time() - fig["watermark_ms"] / 1000.0, 0.0),
+                )
+            hist = HistogramMetricFamily(
+                "recommndr_stream_write_seconds", "Duration of the sink's store writes"
+            )
+            pairs = [(f"{b:g}", c) for b, c in zip(WRITE_BUCKETS_S, fig["buckets"], strict=True)]
+            hist.add_metric([], [*pairs, ("+Inf", fig["writes"])], sum_value=fig["write_sum_s"])
+            yield hist
+
+    REGISTRY.register(StreamCollector())
+    start_http_server(port, addr="127.0.0.1")
+
+
+# --- wiring ------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def build(a: argparse.Namespace, restore: Path | None) -> Any:
+    from pyflink.common import Configuration, Types
+    from pyflink.datastream import StreamExecutionEnvironment
+    from pyflink.table import ChangelogMode, StreamTableEnvironment
+
+    missing = [n for n in JAR_NAMES if not (JARS / n).is_file()]
+    if missing:
+        raise SystemExit(f"missing {', '.join(missing)} in {JARS}: run make flink-env")
+    conf = Configuration()
+    conf.set_string("pipeline.jars", ";".join((JARS / n).as_uri() for n in JAR_NAMES))
+    conf.set_string("pipeline.name", "recommndr-feature-job" + ("-backfill" if a.backfill else ""))
+    conf.set_string("parallelism.default", str(a.parallelism))
+    conf.set_string("rest.port", str(a.rest_port))
+    conf.set_string("rest.address", "127.0.0.1")
+    conf.set_string("rest.bind-address", "127.0.0.1")
+    conf.set_string("python.executable", sys.executable)
+    conf.set_string("python.client.executable", sys.executable)
+    conf.set_string("python.fn-execution.bundle.time", str(max(a.bundle_ms, 1)))
+    conf.set_string("python.fn-execution.bundle.size", "100000")
+    conf.set_string("python.pythonpath", os.environ.get("PYTHONPATH") or str(ROOT))
+    conf.set_string("taskmanager.numberOfTaskSlots", str(a.parallelism))
+    conf.set_string("table.local-time-zone", "UTC")
+    conf.set_string("metrics.fetcher.update-interval", "1000")  # the exporter's figures: at most ~1 s old
+    if not a.backfill:
+        a.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        conf.set_string("execution.checkpointing.interval", f"{_ms(a.checkpoint_interval)} ms")
+        conf.set_string("execution.checkpointing.dir", a.checkpoint_dir.resolve().as_uri())
+        conf.set_string("execution.checkpointing.externalized-checkpoint-retention", "RETAIN_ON_CANCELLATION")
+        conf.set_string("execution.checkpointing.num-retained", "2")
+        conf.set_string("execution.checkpointing.min-pause", "500 ms")
+        if restore is not None:
+            conf.set_string("execution.state-recovery.path", restore.resolve().as_uri())
+    env = StreamExecutionEnvironment.get_execution_environment(conf)
+    env.set_parallelism(a.parallelism)
+    t_env = StreamTableEnvironment.create(env)
+    tc = t_env.get_config()
+    tc.set("table.local-time-zone", "UTC")
+    # a bounded backfill ends before processing-time timers fire: there each tile fires when the
+    # watermark passes it and each late event fires at once (delay 0), with the same SQL and lateness
+    tc.set("table.exec.emit.early-fire.enabled", "false" if a.backfill else "true")
+    tc.set("table.exec.emit.early-fire.delay", f"{_ms(a.early_fire)} ms")
+    tc.set("table.exec.emit.late-fire.enabled", "true")
+    tc.set("table.exec.emit.late-fire.delay", "0 ms" if a.backfill else f"{_ms(a.early_fire)} ms")
+    tc.set("table.exec.emit.allow-lateness", f"{_ms(a.lateness)} ms")
+    # a partition with no events for this long stops holding the watermark back (the min of all)
+    tc.set("table.exec.source.idle-timeout", "10 s")
+    if a.backfill:
+        for ddl in file_table_ddls(a.backfill, a.out_of_orderness):
+            t_env.execute_sql(ddl)
+    else:
+        t_env.execute_sql(kafka_table_ddl(a))
+    tiles = t_env.sql_query(TILES_SQL)
+    # upsert: Flink drops the -U rows before they cross to Python (they would double the sink's input)
+    stream = t_env.to_changelog_stream(tiles, changelog_mode=ChangelogMode.upsert())
+    sink = make_sink(a.store, str(a.store_path), a.redis_url)
+    stream.process(sink, output_type=Types.INT()).name("tile-sink").uid("tile-sink").print()
+    return env
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    a = parse_args(argv)
+    if not a.rest_port:
+        a.rest_port = free_port()
+    restore = None if a.backfill else latest_checkpoint(a.checkpoint_dir)
+    if restore is not None:
+        log.info("restoring from %s", restore)
+        prune_checkpoints(a.checkpoint_dir, restore)
+    env = build(a, restore)
+    if a.backfill:
+        log.info("backfill of %s", ", ".join(map(str, a.backfill)))
+        env.execute("recommndr-feature-job-backfill")
+        log.info("backfill done")
+        return 0
+    if a.metrics_port:
+        start_exporter(a.metrics_port, FlinkRest(a.rest_port))
+    client = env.execute_async("recommndr-feature-job")
+    jid = str(client.get_job_id())
+    log.info(
+        "job %s running (REST http://127.0.0.1:%d, metrics :%s)", jid, a.rest_port, a.metrics_port or "off"
+    )
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: Any) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    # the heartbeat comes from here, not from the sink: PyFlink opens a Python function only with its
+    # first bundle, so a sink on a topic without events would never beat
+    store = open_store(a.store, str(a.store_path), a.redis_url)
+    beat = 0.0
+    while not stop.wait(0.5):
+        status = client.get_job_status().result().name  # a JobStatus enum
+        if status in ("FAILED", "CANCELED", "FINISHED"):
+            log.error("job %s ended: %s", jid, status)
+            return 1
+        if status == "RUNNING" and time.monotonic() - beat >= HEARTBEAT_S:
+            try:
+                store.heartbeat()
+                beat = time.monotonic()
+            except Exception:
+                log.warning("heartbeat failed (the store is down?)", exc_info=True)
+    store.close()
+    log.info("stopping job %s (its last checkpoint is kept in %s)", jid, a.checkpoint_dir)
+    try:
+        client.cancel().result()
+    except Exception:
+        log.warning("cancel failed", exc_info=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,132 @@
+"""The feature job's pieces that need no JVM: its options, checkpoint choice, SQL text, metric
+selection, the main-side launcher, the CLI's refusal without ``make flink-env``, the heartbeat."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import time
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+from typer.testing import CliRunner
+
+from recommndr.cli import app
+from recommndr.streaming.job import FeatureJob, FeatureJobError, flink_python
+from recommndr.streaming.windows import SqliteWindowStore, Tile
+
+pytestmark = pytest.mark.unit
+ROOT = Path(__file__).resolve().parents[3]
+
+
+@pytest.fixture(scope="module")
+def job() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("flink_job", ROOT / "flink" / "job.py")
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)  # stdlib only at import: PyFlink is imported when the job is built
+    return mod
+
+
+def test_durations(job: ModuleType) -> None:
+    assert [job.duration_s(t) for t in ("500ms", "5s", "10min", "2m", "1h", "3")] == [
+        0.5,
+        5,
+        600,
+        120,
+        3600,
+        3,
+    ]
+    a = job.parse_args(["--lateness", "2min", "--early-fire", "250ms"])
+    assert (a.lateness, a.early_fire, a.out_of_orderness, a.checkpoint_interval) == (120, 0.25, 5, 5)
+    with pytest.raises(SystemExit):
+        job.parse_args(["--early-fire", "0s"])
+    with pytest.raises(SystemExit):
+        job.parse_args(["--backfill", "/no/such/file"])
+
+
+def test_newest_checkpoint_and_pruning(job: ModuleType, tmp_path: Path) -> None:
+    assert job.latest_checkpoint(tmp_path) is None
+    for jid, n, age in (("old", 7, 30), ("new", 2, 10), ("new", 3, 5)):
+        d = tmp_path / jid / f"chk-{n}"
+        d.mkdir(parents=True)
+        (d / "_metadata").write_bytes(b"x")
+        os.utime(d / "_metadata", (time.time() - age, time.time() - age))
+    (tmp_path / "new" / "chk-4").mkdir()  # in progress: no _metadata yet
+    best = job.latest_checkpoint(tmp_path)
+    assert best == tmp_path / "new" / "chk-3"
+    job.prune_checkpoints(tmp_path, best)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["new"]
+
+
+def test_sql_text(job: ModuleType, tmp_path: Path) -> None:
+    a = job.parse_args(["--topic", "it's", "--out-of-orderness", "2500ms"])
+    ddl = job.kafka_table_ddl(a)
+    assert (
+        "'topic' = 'it''s'" in ddl
+        and "INTERVAL '2.500' SECOND" in ddl
+        and "TO_TIMESTAMP_LTZ(ts_ms, 3)" in ddl
+    )
+    ddls = job.file_table_ddls([tmp_path / "a.jsonl", tmp_path], 5)
+    assert len(ddls) == 3 and ddls[-1].startswith(
+        "CREATE TEMPORARY VIEW events AS SELECT * FROM events_file_0 UNION"
+    )
+    assert "COUNT(DISTINCT event_id)" in job.TILES_SQL and " views" not in job.TILES_SQL  # reserved word
+    with pytest.raises(SystemExit):  # Event Hubs without its connection string
+        job.kafka_table_ddl(job.parse_args(["--security", "sasl_ssl"]))
+
+
+def test_metric_selection(job: ModuleType) -> None:
+    keep = [
+        "Source__events[1].numRecordsOut", "Source__events[1].pendingRecords",
+        "Source__events[1].KafkaSourceReader.KafkaConsumer.records-lag-max",
+        "GroupWindowAggregate[4].currentInputWatermark", "tile-sink.recommndr.write_le_3",
+    ]  # fmt: skip
+    drop = [
+        "Calc[2].numRecordsOut",
+        "numRecordsOut",
+        "Calc[5].currentInputWatermark",
+        "tile-sink.numRecordsOut",
+    ]
+    assert [job.wanted_metric(m) for m in keep + drop] == [True] * len(keep) + [False] * len(drop)
+
+
+def test_launcher_needs_the_flink_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RECOMMNDR_FLINK_DIR", str(tmp_path))
+    with pytest.raises(FeatureJobError, match="run make flink-env"):
+        flink_python()
+    result = CliRunner().invoke(app, ["stream", "job", "--bootstrap", "127.0.0.1:1"])
+    assert result.exit_code == 2 and "make flink-env" in result.output
+
+
+def test_launcher_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / ".venv" / "bin").mkdir(parents=True)
+    (tmp_path / ".venv" / "bin" / "python").write_text("")
+    (tmp_path / "jars").mkdir()
+    for name in ("flink-connector-kafka.jar", "kafka-clients.jar"):
+        (tmp_path / "jars" / name).write_bytes(b"")
+    (tmp_path / "job.py").write_text("")
+    monkeypatch.setenv("RECOMMNDR_FLINK_DIR", str(tmp_path))
+    j = FeatureJob(bootstrap="b:1", store="redis", lateness_s=90, backfill=[Path("x.jsonl")], rest_port=5)
+    cmd = j.command()
+    assert cmd[:2] == [str(tmp_path / ".venv/bin/python"), str(tmp_path / "job.py")]
+    assert cmd[cmd.index("--lateness") + 1] == "90s" and cmd[cmd.index("--store") + 1] == "redis"
+    assert cmd[-2:] == [
+        "--backfill",
+        str(Path("x.jsonl").resolve()),
+    ]  # the job runs from the repo root and cmd[cmd.index("--rest-port") + 1] == "5"
+    assert "PYTHONDONTWRITEBYTECODE" not in j.env() and str(ROOT) in j.env()["PYTHONPATH"]
+
+
+def test_heartbeat_moves_the_wall_time_not_the_clock(tmp_path: Path) -> None:
+    store = SqliteWindowStore(tmp_path / "w.db")
+    store.heartbeat()
+    first = store.status()
+    assert first is not None and first.as_of_us == 0
+    store.write_tiles([Tile(1, 120_000_000, 1, 0, 0)])
+    time.sleep(0.01)
+    store.heartbeat()
+    after = store.status()
+    assert after is not None and after.as_of_us == 120_000_000 and after.updated_us > first.updated_us
+    store.close()
