@@ -39,6 +39,13 @@ DEMO_ARTIFACTS ?= artifacts/demo
 DEMO_REGISTRY ?= sqlite:///$(CURDIR)/mlflow.db
 DEMO_STEP_SECONDS ?= 30
 DEMO_SHOPPERS ?= 20
+# Streaming in the demo: a local Tansu broker, POST /events producing to it, and the Flink feature job
+# writing the product windows that /trending and popularity read live. STREAMING=0: a lighter demo
+# (no broker, no JVM; events go to the local log and trending is the batch list).
+STREAMING ?= 1
+BROKER_PORT ?= 9092
+JOB_METRICS_PORT ?= 9110
+DEMO_STREAM := data/demo-stream
 PYTEST_ARGS ?=
 # The streaming job's own virtual environment (PyFlink 2.0 pins clash with the lock) and the two Kafka
 # connector jars, taken from the PyPI wheel shigawire-apache-flink-libraries (not installed: it would
@@ -143,8 +150,16 @@ demo: setup
 	$(BIN)/recommndr train --data $(DEMO_DATA) --out $(DEMO_ARTIFACTS)
 	$(BIN)/recommndr promote --reason "make demo: the bundle just trained serves"
 	$(BIN)/recommndr evaluate --data $(DEMO_DATA) --artifacts $(DEMO_ARTIFACTS) --protocol random
-	@trap 'kill $$api $$shop $$mon $$sim 2>/dev/null; wait' EXIT; trap 'exit 130' INT TERM; \
+	@trap 'kill $$api $$shop $$mon $$sim $$job $$broker 2>/dev/null; wait' EXIT; trap 'exit 130' INT TERM; \
 	export RECOMMNDR_ADMIN_JWT_SECRET=$${RECOMMNDR_ADMIN_JWT_SECRET:-$$($(BIN)/python -c 'import secrets; print(secrets.token_hex(32))')}; \
+	if [ "$(STREAMING)" = 1 ]; then \
+	  rm -rf $(DEMO_STREAM) && mkdir -p $(DEMO_STREAM); \
+	  $(BIN)/recommndr stream broker --port $(BROKER_PORT) >$(DEMO_STREAM)/broker.log 2>&1 & broker=$$!; \
+	  until grep -q "^broker on" $(DEMO_STREAM)/broker.log 2>/dev/null; do kill -0 $$broker 2>/dev/null || { cat $(DEMO_STREAM)/broker.log; exit 1; }; sleep 0.2; done; \
+	  export RECOMMNDR_EVENT_BROKER=127.0.0.1:$(BROKER_PORT); \
+	  $(BIN)/recommndr stream job --checkpoint-dir $(DEMO_STREAM)/checkpoints --metrics-port $(JOB_METRICS_PORT) \
+	    >$(DEMO_STREAM)/job.log 2>&1 & job=$$!; \
+	fi; \
 	RECOMMNDR_TRUSTED_PROXIES='["127.0.0.2/32"]' RECOMMNDR_RELOAD_INTERVAL_S=2 RECOMMNDR_FAULT_INJECTION=true \
 	RECOMMNDR_LOOP_RETRAIN_DATA=$(DEMO_DATA) RECOMMNDR_LOOP_API_URL=http://127.0.0.1:$(API_PORT) \
 	RECOMMNDR_LOOP_RETRAIN_STEP_SECONDS=$(DEMO_STEP_SECONDS) \
@@ -160,6 +175,7 @@ demo: setup
 	echo "API:        http://127.0.0.1:$(API_PORT)  (docs: http://127.0.0.1:$(API_PORT)/docs)"; \
 	echo "Storefront: http://127.0.0.1:$(SHOP_PORT)  (ops page: /ops, with an admin JWT signed by RECOMMNDR_ADMIN_JWT_SECRET)"; \
 	echo "Drift:      http://127.0.0.1:$(MONITOR_PORT)/metrics  (checked every $(DRIFT_EVERY))"; \
+	if [ "$(STREAMING)" = 1 ]; then echo "Streaming:  broker 127.0.0.1:$(BROKER_PORT), Flink job metrics http://127.0.0.1:$(JOB_METRICS_PORT)/metrics ($(DEMO_STREAM)/job.log); the shop's Trending follows the last hour live (STREAMING=0: without)"; fi; \
 	echo "Retrain:    the ops page's Retrain panel starts one; watch its canary ($(DEMO_STEP_SECONDS) s a step, $(DEMO_SHOPPERS) simulated visits/s: reports/demo-shoppers.log) advance or roll back. Ctrl-C stops everything"; \
 	wait -n
 

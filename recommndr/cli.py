@@ -1045,6 +1045,7 @@ def stream_job_cmd(
         out.print(f"backfill of {len(backfill)} path(s) into the {kind} store done")
         return
     proc_code: int | None = None
+    _sigterm_interrupts()
     try:
         job.start(wait=False)
         assert job.proc is not None
@@ -1060,6 +1061,18 @@ def stream_job_cmd(
         job.stop()
     if proc_code:
         raise typer.Exit(proc_code if proc_code > 0 else 1)
+
+
+def _sigterm_interrupts() -> None:
+    """SIGTERM (``kill``, a Makefile's trap, a supervisor) stops a long-running command the way Ctrl-C
+    does, so what it started in a session of its own (the broker, the Flink job) is stopped too
+    instead of left running."""
+    import signal
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 @stream_app.command("simulate")
@@ -1165,6 +1178,7 @@ def stream_broker_cmd(
     prints the bootstrap address (RECOMMNDR_EVENT_BROKER for the API)."""
     from recommndr.streaming.broker import LocalBroker, create_topic
 
+    _sigterm_interrupts()
     with LocalBroker(port=port) as b:
         create_topic(b.bootstrap, topic, partitions)
         out.print(

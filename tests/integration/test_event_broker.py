@@ -103,8 +103,8 @@ class Api:
             RECOMMNDR_ONLINE_STORE="off",
             RECOMMNDR_TRAFFIC_FILE=str(tmp / "traffic.json"),
             RECOMMNDR_RELOAD_INTERVAL_S="0",
-            **env,
         )
+        e.update(env)  # a test's own settings win (the online store, say)
         with self.out.open("wb") as out:
             self.proc = subprocess.Popen(
                 [*_serve_cmd(), "serve", "--artifacts", str(artifacts), "--port", str(self.port),
