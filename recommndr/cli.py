@@ -731,15 +731,6 @@ def monitor_drift_cmd(
 def monitor_watch_cmd(
     artifacts: Annotated[Path, typer.Option("--artifacts", help="The champion's bundle (its reference).")],
     api: Annotated[str, typer.Option("--api", help="The running API.")] = "http://127.0.0.1:8000",
-    broker: Annotated[
-        str | None,
-        typer.Option(
-            "--broker",
-            help="Produce events straight to this Kafka bootstrap (host:port), no API calls; --rate is "
-            "then events per second.",
-        ),
-    ] = None,
-    topic: Annotated[str, typer.Option("--topic", help="The topic (with --broker).")] = "recommndr-events",
     challenger: Annotated[
         Path | None, typer.Option("--challenger", help="The challenger's bundle, to check its traffic too.")
     ] = None,

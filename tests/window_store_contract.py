@@ -15,7 +15,7 @@ from recommndr.streaming.windows import (
     windows_of,
 )
 
-T0 = 1_800_000_000_000_000  # a whole minute (tiles end on minute boundaries)
+T0 = 1_699_999_980_000_000  # a whole minute (tiles end on minute boundaries), in the past
 
 
 def random_events(
@@ -69,6 +69,32 @@ def check_time_moves_products_out_of_the_hour_and_old_tiles_go(store: WindowStor
     assert store.top(10) == []
     store.write_tiles([Tile(other, T0 + TILE_US + KEEP_US, 1, 0, 0)])  # a day later
     assert store.tiles(hot) == {}
+
+
+def check_a_long_jump_of_the_clock_still_empties_the_hour(store: WindowStore) -> None:
+    """A quiet shop, a job down for hours: the clock jumps 3 h at once and the products of the hour
+    before it still leave the hour and the trending index."""
+    store.write_tiles(
+        [Tile(1, T0 + 30 * TILE_US, TRENDING_MIN_EVENTS + 5, 0, 0), Tile(2, T0 + 31 * TILE_US, 9, 0, 0)]
+    )
+    assert {i for i, _ in store.top(10)} == {1, 2}
+    store.write_tiles([Tile(3, T0 + 211 * TILE_US, 1, 0, 0)])
+    got = store.read([1, 2])
+    assert (got[1].views_1h, got[2].views_1h, got[1].views_24h) == (0, 0, TRENDING_MIN_EVENTS + 5)
+    assert store.top(10) == []
+
+
+def check_a_tile_from_the_future_never_moves_the_clock(store: WindowStore) -> None:
+    import time
+
+    now_end = (time.time_ns() // 1000 // TILE_US) * TILE_US
+    store.write_tiles([Tile(1, now_end, 5, 0, 0)])
+    store.write_tiles(
+        [Tile(2, 253_402_300_740_000_000 - 253_402_300_740_000_000 % TILE_US, 5, 0, 0)]
+    )  # year 9999
+    status = store.status()
+    assert status is not None and status.as_of_us == now_end and store.tiles(2) == {}
+    assert store.read([1])[1].views_1h == 5
 
 
 def check_a_burst_of_views_puts_a_product_first(store: WindowStore) -> None:

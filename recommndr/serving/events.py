@@ -44,6 +44,7 @@ _TAIL_CHUNK = 64 * 1024  # how far back each read goes when looking for a torn l
 
 
 INT64_MAX = 2**63 - 1
+MAX_FUTURE = timedelta(minutes=5)  # how far after the server's clock an event's ts may be
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MILLISECOND = timedelta(milliseconds=1)
 
@@ -94,9 +95,16 @@ class EventIn(BaseModel):
         if v is None:
             return None
         try:
-            return v.replace(tzinfo=UTC) if v.tzinfo is None else v.astimezone(UTC)
+            utc = v.replace(tzinfo=UTC) if v.tzinfo is None else v.astimezone(UTC)
         except OverflowError as exc:  # 0001-01-01T00:00+05:00 has no UTC time
             raise ValueError("the time is outside the range of UTC timestamps") from exc
+        # an event from the future would move the streaming job's event-time clock (its watermark,
+        # the windows' as-of) past every real event: refused, beyond a client clock's fair skew
+        if utc > _utc_now() + MAX_FUTURE:
+            raise ValueError(
+                f"the time is more than {MAX_FUTURE.total_seconds() / 60:.0f} minutes after the server's clock"
+            )
+        return utc
 
 
 def _utc_now() -> datetime:

@@ -28,6 +28,7 @@ job runs it in its own virtual environment.
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
 import time
@@ -47,12 +48,17 @@ from recommndr.features.online import (
 )
 from recommndr.features.schema import PRODUCT_FIELDS, PRODUCT_JOIN_KEY, PRODUCT_VIEW, PROJECT
 
+log = logging.getLogger(__name__)
+
 TILE_S = 60  # the job's tile: one minute of event time
 TILE_US = TILE_S * 1_000_000
 WINDOWS_S = {"1h": 3600, "24h": 86_400}
 KEEP_US = WINDOWS_S["24h"] * 1_000_000 + TILE_US  # tiles older than this behind the clock are deleted
 COUNTS = ("views", "carts", "purchases")  # a tile's counts, in this order
 EVENT_COUNT = {"view": "views", "add_to_cart": "carts", "purchase": "purchases"}
+MAX_AHEAD_US = (
+    10 * 60 * 1_000_000
+)  # a tile may end this far after the wall clock (clock skew; the API refuses events 5 min ahead)
 TRENDING_MIN_EVENTS = 3  # events in the last hour before a product can trend (a rise from nothing is noise)
 TREND_PRIOR = 1.0  # events added to both rates: a smoothed ratio
 
@@ -170,12 +176,23 @@ class WindowStore(Protocol):
 
 
 def _latest(tiles: Iterable[Tile]) -> dict[tuple[int, int], Tile]:
-    """The last firing of each (product, tile) in a batch (a later firing has the fuller count)."""
+    """The last firing of each (product, tile) in a batch (a later firing has the fuller count).
+    A tile ending more than :data:`MAX_AHEAD_US` after the wall clock is left out (logged): one
+    event stamped in the future would otherwise move the stream's clock past every real event."""
     out: dict[tuple[int, int], Tile] = {}
+    limit = _now_us() + MAX_AHEAD_US
+    ahead = 0
     for t in tiles:
         if t.item_id < 0 or t.end_us % TILE_US:
             raise ValueError(f"not a tile of product windows: {t}")
+        if t.end_us > limit:
+            ahead += 1
+            continue
         out[(t.item_id, t.end_us)] = t
+    if ahead:
+        log.warning(
+            "%d tile(s) ending more than %d s after the wall clock left out", ahead, MAX_AHEAD_US // 10**6
+        )
     return out
 
 
@@ -256,7 +273,7 @@ class RedisWindowStore:
         touched = set(items)
         gone: list[int] = []
         if self._as_of // TILE_US != before // TILE_US:  # the clock moved on: what it changes
-            decaying: Any = self.client.zrangebyscore(self.active_key, _decaying_after(self._as_of), "+inf")
+            decaying: Any = self.client.zrangebyscore(self.active_key, _decaying_after(before), "+inf")
             expired: Any = self.client.zrangebyscore(self.active_key, "-inf", self._as_of - KEEP_US)
             gone = [int(m) for m in expired]
             touched.update(int(m) for m in decaying)
@@ -325,10 +342,11 @@ class RedisWindowStore:
         self.client.close()
 
 
-def _decaying_after(as_of_us: int) -> int:
-    """Products with a tile ending after this have a last hour that the clock's move changes (one
-    tile of slack: the move may span several tiles)."""
-    return as_of_us - WINDOWS_S["1h"] * 1_000_000 - 2 * TILE_US
+def _decaying_after(before_us: int) -> int:
+    """Products with a tile ending after this had it in their last hour as of the clock before its
+    move (``before_us``; 0 for a writer that just started: every product is then recomputed once),
+    so the move may change their hour however far it jumps."""
+    return before_us - WINDOWS_S["1h"] * 1_000_000 - TILE_US
 
 
 def _counts(v: bytes | str) -> tuple[int, int, int]:
@@ -428,7 +446,7 @@ class SqliteWindowStore:
             touched = set(items)
             if self._as_of // TILE_US != before // TILE_US:  # the clock moved on: what it changes
                 for sql, arg in ((f"SELECT DISTINCT item_id FROM {self.tiles_table} WHERE end_us > ?",
-                                  _decaying_after(self._as_of)),
+                                  _decaying_after(before)),
                                  (f"SELECT DISTINCT item_id FROM {self.tiles_table} WHERE end_us <= ?",
                                   self._as_of - KEEP_US)):  # fmt: skip
                     touched.update(i for (i,) in c.execute(sql, (arg,)))

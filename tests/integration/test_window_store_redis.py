@@ -28,6 +28,14 @@ def test_time_moves_products_out_of_the_hour(store: RedisWindowStore) -> None:
     contract.check_time_moves_products_out_of_the_hour_and_old_tiles_go(store)
 
 
+def test_a_long_jump_of_the_clock_still_empties_the_hour(store: RedisWindowStore) -> None:
+    contract.check_a_long_jump_of_the_clock_still_empties_the_hour(store)
+
+
+def test_a_tile_from_the_future_never_moves_the_clock(store: RedisWindowStore) -> None:
+    contract.check_a_tile_from_the_future_never_moves_the_clock(store)
+
+
 def test_a_burst_of_views_puts_a_product_first(store: RedisWindowStore) -> None:
     contract.check_a_burst_of_views_puts_a_product_first(store)
 

@@ -118,6 +118,18 @@ def test_a_time_with_no_utc_equivalent_is_a_422(client: TestClient, ts: str) -> 
     assert r.status_code == 422 and "event.ts" in r.json()["error"]["message"]
 
 
+def test_an_event_from_the_future_is_a_422_and_a_clock_skew_is_not(client: TestClient) -> None:
+    """A ``ts`` years ahead would move the streaming job's event-time clock past every real event."""
+    from datetime import UTC, datetime, timedelta
+
+    ahead = (datetime.now(UTC) + timedelta(minutes=30)).isoformat()
+    r = client.post("/events", json={"user_id": 1, "item_id": 3, "event_type": "view", "ts": ahead})
+    assert r.status_code == 422 and "5 minutes after the server's clock" in r.json()["error"]["message"]
+    skew = (datetime.now(UTC) + timedelta(minutes=2)).isoformat()
+    r = client.post("/events", json={"user_id": 1, "item_id": 3, "event_type": "view", "ts": skew})
+    assert r.status_code == 202
+
+
 def test_serve_never_lets_uvicorn_rewrite_the_client_address(
     artifacts: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
