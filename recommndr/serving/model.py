@@ -320,8 +320,10 @@ class ServingModel:
         self, k: int, mask: np.ndarray | None, stream: StreamSnapshot
     ) -> tuple[np.ndarray, np.ndarray] | None:
         """The streaming job's trending products (``ProductWindows.trend``, best first; products
-        this catalogue does not know skipped) in ``mask``; None while the stream is not live.
-        Works with the popularity fallback too: it needs only the catalogue."""
+        this catalogue does not know skipped) in ``mask``; None while the stream is not live, or
+        when none of its trending products is in ``mask`` (a category nothing is trending in: the
+        batch list, flagged, rather than an empty live one). Works with the popularity fallback
+        too: it needs only the catalogue."""
         v = stream.view(self.catalogue)
         if v is None:
             return None
@@ -329,6 +331,8 @@ class ServingModel:
         if mask is not None:
             keep = mask[items]
             items, trend = items[keep], trend[keep]
+        if not items.size:
+            return None
         return items[:k], trend[:k]
 
     @staticmethod

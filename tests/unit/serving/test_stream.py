@@ -196,6 +196,9 @@ def test_the_category_filter_applies_to_the_live_list(client: TestClient) -> Non
     assert [i["item_id"] for i in everything["items"]] == [in2[0], in1[0], in2[1]]
     pop1 = client.get("/popular", params={"category": c1, "k": 100}).json()
     assert pop1["source"] == "live" and in2[0] not in [i["item_id"] for i in pop1["items"]]
+    assert len(cats) > 2  # a category nothing trends in live: its batch list, flagged, not an empty one
+    none_live = client.get("/trending", params={"category": list(cats)[2]}).json()
+    assert none_live["source"] == "batch" and none_live["as_of"] is None
 
 
 def test_the_background_task_picks_up_the_stream(
