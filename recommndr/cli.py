@@ -1026,6 +1026,7 @@ def stream_job_cmd(
         early_fire_s=parse_duration(early_fire, "--early-fire"),
         checkpoint_interval_s=parse_duration(checkpoint_interval, "--checkpoint-interval"),
         parallelism=parallelism, startup=startup, metrics_port=metrics_port, backfill=backfill or (),
+        security=settings.event_broker_security, username=settings.event_broker_username,
     )  # fmt: skip
     if backfill:
         try:

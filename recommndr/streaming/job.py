@@ -88,6 +88,8 @@ class FeatureJob:
     backfill: Sequence[Path] = ()
     log_path: Path | None = None
     extra_args: Sequence[str] = ()
+    security: Literal["plaintext", "sasl_ssl"] = "plaintext"  # sasl_ssl: Event Hubs (the password from
+    username: str = "$ConnectionString"  # RECOMMNDR_EVENT_BROKER_PASSWORD in the environment, never argv)
     proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
 
     def command(self) -> list[str]:
@@ -104,6 +106,8 @@ class FeatureJob:
             "--parallelism", str(self.parallelism), "--startup", self.startup,
             "--metrics-port", str(self.metrics_port), "--rest-port", str(self.rest_port),
         ]  # fmt: skip
+        if self.security == "sasl_ssl":
+            cmd += ["--security", "sasl_ssl", "--username", self.username]
         if self.backfill:
             cmd += ["--backfill", *(str(Path(p).resolve()) for p in self.backfill)]
         return cmd + list(self.extra_args)

@@ -117,6 +117,12 @@ def test_launcher_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
         str(Path("x.jsonl").resolve()),
     ]  # the job runs from the repo root and cmd[cmd.index("--rest-port") + 1] == "5"
     assert "PYTHONDONTWRITEBYTECODE" not in j.env() and str(ROOT) in j.env()["PYTHONPATH"]
+    assert "--security" not in cmd
+    hubs = FeatureJob(bootstrap="ns.servicebus.windows.net:9093", security="sasl_ssl", rest_port=5).command()
+    assert (
+        hubs[hubs.index("--security") + 1] == "sasl_ssl"
+        and hubs[hubs.index("--username") + 1] == "$ConnectionString"
+    )
 
 
 def test_heartbeat_moves_the_wall_time_not_the_clock(tmp_path: Path) -> None:
