@@ -17,6 +17,7 @@ Each process (worker) exports its own values; Azure Monitor adds them up.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -78,7 +79,11 @@ def bridge(metrics: ApiMetrics, meter: Meter) -> list[str]:
 
     def observe(name: str) -> Callable[[CallbackOptions], Iterable[Observation]]:
         def callback(options: CallbackOptions) -> Iterable[Observation]:
-            return [Observation(v, labels) for labels, v in _series(metrics).get(name, [])]
+            # Azure Monitor takes finite numbers only: a gauge at +Inf or NaN (the stream's status age
+            # before any status, a ratio with nothing to compare) is left out until it has a value
+            return [
+                Observation(v, labels) for labels, v in _series(metrics).get(name, []) if math.isfinite(v)
+            ]
 
         return callback
 

@@ -56,7 +56,9 @@ for rm in reader.get_metrics_data().resource_metrics:
             continue
         for m in sm.metrics:
             got[m.name] = [[dict(p.attributes), p.value] for p in m.data.data_points if hasattr(p, "value")]
-names = sorted({line.split("{")[0].split()[0] for line in prom.splitlines() if line and not line.startswith("#")})
+# series with a finite value (Azure Monitor takes no +Inf or NaN: the bridge leaves those out)
+names = sorted({line.split("{")[0].split()[0] for line in prom.splitlines() if line and not line.startswith("#")
+                and line.rsplit(" ", 1)[-1] not in ("+Inf", "-Inf", "NaN")})
 print(json.dumps({"calls": calls, "otel": got, "prometheus": names}))
 """
 
