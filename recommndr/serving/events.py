@@ -23,7 +23,6 @@ What keeps that promise, with several worker processes appending to the same day
 from __future__ import annotations
 
 import asyncio
-import errno
 import fcntl
 import json
 import logging
@@ -37,6 +36,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 from recommndr.errors import EventLogUnwritableError
+from recommndr.files import fsync_dir, write_all
 
 log = logging.getLogger(__name__)
 
@@ -104,26 +104,6 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-def _fsync_dir(path: Path) -> None:
-    """Make the folder's entries (a new file's name) durable."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    """``os.write`` until every byte is written: one call may write fewer (a file-size limit, a
-    nearly full disk, a signal), and the rest would be silently lost."""
-    view = memoryview(data)
-    while view:
-        n = os.write(fd, view)
-        if n <= 0:  # no progress and no error: treat as a full disk rather than spin
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        view = view[n:]
-
-
 def _line_start(fd: int, size: int) -> int:
     """The offset just past the last newline before ``size`` (0 when there is none)."""
     end = size
@@ -147,11 +127,11 @@ def _keep_torn(path: Path, torn: bytes) -> Path:
             n += 1
             continue
         try:
-            _write_all(fd, torn)
+            write_all(fd, torn)
             os.fsync(fd)
         finally:
             os.close(fd)
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
         return side
 
 
@@ -244,10 +224,10 @@ class EventLog:
         try:
             if not self.root.is_dir():
                 self.root.mkdir(parents=True, exist_ok=True)
-                _fsync_dir(self.root.parent)
+                fsync_dir(self.root.parent)
             fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
             try:
-                _write_all(fd, b"\n")
+                write_all(fd, b"\n")
                 os.fsync(fd)
             finally:
                 os.close(fd)
@@ -353,11 +333,11 @@ class EventLog:
                     continue
                 size = _repair_tail(fd, path)  # another process may have died mid-write
                 try:
-                    _write_all(fd, payload)
+                    write_all(fd, payload)
                     os.fsync(fd)
                     # a new file (an empty one may be a recreated name on a reused inode): its name too
                     if size == 0 or self._dir_synced_for != (path.name, st.st_ino):
-                        _fsync_dir(self.root)
+                        fsync_dir(self.root)
                         self._dir_synced_for = (path.name, st.st_ino)
                 except BaseException:
                     _cut_back(fd, size, path)

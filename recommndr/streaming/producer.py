@@ -55,6 +55,8 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import orjson
 
+from recommndr.files import fsync_dir
+
 if TYPE_CHECKING:
     from confluent_kafka import KafkaError, Message, Producer
 
@@ -369,14 +371,6 @@ class BrokerProducer:
 # --- the drainer ---
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 @dataclass(frozen=True)
 class Offset:
     """How far the spool is shipped: ``offset`` bytes of ``file``; every other spool file from
@@ -408,7 +402,7 @@ def write_offset(root: Path, off: Offset) -> None:
     finally:
         os.close(fd)
     tmp.replace(root / OFFSET_FILE)
-    _fsync_dir(root)
+    fsync_dir(root)
 
 
 @dataclass
@@ -461,7 +455,7 @@ def _remove_if_shipped(root: Path, name: str, shipped_to: int) -> bool:
             return False
         write_offset(root, Offset())
         path.unlink()
-        _fsync_dir(root)
+        fsync_dir(root)
         if tail:
             log.warning("%s: a torn tail of %d bytes (never acknowledged) removed with it", path, len(tail))
         return True
