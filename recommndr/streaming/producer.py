@@ -55,7 +55,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import orjson
 
-from recommndr.files import fsync_dir
+from recommndr.files import fsync_dir, write_all
 
 if TYPE_CHECKING:
     from confluent_kafka import KafkaError, Message, Producer
@@ -397,7 +397,7 @@ def write_offset(root: Path, off: Offset) -> None:
     data = json.dumps({"file": off.file, "offset": off.offset}).encode()
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
     try:
-        os.write(fd, data)
+        write_all(fd, data)  # one os.write may write fewer bytes, and a short offset file is unreadable
         os.fsync(fd)
     finally:
         os.close(fd)
