@@ -163,7 +163,8 @@ class _Batch:
         self.ok: list[bool | None] = [None] * n
         self.pending = n
         self.lock = threading.Lock()  # the poll thread and the loop both count down
-        self.error: str | None = None
+        self.error: str | None = None  # the first failure, in full (for the log)
+        self.error_kind: str | None = None  # its kind alone (for /ready, which anyone may read)
         self.loop = loop
         self.done: asyncio.Future[None] = loop.create_future()
         if n == 0:
@@ -174,7 +175,8 @@ class _Batch:
         with self.lock:
             self.ok[i] = err is None
             if err is not None and self.error is None:
-                self.error = str(err)
+                self.error = err if isinstance(err, str) else err.str()
+                self.error_kind = err.split(":", 1)[0] if isinstance(err, str) else err.name()
             self.pending -= 1
             last = self.pending == 0
         if last:
@@ -275,14 +277,17 @@ class BrokerProducer:
     def broker_up(self) -> bool:
         return time.monotonic() >= self._down_until
 
-    def _mark_down(self, reason: str) -> None:
+    def _mark_down(self, reason: str, detail: str | None = None) -> None:
+        """The breaker opens. ``reason`` is the failure's kind (an error code's name), which
+        ``/ready`` shows to anyone; ``detail`` (the client's message: broker addresses, the
+        namespace) goes to the log only."""
         was_up = self.down_reason is None
         self._down_until = time.monotonic() + self.cooldown_s
         self.down_reason = reason
         self.metrics.broker_up.set(0)
         if was_up:
             log.warning("event broker %s down (%s): events go to the spool %s",
-                        describe(self.settings), reason, self.spool.root)  # fmt: skip
+                        describe(self.settings), detail or reason, self.spool.root)  # fmt: skip
 
     def _mark_up(self) -> None:
         if self.down_reason is not None:
@@ -295,7 +300,7 @@ class BrokerProducer:
         from confluent_kafka import KafkaError
 
         if err.code() == KafkaError._ALL_BROKERS_DOWN or err.fatal():
-            self._mark_down(err.str())
+            self._mark_down(err.name(), err.str())
         else:
             log.debug("event broker: %s", err.str())
 
@@ -328,7 +333,9 @@ class BrokerProducer:
             if confirmed:
                 self.metrics.produced.inc(confirmed)
             if unconfirmed:
-                self._mark_down(batch.error or f"no acks within {self.timeout_s * 1000:.0f} ms")
+                self._mark_down(
+                    batch.error_kind or f"no acks within {self.timeout_s * 1000:.0f} ms", batch.error
+                )
             elif self.down_reason is not None:
                 self._mark_up()
         if unconfirmed:

@@ -219,6 +219,8 @@ def test_broker_down_still_202_spooled_then_drained_to_a_new_broker_none_lost(
         assert set(spooled_ids(a.spool)) == {e["event_id"] for e in down}, "every event while down is spooled"
         r = a.ready()
         assert r["broker"].startswith("down") and r["spool_backlog"] == 60, r
+        # /ready is public: the failure's kind, never the client's message with the broker's address
+        assert "127.0.0.1" not in r["broker"] and str(port) not in r["broker"], r
         metrics = get(a.base, "/metrics")
         assert "recommndr_event_broker_up 0.0" in metrics and "recommndr_events_spooled_total 60.0" in metrics
         # a new, empty broker on the same port

@@ -78,3 +78,26 @@ def test_only_one_process_drains_a_spool_folder(tmp_path: Path) -> None:
     first.close()
     assert second.try_lock()
     second.close()
+
+
+def test_ready_shows_the_failures_kind_and_only_the_log_its_message(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """/ready is public: a broker's address (or an Event Hubs namespace) in the client's message
+    stays in the log."""
+    from types import SimpleNamespace
+
+    from confluent_kafka import KafkaError
+
+    from recommndr.streaming.producer import BrokerProducer, ProducerMetrics
+
+    m = ProducerMetrics(_Nop(), _Nop(), _Nop(), _Nop(), _Nop())
+    p = BrokerProducer(
+        Settings(event_broker="10.1.2.3:9093"), SimpleNamespace(root=tmp_path), m, lambda *a, **k: ([], [])
+    )  # type: ignore[arg-type]
+    assert p.status()["broker"] == "up"
+    message = "10.1.2.3:9093/bootstrap: Connect to ipv4#10.1.2.3:9093 failed: Connection refused"
+    with caplog.at_level(logging.WARNING, logger="recommndr"):
+        p._on_error(KafkaError(KafkaError._ALL_BROKERS_DOWN, message))
+    assert p.status()["broker"] == "down (_ALL_BROKERS_DOWN)"
+    assert message in caplog.text
