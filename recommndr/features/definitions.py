@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from feast import Entity, FeatureView, Field, FileSource, PushSource, ValueType
-from feast.types import Array, Float64, Int64
+from feast.types import Array, Float64, Int64, String
 
 from recommndr.features.schema import (
     ENTITY,
@@ -22,11 +22,16 @@ from recommndr.features.schema import (
     PRODUCT_TTL_DAYS,
     PRODUCT_VIEW,
     PUSH_SOURCE,
+    SESSION_FIELDS,
+    SESSION_TTL_DAYS,
+    SESSION_VIEW,
     TTL_DAYS,
     VIEW,
 )
 
-DTYPES: dict[str, Any] = {"int64": Int64, "int64_list": Array(Int64), "double": Float64}
+DTYPES: dict[str, Any] = {
+    "int64": Int64, "int64_list": Array(Int64), "double": Float64, "string_list": Array(String),
+}  # fmt: skip
 
 
 def definitions(offline_path: Path) -> list[Any]:
@@ -60,4 +65,21 @@ def definitions(offline_path: Path) -> list[Any]:
         online=True,
         description="a product's events over the last hour and day of event time (the streaming job)",
     )
-    return [user, batch, push, view, product, product_batch, product_push, product_view]
+    session_batch = FileSource(
+        name=f"{SESSION_VIEW}_batch", path=str(offline_path.with_name(f"{SESSION_VIEW}.parquet")),
+        timestamp_field="event_ts",
+    )  # fmt: skip
+    session_push = PushSource(name=f"{SESSION_VIEW}_push", batch_source=session_batch)
+    session_view = FeatureView(
+        name=SESSION_VIEW,
+        entities=[user],
+        ttl=timedelta(days=SESSION_TTL_DAYS),
+        schema=[Field(name=n, dtype=DTYPES[k]) for n, k in SESSION_FIELDS.items()],
+        source=session_push,
+        online=True,
+        description="a shopper's latest session: products and categories newest first (the streaming job)",
+    )
+    return [
+        user, batch, push, view, product, product_batch, product_push, product_view,
+        session_batch, session_push, session_view,
+    ]  # fmt: skip

@@ -138,6 +138,31 @@ def encode_double(value: float) -> bytes:
     return b"\x29" + struct.pack("<d", value)
 
 
+def encode_strings(values: Sequence[str]) -> bytes:
+    """A Feast ``Value`` proto holding ``string_list_val`` (field 12: a ``StringList``, field 1 repeated)."""
+    inner = b"".join(b"\x0a" + _varint(len(b)) + b for b in (v.encode() for v in values))
+    return b"\x62" + _varint(len(inner)) + inner
+
+
+def decode_strings(buf: bytes) -> list[str] | None:
+    """The string list in a Feast ``Value`` proto (None for an unset value)."""
+    if not buf:
+        return None
+    tag, pos = _read_varint(buf, 0)
+    if tag != 0x62:
+        raise ValueError(f"a Feast string list is expected (tag {tag})")
+    n, pos = _read_varint(buf, pos)
+    end, out = pos + n, []
+    while pos < end:
+        t, pos = _read_varint(buf, pos)
+        if t != 0x0A:
+            raise ValueError(f"unsupported Feast string list encoding (tag {t})")
+        m, pos = _read_varint(buf, pos)
+        out.append(buf[pos : pos + m].decode())
+        pos += m
+    return out
+
+
 def decode_double(buf: bytes) -> float | None:
     """The double in a Feast ``Value`` proto (None for an unset value; an int64 reads as a float)."""
     if not buf:

@@ -50,3 +50,19 @@ PRODUCT_FIELDS: dict[str, ProductKind] = {
     "trend": "double",
     "window_end_us": "int64",
 }
+
+# ``user_session``, keyed by ``user_id``: the shopper's latest session as the streaming job sees it (the
+# run of their events ending at the newest in which no two follow each other more than 30 minutes
+# apart): its products and their categories, newest first, its number of events and its first and last
+# event times (``recommndr.streaming.sessions``). The write-through's ``user_realtime`` stays the
+# request path's source of a shopper's recent products; the API compares the two (a consistency metric).
+SESSION_VIEW = "user_session"
+SESSION_TTL_DAYS = 2
+SessionKind = Literal["int64", "int64_list", "string_list"]
+SESSION_FIELDS: dict[str, SessionKind] = {
+    "session_items": "int64_list",
+    "session_categories": "string_list",
+    "session_events": "int64",
+    "session_start_us": "int64",
+    "session_last_us": "int64",
+}

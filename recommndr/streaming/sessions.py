@@ -1,0 +1,475 @@
+"""Shopper sessions: what the streaming job computes per shopper, and what the API reads back.
+
+Beside the product tiles (``windows.py``) the job groups each shopper's events in one-minute tiles of
+event time (Flink SQL ``TUMBLE`` by ``user_id``): per tile the number of distinct event ids and the
+set of its events' *marks* ``<ts_ms>:<item_id>:<k>`` (``k``: ``v`` view, ``a`` add-to-cart, ``p``
+purchase; ``LISTAGG(DISTINCT …)``, so an event the producer delivered twice is one mark). Every
+firing is a :class:`UserTile` carrying the tile's whole content so far, so writing it is idempotent
+by (shopper, tile end), as the product tiles are.
+
+:meth:`SessionStore.write_user_tiles` stores the tiles and recomputes each touched shopper's
+session (:func:`session_of`): the run of their events, ending at the newest, in which no two
+consecutive events are more than :data:`SESSION_GAP_S` apart, cut to the tiles ending within
+:data:`SESSION_MAX_S` of the newest tile (a shopper's tiles older than that are deleted, so what is
+kept per shopper is bounded). A session's products are its distinct products newest first (at most
+``RECENT_MAX``), its categories their ``category_l2`` newest first (at most
+:data:`SESSION_CATEGORIES_MAX`; empty when the job was given no catalogue), with its number of events
+and its first and last event times. A tile keeps at most :data:`MARKS_PER_TILE` marks, its newest
+(its event count stays exact): a shopper (or a bot) cannot grow a tile without bound.
+
+The rows are Feast's layout of the ``user_session`` view (``features.schema``): in Redis the fields of
+the shopper's hash (the one ``user_realtime`` lives in, keyed by ``user_id`` + project; the API's
+compare-and-set touches only its own fields), in SQLite the table ``recommndr_user_session``.
+Imports only the standard library, ``mmh3`` and ``redis`` (lazily), as ``windows.py``.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from recommndr.features.online import (
+    _mmh3,
+    _timestamp,
+    decode_strings,
+    decode_value,
+    encode_strings,
+    encode_value,
+    entity_key,
+)
+from recommndr.features.schema import JOIN_KEY, PROJECT, RECENT_MAX, SESSION_FIELDS, SESSION_VIEW
+from recommndr.streaming.windows import MAX_AHEAD_US, TILE_US, tile_end_us
+
+log = logging.getLogger(__name__)
+
+SESSION_GAP_S = 30 * 60  # a pause longer than this ends a session (the usual web-analytics rule)
+SESSION_MAX_S = 4 * 3600  # a session holds at most the tiles ending this long before its newest
+SESSION_CATEGORIES_MAX = 10
+MARKS_PER_TILE = 256
+KIND_MARK = {"view": "v", "add_to_cart": "a", "purchase": "p"}
+REDIS_TILES_TTL_S = 2 * 86_400  # a shopper's tiles (Redis) expire this long after their last write
+
+Mark = tuple[int, int, str]  # ts_ms, item_id, kind mark
+
+
+@dataclass(frozen=True, slots=True)
+class UserTile:
+    """One shopper's events in the minute of event time ending at ``end_us``: how many (distinct
+    ids) and their marks (the newest :data:`MARKS_PER_TILE`, sorted by time)."""
+
+    user_id: int
+    end_us: int
+    events: int
+    marks: tuple[Mark, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class UserSession:
+    """A shopper's latest session (see the module's docstring)."""
+
+    user_id: int
+    session_items: list[int]
+    session_categories: list[str]
+    session_events: int
+    session_start_us: int
+    session_last_us: int
+
+    def values(self) -> dict[str, int | list[int] | list[str]]:
+        return {name: getattr(self, name) for name in SESSION_FIELDS}
+
+
+def parse_marks(text: str | None) -> tuple[Mark, ...]:
+    """The job's ``LISTAGG`` of marks (``ts:item:k`` joined by commas), canonical: distinct, sorted
+    by time, the newest :data:`MARKS_PER_TILE`; a malformed mark is left out."""
+    out: set[Mark] = set()
+    for part in (text or "").split(","):
+        bits = part.split(":")
+        if len(bits) != 3 or bits[2] not in ("v", "a", "p"):
+            continue
+        try:
+            out.add((int(bits[0]), int(bits[1]), bits[2]))
+        except ValueError:
+            continue
+    return tuple(sorted(out)[-MARKS_PER_TILE:])
+
+
+def user_tiles_of(events: Iterable[tuple[str, int, int, str, int]]) -> list[UserTile]:
+    """Reference shopper tiles of ``(event_id, user_id, item_id, event_type, ts_us)`` events,
+    distinct by event id: what the job must produce for them (the tests' yardstick)."""
+    seen: set[str] = set()
+    tiles: dict[tuple[int, int], tuple[list[int], set[Mark]]] = {}
+    for eid, user, item, kind, ts in events:
+        if eid in seen or kind not in KIND_MARK:
+            continue
+        seen.add(eid)
+        n, marks = tiles.setdefault((user, tile_end_us(ts)), ([0], set()))
+        n[0] += 1
+        marks.add((ts // 1000, item, KIND_MARK[kind]))
+    return [
+        UserTile(u, e, n[0], tuple(sorted(m)[-MARKS_PER_TILE:])) for (u, e), (n, m) in sorted(tiles.items())
+    ]
+
+
+def session_of(
+    user_id: int, tiles: Mapping[int, tuple[int, Sequence[Mark]]], category: Mapping[int, str] | None = None
+) -> UserSession | None:
+    """``user_id``'s latest session from their tiles ``{end_us: (events, marks)}`` (None without
+    any); ``category`` maps a product to its category (products it does not know have none)."""
+    if not tiles:
+        return None
+    newest = max(tiles)
+    ends = sorted((e for e in tiles if e > newest - SESSION_MAX_S * 1_000_000), reverse=True)
+    gap_ms = SESSION_GAP_S * 1000
+    kept: list[int] = []
+    earliest: int | None = None
+    for end in ends:  # newest tile first; a gap longer than SESSION_GAP_S ends the session
+        marks = tiles[end][1]
+        if not marks:
+            continue
+        if earliest is not None and earliest - marks[-1][0] > gap_ms:
+            break
+        # inside one tile no gap can exceed a minute: the tile is the session's as a whole
+        kept.append(end)
+        earliest = marks[0][0]
+    if not kept:
+        return None
+    marks = sorted((m for e in kept for m in tiles[e][1]), reverse=True)
+    items: list[int] = []
+    for _, item, _ in marks:
+        if item not in items:
+            items.append(item)
+            if len(items) == RECENT_MAX:
+                break
+    cats: list[str] = []
+    for item in items if category else ():
+        c = category.get(item) if category else None
+        if c and c not in cats:
+            cats.append(c)
+            if len(cats) == SESSION_CATEGORIES_MAX:
+                break
+    return UserSession(
+        user_id=user_id,
+        session_items=items,
+        session_categories=cats,
+        session_events=sum(tiles[e][0] for e in kept),
+        session_start_us=earliest * 1000 if earliest is not None else 0,
+        session_last_us=marks[0][0] * 1000,
+    )
+
+
+def sessions_of(
+    events: Iterable[tuple[str, int, int, str, int]], category: Mapping[int, str] | None = None
+) -> dict[int, UserSession]:
+    """Reference sessions of the events (as :func:`user_tiles_of` takes them), per shopper."""
+    by_user: dict[int, dict[int, tuple[int, Sequence[Mark]]]] = {}
+    for t in user_tiles_of(events):
+        by_user.setdefault(t.user_id, {})[t.end_us] = (t.events, t.marks)
+    out = {}
+    for user, tiles in by_user.items():
+        s = session_of(user, tiles, category)
+        if s is not None:
+            out[user] = s
+    return out
+
+
+def _marks_text(marks: Sequence[Mark]) -> str:
+    return ",".join(f"{t}:{i}:{k}" for t, i, k in marks)
+
+
+def _encode_marks(events: int, marks: Sequence[Mark]) -> str:
+    return f"{events}|{_marks_text(marks)}"
+
+
+def _decode_marks(v: bytes | str) -> tuple[int, tuple[Mark, ...]]:
+    text = v.decode() if isinstance(v, bytes) else v
+    n, _, rest = text.partition("|")
+    return int(n), parse_marks(rest)
+
+
+def _encode(s: UserSession) -> dict[str, bytes]:
+    out = {}
+    for name, kind in SESSION_FIELDS.items():
+        v = getattr(s, name)
+        out[name] = encode_strings(v) if kind == "string_list" else encode_value(v)
+    return out
+
+
+def _decode(user_id: int, values: Mapping[str, bytes | None]) -> UserSession | None:
+    if all(values.get(n) is None for n in SESSION_FIELDS):
+        return None
+    out: dict[str, Any] = {}
+    for name, kind in SESSION_FIELDS.items():
+        raw = values.get(name)
+        if kind == "string_list":
+            out[name] = (decode_strings(raw) if raw else None) or []
+        else:
+            v = decode_value(raw) if raw else None
+            out[name] = v if v is not None else ([] if kind == "int64_list" else 0)
+    return UserSession(user_id=user_id, **out)
+
+
+def _latest(tiles: Iterable[UserTile]) -> dict[tuple[int, int], UserTile]:
+    """The last firing of each (shopper, tile) in a batch. A tile ending more than ``MAX_AHEAD_US``
+    after the wall clock is left out (logged): as the shopper's newest it would make every real tile
+    older than the session's four hours, deleted on arrival."""
+    out: dict[tuple[int, int], UserTile] = {}
+    limit = time.time_ns() // 1000 + MAX_AHEAD_US
+    ahead = 0
+    for t in tiles:
+        if t.user_id < 0 or t.end_us % TILE_US:
+            raise ValueError(f"not a tile of a shopper's session: {t}")
+        if t.end_us > limit:
+            ahead += 1
+            continue
+        out[(t.user_id, t.end_us)] = t
+    if ahead:
+        log.warning("%d shopper tile(s) ending more than %d s after the wall clock left out", ahead,
+                    MAX_AHEAD_US // 10**6)  # fmt: skip
+    return out
+
+
+class SessionStore(Protocol):
+    """Where the job writes shopper sessions and the API reads them."""
+
+    name: str
+
+    def write_user_tiles(
+        self, tiles: Iterable[UserTile], category: Mapping[int, str] | None = None
+    ) -> int: ...
+
+    def user_tiles(self, user_id: int) -> dict[int, tuple[int, tuple[Mark, ...]]]: ...
+
+    def read_sessions(self, user_ids: Sequence[int]) -> dict[int, UserSession]: ...
+
+    def close(self) -> None: ...
+
+
+class RedisSessionStore:
+    """Sessions in Redis: Feast's ``user_session`` fields in the shopper's hash, the tiles in a
+    hash of their own per shopper (expiring :data:`REDIS_TILES_TTL_S` after its last write)."""
+
+    name = "redis"
+
+    def __init__(self, url: str, timeout_s: float = 1.0) -> None:
+        import redis
+
+        self.client = redis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
+        self.names = list(SESSION_FIELDS)
+        self.fields = [_mmh3(f"{SESSION_VIEW}:{n}") for n in self.names]
+        self.ts_field = f"_ts:{SESSION_VIEW}"
+
+    @staticmethod
+    def key(user_id: int) -> bytes:
+        return entity_key(user_id, JOIN_KEY) + PROJECT.encode()
+
+    @staticmethod
+    def tiles_key(user_id: int) -> str:
+        return f"{PROJECT}:{SESSION_VIEW}:tiles:{user_id}"
+
+    def user_tiles(self, user_id: int) -> dict[int, tuple[int, tuple[Mark, ...]]]:
+        raw: Any = self.client.hgetall(self.tiles_key(user_id))
+        return {int(k): _decode_marks(v) for k, v in raw.items()}
+
+    def write_user_tiles(self, tiles: Iterable[UserTile], category: Mapping[int, str] | None = None) -> int:
+        latest = _latest(tiles)
+        if not latest:
+            return 0
+        users = sorted({u for u, _ in latest})
+        pipe = self.client.pipeline(transaction=False)
+        for (user, end), t in latest.items():
+            pipe.hset(self.tiles_key(user), str(end), _encode_marks(t.events, t.marks))
+        for user in users:
+            pipe.expire(self.tiles_key(user), REDIS_TILES_TTL_S)
+            pipe.hgetall(self.tiles_key(user))
+        got: list[Any] = pipe.execute()[len(latest) :][1::2]
+        pipe = self.client.pipeline(transaction=False)
+        for user, raw in zip(users, got, strict=True):
+            tiles_ = {int(k): _decode_marks(v) for k, v in raw.items()}
+            old = [str(e) for e in tiles_ if e <= max(tiles_) - SESSION_MAX_S * 1_000_000]
+            if old:
+                pipe.hdel(self.tiles_key(user), *old)
+            s = session_of(user, tiles_, category)
+            if s is None:
+                continue
+            enc = _encode(s)
+            mapping: dict[bytes | str, bytes] = {self.ts_field: _timestamp(s.session_last_us)}
+            for f, name in zip(self.fields, self.names, strict=True):
+                mapping[f] = enc[name]
+            pipe.hset(self.key(user), mapping=mapping)  # type: ignore[arg-type]
+        pipe.execute()
+        return len(users)
+
+    def read_sessions(self, user_ids: Sequence[int]) -> dict[int, UserSession]:
+        pipe = self.client.pipeline(transaction=False)
+        for u in user_ids:
+            pipe.hmget(self.key(u), self.fields)  # type: ignore[arg-type]
+        out = {}
+        for u, values in zip(user_ids, pipe.execute(), strict=True):
+            s = _decode(u, dict(zip(self.names, values, strict=True)))
+            if s is not None:
+                out[u] = s
+        return out
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class SqliteSessionStore:
+    """Sessions in the SQLite online store file (Feast's table ``recommndr_user_session``), the
+    tiles in a table of their own beside it."""
+
+    name = "sqlite"
+
+    def __init__(self, path: Path, timeout_s: float = 5.0) -> None:
+        self.path = Path(path)
+        self.timeout_s = timeout_s
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.table = f'"{PROJECT}_{SESSION_VIEW}"'
+        self.tiles_table = f'"{PROJECT}_{SESSION_VIEW}_tiles"'
+        self._local = threading.local()
+        with self._conn() as c:
+            c.execute(
+                f"CREATE TABLE IF NOT EXISTS {self.table} (entity_key BLOB, feature_name TEXT, value BLOB, "
+                "value_text TEXT, vector_value BLOB, event_ts timestamp, created_ts timestamp, "
+                "PRIMARY KEY(entity_key, feature_name))"
+            )
+            c.execute(
+                f"CREATE TABLE IF NOT EXISTS {self.tiles_table} (user_id INTEGER, end_us INTEGER, "
+                "events INTEGER, marks TEXT, PRIMARY KEY(user_id, end_us))"
+            )
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=self.timeout_s, isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            self._local.conn = conn
+        return conn
+
+    @staticmethod
+    def key(user_id: int) -> bytes:
+        return entity_key(user_id, JOIN_KEY)
+
+    def user_tiles(self, user_id: int) -> dict[int, tuple[int, tuple[Mark, ...]]]:
+        rows = self._conn().execute(
+            f"SELECT end_us, events, marks FROM {self.tiles_table} WHERE user_id = ?", (user_id,)
+        )
+        return {e: (n, parse_marks(m)) for e, n, m in rows}
+
+    def write_user_tiles(self, tiles: Iterable[UserTile], category: Mapping[int, str] | None = None) -> int:
+        latest = _latest(tiles)
+        if not latest:
+            return 0
+        users = sorted({u for u, _ in latest})
+        c = self._conn()
+        c.execute("BEGIN IMMEDIATE")
+        try:
+            c.executemany(
+                f"INSERT INTO {self.tiles_table} VALUES (?, ?, ?, ?) ON CONFLICT(user_id, end_us) DO UPDATE "
+                "SET events = excluded.events, marks = excluded.marks",
+                [(t.user_id, t.end_us, t.events, _marks_text(t.marks)) for t in latest.values()],
+            )
+            by_user: dict[int, dict[int, tuple[int, tuple[Mark, ...]]]] = {u: {} for u in users}
+            for start in range(0, len(users), 400):
+                chunk = users[start : start + 400]
+                rows = c.execute(
+                    f"SELECT user_id, end_us, events, marks FROM {self.tiles_table} "
+                    f"WHERE user_id IN ({','.join('?' * len(chunk))})",
+                    chunk,
+                )
+                for u, e, n, m in rows:
+                    by_user[u][e] = (n, parse_marks(m))
+            old: list[tuple[int, int]] = []
+            now_s = int(time.time())
+            feast_rows: list[tuple[Any, ...]] = []
+            for user in users:
+                tiles_ = by_user[user]
+                old.append((user, max(tiles_) - SESSION_MAX_S * 1_000_000))
+                s = session_of(user, tiles_, category)
+                if s is None:
+                    continue
+                key = self.key(user)
+                feast_rows.extend(
+                    (key, name, value, None, s.session_last_us // 1_000_000, now_s)
+                    for name, value in _encode(s).items()
+                )
+            c.executemany(f"DELETE FROM {self.tiles_table} WHERE user_id = ? AND end_us <= ?", old)
+            c.executemany(
+                f"INSERT INTO {self.table} (entity_key, feature_name, value, value_text, event_ts, created_ts) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(entity_key, feature_name) DO UPDATE SET "
+                "value = excluded.value, event_ts = excluded.event_ts, created_ts = excluded.created_ts",
+                feast_rows,
+            )
+            c.execute("COMMIT")
+        except BaseException:
+            if c.in_transaction:
+                c.execute("ROLLBACK")
+            raise
+        return len(users)
+
+    def read_sessions(self, user_ids: Sequence[int]) -> dict[int, UserSession]:
+        keys = {self.key(u): u for u in user_ids}
+        found: dict[int, dict[str, bytes | None]] = {}
+        klist = list(keys)
+        for start in range(0, len(klist), 400):
+            chunk = klist[start : start + 400]
+            rows = self._conn().execute(
+                f"SELECT entity_key, feature_name, value FROM {self.table} "
+                f"WHERE entity_key IN ({','.join('?' * len(chunk))})",
+                chunk,
+            )
+            for k, name, value in rows:
+                found.setdefault(keys[k], {})[name] = value
+        out = {}
+        for u in user_ids:
+            if u in found:
+                s = _decode(u, found[u])
+                if s is not None:
+                    out[u] = s
+        return out
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+
+def open_session_store(kind: str, path: Path, redis_url: str, timeout_s: float = 1.0) -> SessionStore | None:
+    """The session store beside the online store of ``kind`` (None when it is ``off``)."""
+    if kind == "off":
+        return None
+    if kind == "redis":
+        return RedisSessionStore(redis_url, timeout_s)
+    return SqliteSessionStore(path)
+
+
+def load_categories(path: Path) -> dict[int, str]:
+    """``item_id`` → ``category_l2`` from the data contract's ``products`` table: a Parquet or CSV
+    file, or a dataset folder holding ``products.parquet`` or ``products/`` (Parquet parts). pyarrow
+    only (the job's environment has no polars); ValueError naming the path when it is not one."""
+    import pyarrow.csv as pcsv
+    import pyarrow.dataset as pads
+
+    path = Path(path)
+    if path.is_dir() and (path / "products.parquet").exists():
+        path = path / "products.parquet"
+    elif path.is_dir() and (path / "products").is_dir():
+        path = path / "products"
+    cols = ["item_id", "category_l2"]
+    try:
+        if path.suffix == ".csv":
+            table = pcsv.read_csv(path, convert_options=pcsv.ConvertOptions(include_columns=cols))
+        else:
+            table = pads.dataset(path, format="parquet").to_table(columns=cols)
+    except (OSError, ValueError, KeyError) as exc:  # pyarrow's errors derive from these
+        raise ValueError(f"{path}: not a products table with item_id and category_l2 ({exc})") from None
+    ids, cats = table.column("item_id").to_pylist(), table.column("category_l2").to_pylist()
+    return {int(i): str(c) for i, c in zip(ids, cats, strict=True) if i is not None and c}

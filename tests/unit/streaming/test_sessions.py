@@ -1,0 +1,109 @@
+"""Shopper sessions: the reference tiles and sessions, the marks' parsing, the SQLite store (the
+session-store contract), Feast's string lists, and Feast reading the sessions the store writes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from recommndr.features.online import decode_strings, encode_strings
+from recommndr.features.schema import SESSION_FIELDS, SESSION_VIEW
+from recommndr.streaming.sessions import (
+    MARKS_PER_TILE,
+    SqliteSessionStore,
+    UserTile,
+    load_categories,
+    parse_marks,
+    user_tiles_of,
+)
+from tests import session_store_contract as contract
+
+pytestmark = pytest.mark.unit
+T0 = contract.T0
+MIN_US = contract.MIN_US
+
+
+def test_reference_tiles_count_each_event_id_once_and_mark_its_kind() -> None:
+    evs = [("a", 1, 5, "view", T0), ("a", 1, 5, "view", T0), ("b", 1, 6, "purchase", T0 + 2000),
+           ("c", 1, 6, "add_to_cart", T0 + MIN_US), ("d", 2, 5, "click", T0)]  # fmt: skip
+    assert user_tiles_of(evs) == [
+        UserTile(1, T0 + MIN_US, 2, ((T0 // 1000, 5, "v"), (T0 // 1000 + 2, 6, "p"))),
+        UserTile(1, T0 + 2 * MIN_US, 1, (((T0 + MIN_US) // 1000, 6, "a"),)),
+    ]
+
+
+def test_marks_are_parsed_canonically_junk_left_out_and_capped() -> None:
+    assert parse_marks("20:3:v,10:4:a,20:3:v,x:1:v,5:2:q,7:1,,30:9:p") == (
+        (10, 4, "a"),
+        (20, 3, "v"),
+        (30, 9, "p"),
+    )
+    assert parse_marks(None) == ()
+    many = ",".join(f"{t}:1:v" for t in range(MARKS_PER_TILE + 50))
+    got = parse_marks(many)
+    assert len(got) == MARKS_PER_TILE and got[0][0] == 50  # the newest kept
+
+
+@pytest.mark.parametrize("values", [[], ["a"], ["Home & Garden", "Toys", "é" * 200]])
+def test_string_lists_match_feast_protobuf(values: list[str]) -> None:
+    from feast.protos.feast.types.Value_pb2 import StringList, Value
+
+    assert encode_strings(values) == Value(string_list_val=StringList(val=values)).SerializeToString()
+    assert decode_strings(encode_strings(values)) == values
+
+
+def test_categories_come_from_the_products_file(tmp_path: Path) -> None:
+    import pandas as pd
+
+    df = pd.DataFrame(
+        {"item_id": [1, 2, 3], "category_l2": ["Toys", None, "Books"], "title": ["a", "b", "c"]}
+    )
+    df.to_parquet(tmp_path / "products.parquet")
+    df.to_csv(tmp_path / "p.csv", index=False)
+    assert load_categories(tmp_path) == {1: "Toys", 3: "Books"}
+    assert load_categories(tmp_path / "p.csv") == {1: "Toys", 3: "Books"}
+    (tmp_path / "parts" / "products").mkdir(parents=True)
+    df.to_parquet(tmp_path / "parts" / "products" / "part-0.parquet")
+    assert load_categories(tmp_path / "parts") == {1: "Toys", 3: "Books"}
+    (tmp_path / "bad.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(ValueError, match="not a products table"):
+        load_categories(tmp_path / "bad.csv")
+
+
+class TestSqliteSessionStore:
+    @pytest.fixture
+    def store(self, tmp_path: Path) -> SqliteSessionStore:
+        return SqliteSessionStore(tmp_path / "online.db")
+
+    def test_firings_and_replays_leave_exact_sessions(self, store: SqliteSessionStore) -> None:
+        contract.check_firings_and_replays_leave_exact_sessions(store)
+
+    def test_a_pause_ends_a_session_and_a_late_event_can_join_two(self, store: SqliteSessionStore) -> None:
+        contract.check_a_pause_ends_a_session_and_a_late_event_can_join_two(store)
+
+    def test_a_long_session_is_cut_and_old_tiles_go(self, store: SqliteSessionStore) -> None:
+        contract.check_a_long_session_is_cut_and_old_tiles_go(store)
+
+    def test_a_tile_off_the_minute_is_refused(self, store: SqliteSessionStore) -> None:
+        contract.check_a_tile_off_the_minute_is_refused(store)
+
+
+def test_feast_reads_the_sessions_the_store_writes(tmp_path: Path) -> None:
+    from recommndr.features.repo import apply, write_repo
+
+    db = tmp_path / "online.db"
+    fs = apply(write_repo(tmp_path / "repo", "sqlite", db, "redis://unused"))
+    store = SqliteSessionStore(db)
+    evs = [("a", 5, 11, "view", T0), ("b", 5, 12, "add_to_cart", T0 + MIN_US), ("c", 6, 11, "purchase", T0)]
+    store.write_user_tiles(user_tiles_of(evs), {11: "Toys", 12: "Books"})
+    ours = store.read_sessions([5, 6])
+    got = fs.get_online_features(
+        features=[f"{SESSION_VIEW}:{n}" for n in SESSION_FIELDS], entity_rows=[{"user_id": 5}, {"user_id": 6}]
+    ).to_dict()
+    for name in SESSION_FIELDS:
+        assert got[name] == [getattr(ours[5], name), getattr(ours[6], name)], name
+    assert got["session_items"] == [[12, 11], [11]] and got["session_categories"] == [
+        ["Books", "Toys"],
+        ["Toys"],
+    ]
