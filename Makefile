@@ -161,6 +161,7 @@ demo: setup
 	  export RECOMMNDR_EVENT_BROKER=127.0.0.1:$(BROKER_PORT) RECOMMNDR_EVENT_SPOOL_DIR=$(DEMO_STREAM)/spool \
 	    RECOMMNDR_ONLINE_STORE_PATH=$(DEMO_STREAM)/online.db; \
 	  $(BIN)/recommndr stream job --checkpoint-dir $(DEMO_STREAM)/checkpoints --metrics-port $(JOB_METRICS_PORT) \
+	    --catalogue $(DEMO_DATA) \
 	    >$(DEMO_STREAM)/job.log 2>&1 & job=$$!; \
 	fi; \
 	RECOMMNDR_TRUSTED_PROXIES='["127.0.0.2/32"]' RECOMMNDR_RELOAD_INTERVAL_S=2 RECOMMNDR_FAULT_INJECTION=true \

@@ -69,12 +69,21 @@ def prefill(bootstrap: str, topic: str, records: list[bytes], batch: int = 20_00
     return len(records) / (time.perf_counter() - t0)
 
 
-def counted(db: Path) -> int:
+def counted(db: Path, sessions: bool = True) -> int:
+    """Events the store's tiles count: the product tiles', and with ``sessions`` the fewer of theirs
+    and the shopper tiles' (the job is through an event once both count it)."""
     with sqlite3.connect(db, timeout=10) as c:
         row = c.execute(
             "SELECT COALESCE(SUM(views + carts + purchases), 0) FROM recommndr_product_realtime_tiles"
         )
-        return int(row.fetchone()[0])
+        n = int(row.fetchone()[0])
+        if sessions:
+            try:
+                row = c.execute("SELECT COALESCE(SUM(events), 0) FROM recommndr_user_session_tiles")
+                n = min(n, int(row.fetchone()[0]))
+            except sqlite3.OperationalError:  # no shopper tile yet
+                n = 0
+        return n
 
 
 def records_in(job: FeatureJob) -> float | None:
@@ -89,7 +98,9 @@ def records_in(job: FeatureJob) -> float | None:
     return None
 
 
-def throughput(job: FeatureJob, db: Path, n: int, timeout_s: float) -> tuple[float, float, list[float]]:
+def throughput(
+    job: FeatureJob, db: Path, n: int, timeout_s: float, sessions: bool
+) -> tuple[float, float, list[float]]:
     """(events/s end to end, seconds, per-second source rates)."""
     t_first = None
     deadline = time.monotonic() + timeout_s
@@ -99,7 +110,7 @@ def throughput(job: FeatureJob, db: Path, n: int, timeout_s: float) -> tuple[flo
         now = time.monotonic()
         if t_first is None and db.exists():
             try:
-                if counted(db) > 0:
+                if counted(db, sessions) > 0:
                     t_first = now  # the first tiles: the source has been reading for ~1 s
             except sqlite3.OperationalError:
                 pass
@@ -108,11 +119,13 @@ def throughput(job: FeatureJob, db: Path, n: int, timeout_s: float) -> tuple[flo
             if last is not None and now > last[0] and r > last[1]:
                 rates.append((r - last[1]) / (now - last[0]))
             last = (now, r)
-        if t_first is not None and counted(db) >= n:
+        if t_first is not None and counted(db, sessions) >= n:
             elapsed = now - t_first + 1.0  # + the first early fire's delay before the first tiles
             return n / elapsed, elapsed, rates
         time.sleep(1.0)
-    raise SystemExit(f"the job did not count {n:,} events within {timeout_s:.0f} s (counted {counted(db):,})")
+    raise SystemExit(
+        f"the job did not count {n:,} events within {timeout_s:.0f} s (counted {counted(db, sessions):,})"
+    )
 
 
 def freshness(
@@ -197,6 +210,10 @@ def main() -> None:
     ap.add_argument("--parallelism", type=int, default=1)
     ap.add_argument("--partitions", type=int, default=1)
     ap.add_argument("--timeout", type=float, default=600.0)
+    ap.add_argument("--sessions", action=argparse.BooleanOptionalAction, default=True,
+                    help="the job computes the shoppers' sessions too (its default)")  # fmt: skip
+    ap.add_argument("--early-fire", type=float, default=1.0, help="the job's --early-fire, seconds")
+    ap.add_argument("--session-fire", type=float, default=5.0, help="the job's --session-fire, seconds")
     a = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-stream-") as tmp, LocalBroker() as broker:
         root = Path(tmp)
@@ -213,9 +230,10 @@ def main() -> None:
         job = FeatureJob(
             bootstrap=broker.bootstrap, topic=topic, store="sqlite", store_path=db,
             checkpoint_dir=root / "chk", parallelism=a.parallelism, log_path=root / "job.log",
+            sessions=a.sessions, early_fire_s=a.early_fire, session_fire_s=a.session_fire,
         )  # fmt: skip
         with job:
-            eps, elapsed, rates = throughput(job, db, a.events, a.timeout)
+            eps, elapsed, rates = throughput(job, db, a.events, a.timeout, a.sessions)
             steady = rates[2:-2] if len(rates) > 6 else rates
             print(
                 f"throughput: {a.events:,} events in {elapsed:.1f} s = {eps:,.0f} events/s end to end; "

@@ -1,4 +1,4 @@
-"""Recommndr's streaming feature job: Kafka source → Flink SQL one-minute tiles → the window store.
+"""Recommndr's streaming feature job: Kafka source → Flink SQL one-minute tiles → the online store.
 
 Runs in its own virtual environment (``make flink-env``: ``flink/.venv`` with PyFlink 2.0 and the
 Kafka connector jars in ``flink/jars``) with the repository root on ``PYTHONPATH``, so that the sink
@@ -18,8 +18,14 @@ The job only wires source → SQL → sink:
   type (the producer is at-least-once: a duplicate counts once), fired early every ``--early-fire``
   and again for late events up to ``--lateness`` after the tile's end (later ones are dropped).
   Every firing carries the tile's whole count, so writing it is idempotent.
+- sessions (``--sessions``, the default): per shopper, one-minute ``TUMBLE`` tiles counting
+  ``DISTINCT event_id`` with the set of the events' ``ts_ms:item_id:k`` marks (``LISTAGG DISTINCT``),
+  fired early every ``--session-fire`` (5 s: there are about as many shoppers as events, so each
+  firing costs the sink more) and late within the same lateness; both queries' rows have one shape
+  and their streams are one union into the sink, which writes the products first. Categories come
+  from ``--catalogue``.
 - sink: a Python function that keeps the +I/+U rows and writes them in batches with
-  ``WindowStore.write_tiles``; it flushes at the end of each bundle, which Flink finishes before a
+  ``WindowStore.write_tiles`` and ``SessionStore.write_user_tiles``; it flushes at the end of each bundle, which Flink finishes before a
   checkpoint barrier passes, so every row emitted before a checkpoint is in the store when the
   checkpoint completes; rows emitted after it are emitted again after a restore (their events and
   timers come back with the state). The driver writes a heartbeat every ~2 s while Flink runs the job.
@@ -105,14 +111,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--metrics-port", type=int, default=0, help="Prometheus exporter port (0: off)")
     p.add_argument("--rest-port", type=int, default=0, help="Flink's REST port (0: a free one)")
     p.add_argument("--bundle-ms", type=int, default=100, help="longest time a row waits in the Python sink")
+    p.add_argument("--sessions", action=argparse.BooleanOptionalAction, default=True,
+                   help="also compute the shoppers' sessions (the user_session view)")  # fmt: skip
+    p.add_argument("--session-fire", type=duration_s, default=5.0,
+                   help="how often a changing shopper tile is emitted")  # fmt: skip
+    p.add_argument("--catalogue", type=Path, default=None,
+                   help="products file (Parquet/CSV) or data folder: the sessions' categories")  # fmt: skip
     p.add_argument("--backfill", type=Path, nargs="+", metavar="PATH",
                    help="replay these event files (bounded) instead of reading the topic")  # fmt: skip
     a = p.parse_args(argv)
     if a.parallelism < 1:
         p.error("--parallelism must be at least 1")
-    for name in ("lateness", "out_of_orderness", "early_fire", "checkpoint_interval"):
-        if getattr(a, name) < 0 or (name in ("early_fire", "checkpoint_interval") and getattr(a, name) <= 0):
+    for name in ("lateness", "out_of_orderness", "early_fire", "session_fire", "checkpoint_interval"):
+        if getattr(a, name) < 0 or (name not in ("lateness", "out_of_orderness") and getattr(a, name) <= 0):
             p.error(f"--{name.replace('_', '-')} must be positive")
+    if a.catalogue is not None:
+        from recommndr.streaming.sessions import load_categories
+
+        try:
+            load_categories(a.catalogue)  # the sink loads it again in its worker: fail here, clearly
+        except ValueError as exc:
+            p.error(f"--catalogue: {exc}")
     for path in a.backfill or []:
         if not path.exists():
             p.error(f"--backfill {path}: no such file or folder")
@@ -192,18 +211,41 @@ def file_table_ddls(paths: Iterable[Path], out_of_orderness_s: float) -> list[st
     return ddls
 
 
-# ``views`` is a reserved word in Flink SQL 2.x: the counts are n_views, n_carts, n_purchases
-TILES_SQL = """
+# Both queries give rows of one shape, so their streams are one union into one sink: (kind, key,
+# end_s, a, b, c, marks). Product tiles (kind 0, key item_id): a, b, c the distinct views, carts and
+# purchases. Shopper tiles (kind 1, key user_id): a the distinct events, marks their
+# ``ts_ms:item_id:k`` (``recommndr.streaming.sessions``). ``views`` is a reserved word in Flink SQL 2.x.
+VALID_EVENT = """event_id IS NOT NULL AND event_id <> '' AND item_id IS NOT NULL AND item_id >= 0
+  AND event_type IN ('view', 'add_to_cart', 'purchase')"""
+TILE_END = "UNIX_TIMESTAMP(DATE_FORMAT(TUMBLE_END(rowtime, INTERVAL '1' MINUTE), 'yyyy-MM-dd HH:mm:ss'))"
+TILES_SQL = f"""
 SELECT
-  item_id,
-  UNIX_TIMESTAMP(DATE_FORMAT(TUMBLE_END(rowtime, INTERVAL '1' MINUTE), 'yyyy-MM-dd HH:mm:ss')) AS end_s,
-  COUNT(DISTINCT event_id) FILTER (WHERE event_type = 'view') AS n_views,
-  COUNT(DISTINCT event_id) FILTER (WHERE event_type = 'add_to_cart') AS n_carts,
-  COUNT(DISTINCT event_id) FILTER (WHERE event_type = 'purchase') AS n_purchases
+  0 AS kind,
+  item_id AS key,
+  {TILE_END} AS end_s,
+  COUNT(DISTINCT event_id) FILTER (WHERE event_type = 'view') AS a,
+  COUNT(DISTINCT event_id) FILTER (WHERE event_type = 'add_to_cart') AS b,
+  COUNT(DISTINCT event_id) FILTER (WHERE event_type = 'purchase') AS c,
+  CAST(NULL AS STRING) AS marks
 FROM events
-WHERE event_id IS NOT NULL AND event_id <> '' AND item_id IS NOT NULL AND item_id >= 0
-  AND event_type IN ('view', 'add_to_cart', 'purchase')
+WHERE {VALID_EVENT}
 GROUP BY item_id, TUMBLE(rowtime, INTERVAL '1' MINUTE)
+"""
+# an event's time in ms: ts_ms, else ts to the second (as the event time column takes it)
+EVENT_MS = "COALESCE(ts_ms, UNIX_TIMESTAMP(REPLACE(SUBSTRING(ts FROM 1 FOR 19), 'T', ' ')) * 1000)"
+USER_TILES_SQL = f"""
+SELECT
+  1 AS kind,
+  user_id AS key,
+  {TILE_END} AS end_s,
+  COUNT(DISTINCT event_id) AS a,
+  CAST(0 AS BIGINT) AS b,
+  CAST(0 AS BIGINT) AS c,
+  LISTAGG(DISTINCT CONCAT(CAST({EVENT_MS} AS STRING), ':', CAST(item_id AS STRING), ':',
+                          SUBSTRING(event_type FROM 1 FOR 1))) AS marks
+FROM events
+WHERE {VALID_EVENT} AND user_id IS NOT NULL AND user_id >= 0
+GROUP BY user_id, TUMBLE(rowtime, INTERVAL '1' MINUTE)
 """
 
 
@@ -242,6 +284,14 @@ def open_store(store: str, store_path: str, redis_url: str) -> Any:
     return SqliteWindowStore(Path(store_path))
 
 
+def open_sessions(store: str, store_path: str, redis_url: str) -> Any:
+    from recommndr.streaming.sessions import RedisSessionStore, SqliteSessionStore
+
+    if store == "redis":
+        return RedisSessionStore(redis_url, timeout_s=5.0)
+    return SqliteSessionStore(Path(store_path))
+
+
 _FLUSH_HOOKS: list[Any] = []
 
 
@@ -265,22 +315,30 @@ def _install_bundle_hook() -> None:
     base._recommndr_hooked = True  # type: ignore[attr-defined]
 
 
-def make_sink(store: str, store_path: str, redis_url: str) -> Any:
+def make_sink(store: str, store_path: str, redis_url: str, sessions: bool, catalogue: str | None) -> Any:
+    """One sink for both queries' rows (one Python operator: Python user metrics of a second one in
+    the same job were not reported here): product tiles with ``WindowStore.write_tiles``, shopper
+    tiles with ``SessionStore.write_user_tiles``."""
     from pyflink.common import Row, RowKind
     from pyflink.datastream import ProcessFunction, RuntimeContext
 
     class TileSink(ProcessFunction):  # type: ignore[misc]
-        """Batches the +I/+U tile rows and writes them with ``WindowStore.write_tiles``."""
+        """Batches the +I/+U tile rows and writes them."""
 
         def open(self, runtime_context: RuntimeContext) -> None:
-            from recommndr.streaming.windows import TILE_US, Tile
+            from recommndr.streaming.sessions import UserTile, load_categories, parse_marks
+            from recommndr.streaming.windows import Tile
 
-            self.Tile, self.tile_us = Tile, TILE_US
+            self.Tile, self.UserTile, self.parse_marks = Tile, UserTile, parse_marks
             self.store = open_store(store, store_path, redis_url)
+            self.sessions = open_sessions(store, store_path, redis_url) if sessions else None
+            self.category = load_categories(Path(catalogue)) if sessions and catalogue else None
             self.buffer: dict[tuple[int, int], Any] = {}
+            self.user_buffer: dict[tuple[int, int], Any] = {}
             self.lock = threading.RLock()
             group = runtime_context.get_metrics_group().add_group(METRIC_GROUP)
             self.m_tiles = group.counter("tiles_written")
+            self.m_user_tiles = group.counter("user_tiles_written")
             self.m_rows = group.counter("rows_in")
             self.m_writes = group.counter("write_count")
             self.m_sum_us = group.counter("write_sum_us")
@@ -305,35 +363,47 @@ def make_sink(store: str, store_path: str, redis_url: str) -> Any:
                     logging.getLogger(__name__).warning("timed flush failed", exc_info=True)
 
         def process_element(self, value: Row, ctx: ProcessFunction.Context) -> Iterator[Any]:
-            kind = value.get_row_kind()
-            if kind in (RowKind.INSERT, RowKind.UPDATE_AFTER):
-                item, end_s = int(value[0]), int(value[1])
+            if value.get_row_kind() in (RowKind.INSERT, RowKind.UPDATE_AFTER):
+                key = (int(value[1]), int(value[2]))
                 with self.lock:  # the end of a bundle may flush from another operator's thread
-                    self.buffer[(item, end_s)] = (value[2] or 0, value[3] or 0, value[4] or 0)
-                    full = len(self.buffer) >= 20_000
+                    if value[0] == 0:
+                        self.buffer[key] = (value[3] or 0, value[4] or 0, value[5] or 0)
+                    else:
+                        self.user_buffer[key] = (value[3] or 0, value[6])
+                    full = len(self.buffer) + len(self.user_buffer) >= 20_000
                 self.m_rows.inc(1)
                 if full:
                     self.flush()
             return iter(())
 
         def flush(self) -> None:
-            if not self.buffer:
+            if not self.buffer and not self.user_buffer:
                 return
             with self.lock:
                 rows, self.buffer = self.buffer, {}
+                user_rows, self.user_buffer = self.user_buffer, {}
                 tiles = [self.Tile(i, e * 1_000_000, *c) for (i, e), c in rows.items()]
+                user_tiles = [
+                    self.UserTile(u, e * 1_000_000, n, self.parse_marks(m))
+                    for (u, e), (n, m) in user_rows.items()
+                ]
                 t0 = time.perf_counter()
                 while True:
                     try:
-                        self.store.write_tiles(tiles)
+                        if tiles:  # the products first: their freshness is the one measured
+                            self.store.write_tiles(tiles)
+                            tiles_done, tiles = tiles, []
+                            self.clock_us = max(self.clock_us, *(t.end_us for t in tiles_done))
+                            self.m_tiles.inc(len(tiles_done))
+                        if user_tiles and self.sessions is not None:
+                            self.sessions.write_user_tiles(user_tiles, self.category)
+                            self.m_user_tiles.inc(len(user_tiles))
                         break
                     except Exception:
                         self.m_errors.inc(1)
-                        logging.getLogger(__name__).warning("write_tiles failed; retrying", exc_info=True)
+                        logging.getLogger(__name__).warning("store write failed; retrying", exc_info=True)
                         time.sleep(0.5)
                 dt = time.perf_counter() - t0
-                self.clock_us = max(self.clock_us, *(t.end_us for t in tiles))
-            self.m_tiles.inc(len(tiles))
             self.m_writes.inc(1)
             self.m_sum_us.inc(int(dt * 1e6))
             for bound, counter in zip(WRITE_BUCKETS_S, self.m_buckets, strict=True):
@@ -348,6 +418,8 @@ def make_sink(store: str, store_path: str, redis_url: str) -> Any:
                 if self.flush in _FLUSH_HOOKS:
                     _FLUSH_HOOKS.remove(self.flush)
                 self.store.close()
+                if self.sessions is not None:
+                    self.sessions.close()
 
     return TileSink()
 
@@ -372,7 +444,6 @@ class FlinkRest:
     def __init__(self, port: int, timeout_s: float = 2.0) -> None:
         self.base = f"http://127.0.0.1:{port}"
         self.timeout_s = timeout_s
-        self._ids: dict[str, list[str]] = {}
 
     def get(self, path: str) -> Any:
         with urllib.request.urlopen(self.base + path, timeout=self.timeout_s) as r:
@@ -388,16 +459,15 @@ class FlinkRest:
 
     def metrics(self, jid: str, vid: str) -> dict[str, dict[str, float]]:
         """``{metric id: {"sum": .., "max": ..}}`` over the vertex's subtasks, for :func:`wanted_metric`."""
-        ids = self._ids.get(vid)
-        if not ids:
-            ids = [
-                m["id"]
-                for m in self.get(f"/jobs/{jid}/vertices/{vid}/subtasks/metrics")
-                if wanted_metric(m["id"])
-            ]
-            if not ids:  # metrics appear once the operators opened and the fetcher ran: ask again later
-                return {}
-            self._ids[vid] = ids
+        # listed at each call (a scrape): a Python operator registers its metrics only when it opens,
+        # with its first bundle, after the vertex's other operators registered theirs
+        ids = [
+            m["id"]
+            for m in self.get(f"/jobs/{jid}/vertices/{vid}/subtasks/metrics")
+            if wanted_metric(m["id"])
+        ]
+        if not ids:  # metrics appear once the operators opened and the fetcher ran
+            return {}
         q = urllib.request.quote(",".join(ids), safe=",")
         rows = self.get(f"/jobs/{jid}/vertices/{vid}/subtasks/metrics?get={q}&agg=sum,max")
         return {r["id"]: r for r in rows}
@@ -419,22 +489,26 @@ def stream_figures(rest: FlinkRest) -> dict[str, Any] | None:
     jid, state, vertices = found
     fig: dict[str, Any] = {
         "up": state == "RUNNING", "records_in": 0.0, "pending": None, "lag_max": None, "watermark_ms": None,
-        "tiles": 0.0, "writes": 0.0, "write_sum_s": 0.0, "buckets": [0.0] * len(WRITE_BUCKETS_S),
+        "tiles": 0.0, "user_tiles": 0.0, "writes": 0.0, "write_sum_s": 0.0, "buckets": [0.0] * len(WRITE_BUCKETS_S),
     }  # fmt: skip
+    # with sessions on, two sources read the same topic (one per query): their figures are each the
+    # topic's, so the records read and the lag are the largest source's, not the sum
     for v in vertices:
         for k, r in rest.metrics(jid, v["id"]).items():
             name = k.partition(".")[2]
             total, top = _finite(r.get("sum")), _finite(r.get("max"))
             if name == "numRecordsOut" and total is not None:
-                fig["records_in"] += total
+                fig["records_in"] = max(fig["records_in"], total)
             elif name == "pendingRecords" and total is not None and total >= 0:
-                fig["pending"] = (fig["pending"] or 0.0) + total
+                fig["pending"] = max(fig["pending"] or 0.0, total)
             elif name.endswith("records-lag-max") and top is not None and top >= 0:
                 fig["lag_max"] = max(fig["lag_max"] or 0.0, top)
             elif name == "currentInputWatermark" and top is not None and top > 0:
                 fig["watermark_ms"] = max(fig["watermark_ms"] or 0.0, top)
             elif name == f"{METRIC_GROUP}.tiles_written":
                 fig["tiles"] += total or 0.0
+            elif name == f"{METRIC_GROUP}.user_tiles_written":
+                fig["user_tiles"] += total or 0.0
             elif name == f"{METRIC_GROUP}.write_count":
                 fig["writes"] += total or 0.0
             elif name == f"{METRIC_GROUP}.write_sum_us":
@@ -465,6 +539,11 @@ def start_exporter(port: int, rest: FlinkRest) -> None:
                 "recommndr_stream_tiles_written",
                 "Tile firings written to the window store",
                 value=fig["tiles"],
+            )
+            yield CounterMetricFamily(
+                "recommndr_stream_user_tiles_written",
+                "Shopper-tile firings written to the session store",
+                value=fig["user_tiles"],
             )
             yield CounterMetricFamily(
                 "recommndr_stream_records_in", "Records the Kafka source read", value=fig["records_in"]
@@ -553,10 +632,21 @@ def build(a: argparse.Namespace, restore: Path | None) -> Any:
             t_env.execute_sql(ddl)
     else:
         t_env.execute_sql(kafka_table_ddl(a))
-    tiles = t_env.sql_query(TILES_SQL)
     # upsert: Flink drops the -U rows before they cross to Python (they would double the sink's input)
-    stream = t_env.to_changelog_stream(tiles, changelog_mode=ChangelogMode.upsert())
-    sink = make_sink(a.store, str(a.store_path), a.redis_url)
+    stream = t_env.to_changelog_stream(t_env.sql_query(TILES_SQL), changelog_mode=ChangelogMode.upsert())
+    if a.sessions:
+        # the shopper tiles fire at a pace of their own (the emit settings are read when a query is
+        # translated): there are about as many shoppers as events, so each firing costs the sink more
+        tc.set("table.exec.emit.early-fire.delay", f"{_ms(a.session_fire)} ms")
+        if not a.backfill:
+            tc.set("table.exec.emit.late-fire.delay", f"{_ms(a.session_fire)} ms")
+        users = t_env.to_changelog_stream(
+            t_env.sql_query(USER_TILES_SQL), changelog_mode=ChangelogMode.upsert()
+        )
+        stream = stream.union(users)
+    sink = make_sink(
+        a.store, str(a.store_path), a.redis_url, a.sessions, str(a.catalogue) if a.catalogue else None
+    )
     stream.process(sink, output_type=Types.INT()).name("tile-sink").uid("tile-sink").print()
     return env
 
@@ -566,6 +656,10 @@ def main(argv: list[str] | None = None) -> int:
     a = parse_args(argv)
     if not a.rest_port:
         a.rest_port = free_port()
+    # one folder per topology: Flink maps a checkpoint's state to operators by ids hashed from the
+    # job graph, so a checkpoint of the job without sessions cannot restore the job with them (nor
+    # the other way round); a job switched over starts afresh instead of failing at every start
+    a.checkpoint_dir = a.checkpoint_dir / ("with-sessions" if a.sessions else "products-only")
     restore = None if a.backfill else latest_checkpoint(a.checkpoint_dir)
     if restore is not None:
         log.info("restoring from %s", restore)

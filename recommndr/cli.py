@@ -999,10 +999,22 @@ def stream_job_cmd(
         list[Path] | None,
         typer.Option("--backfill", help="Replay these event files instead of the topic (repeat)."),
     ] = None,
+    sessions: Annotated[
+        bool,
+        typer.Option("--sessions/--no-sessions", help="Also compute the shoppers' sessions (user_session)."),
+    ] = True,
+    session_fire: Annotated[str, typer.Option(help="How often a changing shopper tile is written.")] = "5s",
+    catalogue: Annotated[
+        Path | None,
+        typer.Option(
+            exists=True, help="Products file (Parquet/CSV) or data folder: the sessions' categories."
+        ),
+    ] = None,
 ) -> None:
-    """The streaming feature job (Flink, in flink/.venv): per-product one-minute tiles of the topic's
-    events into the online store's product windows, until Ctrl-C (its last checkpoint is kept and
-    restored from at the next start); with --backfill, replays event files once and exits."""
+    """The streaming feature job (Flink, in flink/.venv): per-product and per-shopper one-minute tiles
+    of the topic's events into the online store's product windows and shopper sessions, until Ctrl-C
+    (its last checkpoint is kept and restored from at the next start); with --backfill, replays event
+    files once and exits."""
     from recommndr.streaming.job import FeatureJob, FeatureJobError, flink_python
 
     settings = get_settings()
@@ -1024,6 +1036,7 @@ def stream_job_cmd(
         lateness_s=parse_duration(lateness, "--lateness"),
         out_of_orderness_s=parse_duration(out_of_orderness, "--out-of-orderness"),
         early_fire_s=parse_duration(early_fire, "--early-fire"),
+        session_fire_s=parse_duration(session_fire, "--session-fire"), sessions=sessions, catalogue=catalogue,
         checkpoint_interval_s=parse_duration(checkpoint_interval, "--checkpoint-interval"),
         parallelism=parallelism, startup=startup, metrics_port=metrics_port, backfill=backfill or (),
         security=settings.event_broker_security, username=settings.event_broker_username,

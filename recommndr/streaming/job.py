@@ -80,12 +80,15 @@ class FeatureJob:
     lateness_s: float = 600.0
     out_of_orderness_s: float = 5.0
     early_fire_s: float = 1.0
+    session_fire_s: float = 5.0  # the shopper tiles' early firing
     checkpoint_interval_s: float = 5.0
     parallelism: int = 1
     startup: Literal["earliest", "latest"] = "earliest"
     metrics_port: int = 0
     rest_port: int = 0
     backfill: Sequence[Path] = ()
+    sessions: bool = True  # the shoppers' sessions too (the user_session view)
+    catalogue: Path | None = None  # products file or data folder: the sessions' categories
     log_path: Path | None = None
     extra_args: Sequence[str] = ()
     security: Literal["plaintext", "sasl_ssl"] = "plaintext"  # sasl_ssl: Event Hubs (the password from
@@ -102,12 +105,15 @@ class FeatureJob:
             "--store", self.store, "--store-path", str(self.store_path.resolve()), "--redis-url", self.redis_url,
             "--checkpoint-dir", str(self.checkpoint_dir.resolve()),
             "--lateness", _seconds(self.lateness_s), "--out-of-orderness", _seconds(self.out_of_orderness_s),
-            "--early-fire", _seconds(self.early_fire_s), "--checkpoint-interval", _seconds(self.checkpoint_interval_s),
+            "--early-fire", _seconds(self.early_fire_s), "--session-fire", _seconds(self.session_fire_s), "--checkpoint-interval", _seconds(self.checkpoint_interval_s),
             "--parallelism", str(self.parallelism), "--startup", self.startup,
             "--metrics-port", str(self.metrics_port), "--rest-port", str(self.rest_port),
         ]  # fmt: skip
         if self.security == "sasl_ssl":
             cmd += ["--security", "sasl_ssl", "--username", self.username]
+        cmd.append("--sessions" if self.sessions else "--no-sessions")
+        if self.catalogue is not None:
+            cmd += ["--catalogue", str(Path(self.catalogue).resolve())]
         if self.backfill:
             cmd += ["--backfill", *(str(Path(p).resolve()) for p in self.backfill)]
         return cmd + list(self.extra_args)

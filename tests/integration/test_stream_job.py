@@ -21,6 +21,7 @@ import pytest
 
 from recommndr.streaming.broker import LocalBroker, create_topic, free_port
 from recommndr.streaming.job import FeatureJob
+from recommndr.streaming.sessions import RedisSessionStore, SessionStore, SqliteSessionStore, sessions_of
 from recommndr.streaming.windows import (
     RedisWindowStore,
     SqliteWindowStore,
@@ -68,6 +69,18 @@ def reference(events: list[dict[str, Any]]) -> dict[int, dict[int, tuple[int, in
 
 def stored(store: WindowStore, items: list[int]) -> dict[int, dict[int, tuple[int, int, int]]]:
     return {i: t for i in items if (t := store.tiles(i))}
+
+
+def session_reference(events: list[dict[str, Any]], category: dict[int, str] | None = None) -> dict[int, Any]:
+    """``sessions_of`` the events: each shopper's latest session (the contract's yardstick)."""
+    return sessions_of(
+        ((e["event_id"], e["user_id"], e["item_id"], e["event_type"], e["ts_ms"] * 1000) for e in events),
+        category,
+    )
+
+
+def stored_sessions(store: SessionStore, users: range = range(20)) -> dict[int, Any]:
+    return store.read_sessions(list(users))
 
 
 def wait_for(check: Callable[[], Any], want: Any, timeout_s: float = 90.0) -> Any:
@@ -124,7 +137,9 @@ def test_known_events_exact_tiles_windows_duplicates_and_lateness(
     job = FeatureJob(
         bootstrap=broker.bootstrap, topic=topic, store="sqlite", store_path=tmp_path / "online.db",
         checkpoint_dir=tmp_path / "chk", lateness_s=180, metrics_port=port, log_path=tmp_path / "job.log",
+        session_fire_s=1.0,
     )  # fmt: skip
+    sessions = SqliteSessionStore(tmp_path / "online.db")
     items = list(range(1, 10))
     with job:
         dups = events[100:150]  # delivered again (an at-least-once producer): counted once
@@ -151,6 +166,12 @@ def test_known_events_exact_tiles_windows_duplicates_and_lateness(
         got = wait_for(lambda: stored(store, items), want)
         assert got == want
         assert 9 not in got and got[2][(BASE_S + 300) * 1_000_000] == want[2][(BASE_S + 300) * 1_000_000]
+        # the shoppers' sessions of the same events (the late ones outside the lateness dropped too)
+        want_sessions = session_reference(events + inside + tail)
+        assert wait_for(lambda: stored_sessions(sessions), want_sessions) == want_sessions
+        assert want_sessions[1].session_events == sum(
+            1 for e in events + inside + tail if e["user_id"] == 1 and e["ts_ms"] >= BASE_S * 1000
+        )  # user 1's three old views are two hours back: another session
         assert got[1][(BASE_S + 480) * 1_000_000][0] == sum(
             1
             for e in events + inside
@@ -189,6 +210,9 @@ def test_known_events_exact_tiles_windows_duplicates_and_lateness(
         m = metrics(port)
         assert m["recommndr_stream_up"] == 1.0
         assert m["recommndr_stream_tiles_written_total"] >= sum(len(t) for t in want.values())
+        assert m["recommndr_stream_user_tiles_written_total"] >= len(
+            {(e["user_id"], e["ts_ms"] // 60_000) for e in counted}
+        )
         assert m["recommndr_stream_write_seconds_count"] >= 1
         assert (
             m['recommndr_stream_write_seconds_bucket{le="+Inf"}'] == m["recommndr_stream_write_seconds_count"]
@@ -199,6 +223,7 @@ def test_known_events_exact_tiles_windows_duplicates_and_lateness(
     with pytest.raises(OSError):  # the exporter went with the job
         metrics(port)
     store.close()
+    sessions.close()
 
 
 def test_kill_9_mid_stream_restart_from_checkpoint_same_tiles(
@@ -215,8 +240,9 @@ def test_kill_9_mid_stream_restart_from_checkpoint_same_tiles(
     events = [event(f"k-{k}", k % 5 + 1, KINDS[k % 10], BASE_S + k * 0.5, user=k % 11) for k in range(900)]
     job = FeatureJob(
         bootstrap=broker.bootstrap, topic=topic, store="redis", redis_url=url, checkpoint_dir=tmp_path / "chk",
-        checkpoint_interval_s=1.0, startup="latest", log_path=tmp_path / "job.log",
+        checkpoint_interval_s=1.0, startup="latest", log_path=tmp_path / "job.log", session_fire_s=1.0,
     )  # fmt: skip
+    sessions = RedisSessionStore(url)
     items = list(range(1, 6))
     job.start()
     try:
@@ -233,6 +259,8 @@ def test_kill_9_mid_stream_restart_from_checkpoint_same_tiles(
         want = reference(events)
         got = wait_for(lambda: stored(store, items), want)
         assert got == want
+        want_sessions = session_reference(events)
+        assert wait_for(lambda: stored_sessions(sessions), want_sessions) == want_sessions
         assert "restoring from" in (tmp_path / "job.log").read_text()
         before = store.status()
         time.sleep(2.5)  # the Redis store's heartbeat too
@@ -241,6 +269,7 @@ def test_kill_9_mid_stream_restart_from_checkpoint_same_tiles(
     finally:
         job.stop()
         store.close()
+        sessions.close()
 
 
 def test_backfill_from_files_identical_tiles(tmp_path: Path) -> None:
@@ -262,9 +291,13 @@ def test_backfill_from_files_identical_tiles(tmp_path: Path) -> None:
             f.write(json.dumps(e) + "\n")
         f.write("not json\n")
     store_path = tmp_path / "backfill.db"
+    products = tmp_path / "products.csv"  # the sessions' categories
+    products.write_text(
+        "item_id,title,category_l2\n" + "".join(f"{i},p{i},cat-{i % 3}\n" for i in range(1, 7))
+    )
     FeatureJob(
         store="sqlite", store_path=store_path, backfill=[logs, topic_dump], lateness_s=180,
-        checkpoint_dir=tmp_path / "chk", log_path=tmp_path / "job.log",
+        checkpoint_dir=tmp_path / "chk", log_path=tmp_path / "job.log", catalogue=products,
     ).run_backfill()  # fmt: skip
     store = SqliteWindowStore(store_path)
     want = reference(events)
@@ -277,7 +310,11 @@ def test_backfill_from_files_identical_tiles(tmp_path: Path) -> None:
     assert sum(t[0] for t in want[1].values()) == sum(
         1 for e in events if e["item_id"] == 1 and e["event_type"] == "view"
     )
+    sessions = SqliteSessionStore(store_path)
+    want_sessions = session_reference(events, {i: f"cat-{i % 3}" for i in range(1, 7)})
+    assert stored_sessions(sessions) == want_sessions and want_sessions[3].session_categories
     store.close()
+    sessions.close()
 
 
 def test_tile_rows_are_whole_counts() -> None:
