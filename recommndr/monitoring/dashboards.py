@@ -406,6 +406,16 @@ def _stream_row(d: Dashboard) -> Dashboard:
             [("recommndr_stream_consistency_ratio", "{{instance}} {{pid}}")],
             width=8,
         )
+    ).with_panel(
+        _series(
+            "Session agreement (job sessions / write-through)",
+            "Share of recently active shoppers whose session products, as the job computed them, are the "
+            "newest of the products the API folded into their record itself (compared where both saw the "
+            "same newest event): 1 = agree.",
+            "percentunit",
+            [("recommndr_stream_session_agreement_ratio", "{{instance}} {{pid}}")],
+            width=8,
+        )
     )
 
 

@@ -227,6 +227,19 @@ class ApiMetrics:
             registry=r,
             multiprocess_mode="liveall",
         )
+        self.session_agreement = Gauge(
+            "recommndr_stream_session_agreement_ratio",
+            "Share of recently active shoppers whose job-computed session products equal the newest of "
+            "their write-through recent products (compared where both saw the same newest event; NaN: none)",
+            registry=r,
+            multiprocess_mode="liveall",
+        )
+        self.sessions_compared = Gauge(
+            "recommndr_stream_sessions_compared",
+            "Shoppers in the last session-agreement comparison",
+            registry=r,
+            multiprocess_mode="liveall",
+        )
         self.rss = Gauge("process_resident_memory_bytes", "Resident memory of the API: the sum over its live "
                          "worker processes", registry=r, multiprocess_mode="livesum")  # fmt: skip
         self.cpu = Counter("process_cpu_seconds", "User and system CPU time of the API's worker processes, "

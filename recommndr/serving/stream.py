@@ -39,9 +39,11 @@ import numpy as np
 import numpy.typing as npt
 
 from recommndr.config import Settings
+from recommndr.features.online import OnlineStore, UserRealtime, open_online_store
 from recommndr.ranking.candidates import LivePopular
 from recommndr.serving.catalogue import ProductCatalogue
 from recommndr.serving.metrics import ApiMetrics
+from recommndr.streaming.sessions import SessionStore, UserSession, open_session_store
 from recommndr.streaming.windows import (
     EVENT_COUNT,
     TILE_US,
@@ -55,6 +57,7 @@ log = logging.getLogger(__name__)
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
 RING_PRODUCTS = 4096  # products whose accepted events the API counts (the consistency metric)
+RING_USERS = 512  # recently active shoppers kept for the session-agreement metric
 RING_TILES = 64  # one-minute tiles kept per product: the last hour and a few minutes of lateness
 HOUR_TILES = WINDOWS_S["1h"] * 1_000_000 // TILE_US
 
@@ -195,6 +198,21 @@ class EventCounts:
         return out
 
 
+def session_agreement(records: dict[int, UserRealtime], sessions: dict[int, UserSession]) -> tuple[int, int]:
+    """(agreeing, compared): a shopper is compared when the write-through record and the job's
+    session have the same newest event time, and agrees when the session's products are the newest
+    products of the record (the session holds every event since its start, so its distinct products
+    newest first are the record's first ones). Times compare to the millisecond, the job's precision."""
+    agree = compared = 0
+    for user, s in sessions.items():
+        rec = records.get(user)
+        if rec is None or not s.session_items or rec.last_event_us // 1000 != s.session_last_us // 1000:
+            continue
+        compared += 1
+        agree += rec.recent_items[: len(s.session_items)] == s.session_items
+    return agree, compared
+
+
 def consistency(job: I64, api: I64) -> float:
     """sum(job) / sum(API) over the products both counted (API > 0); NaN when there are none."""
     both = api > 0
@@ -210,6 +228,11 @@ class StreamFeed:
         self.metrics = metrics
         self.counts = EventCounts()
         self.store: WindowStore | None = None
+        self.sessions: SessionStore | None = None
+        self.online: OnlineStore | None = None  # the write-through's records, read in the feed's thread
+        self._users: dict[int, None] = {}  # recently active shoppers, oldest first (RING_USERS)
+        self._users_lock = threading.Lock()
+        self._session_outage: str | None = None
         off = settings.online_store == "off"
         self.snapshot = StreamSnapshot.down("streaming off (online_store=off)" if off else "not read yet")
         # one thread: the SQLite store keeps a connection per thread
@@ -223,8 +246,15 @@ class StreamFeed:
         return self.settings.online_store != "off"
 
     def record(self, events: Sequence[tuple[int, int, str, int]]) -> None:
-        """Accepted events, counted for the consistency metric (the write-through calls this)."""
+        """Accepted events, counted for the consistency metrics (the write-through calls this)."""
         self.counts.add(events)
+        with self._users_lock:
+            users = self._users
+            for user, *_ in events:
+                users.pop(user, None)
+                users[user] = None
+            while len(users) > RING_USERS:
+                del users[next(iter(users))]
 
     async def start(self) -> None:
         if not self.enabled:
@@ -255,12 +285,14 @@ class StreamFeed:
                 log.exception("the stream snapshot was not refreshed")
 
     def _close(self) -> None:
-        if self.store is not None:
-            try:
-                self.store.close()
-            except Exception as exc:
-                log.warning("window store not closed cleanly: %s", exc)
-            self.store = None
+        for name in ("store", "sessions", "online"):
+            store = getattr(self, name)
+            if store is not None:
+                try:
+                    store.close()
+                except Exception as exc:
+                    log.warning("%s not closed cleanly: %s", name, exc)
+                setattr(self, name, None)
 
     def refresh(self) -> StreamSnapshot:
         """Read the store into a new snapshot (in the feed's thread, or a test's) and publish it."""
@@ -316,7 +348,43 @@ class StreamFeed:
         self.metrics.stream_consistency.set(
             consistency(snap.events_1h, self.counts.last_hour(snap.item_ids, status.as_of_us))
         )
+        self._compare_sessions()
         return snap
+
+    def _compare_sessions(self) -> None:
+        """The session-agreement gauges over the recently active shoppers (their write-through
+        records against the job's sessions); a store that fails leaves them NaN, logged once."""
+        s, m = self.settings, self.metrics
+        with self._users_lock:
+            users = list(self._users)
+        if not users:
+            m.session_agreement.set(math.nan)
+            m.sessions_compared.set(0)
+            return
+        try:
+            if self.sessions is None:
+                self.sessions = open_session_store(
+                    s.online_store, s.online_store_path, s.redis_url, s.stream_timeout_s
+                )
+            if self.online is None:
+                self.online = open_online_store(
+                    s.online_store, s.online_store_path, s.redis_url, s.stream_timeout_s
+                )
+            if self.sessions is None or self.online is None:
+                return
+            agree, compared = session_agreement(
+                self.online.read_many(users), self.sessions.read_sessions(users)
+            )
+        except Exception as exc:
+            why = f"{type(exc).__name__}: {exc}"
+            if self._session_outage is None:
+                log.warning("sessions not compared (the stores failed): %s", why)
+            self._session_outage = why
+            m.session_agreement.set(math.nan)
+            return
+        self._session_outage = None
+        m.session_agreement.set(agree / compared if compared else math.nan)
+        m.sessions_compared.set(compared)
 
     def _gauges(self) -> None:
         m, snap = self.metrics, self.snapshot

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -15,13 +15,14 @@ from pydantic import ValidationError
 
 from recommndr.errors import InvalidRequestError, ServiceUnavailableError
 from recommndr.serving.deps import State
-from recommndr.serving.events import EventIn
+from recommndr.serving.events import EPOCH, MAX_FUTURE, EventIn
 from recommndr.serving.handlers import validation_message
 from recommndr.serving.runtime import ServingState
 from recommndr.serving.schemas import EventsAccepted, errors
 from recommndr.serving.traffic import bucket_of
 
 log = logging.getLogger(__name__)
+US = timedelta(microseconds=1)
 BUCKET_KINDS = {"view": "views", "purchase": "purchases"}  # the canary's successes per bucket
 router = APIRouter(tags=["events"])
 
@@ -72,6 +73,12 @@ async def events(request: Request, state: State) -> Any:
     if problems:
         refused(state, len(problems))
         raise InvalidRequestError("; ".join(problems[:20]), code="invalid_event")
+    # one receipt time for the log, the topic and the write-through: an event without ``ts`` gets it
+    # here, so the job's session and the API's record name the same event time (the session metric)
+    received = datetime.now(UTC)
+    for e in parsed:
+        if e.ts is None:
+            e.ts = received
     try:
         ids = await state.events.append(parsed)
     except OSError as exc:  # nothing was acknowledged: tell the caller to retry
@@ -80,11 +87,11 @@ async def events(request: Request, state: State) -> Any:
             f"the events were not stored ({exc.strerror}); retry", code="events_unavailable"
         ) from exc
     if state.online is not None:  # the events are durable already; a store error only degrades
-        now_us = time.time_ns() // 1000
+        cap = received + MAX_FUTURE  # as the topic's ts_ms is capped
         await asyncio.to_thread(
             state.online.record,
-            [(e.user_id, e.item_id, e.event_type,
-              int(e.ts.timestamp() * 1e6) if e.ts is not None else now_us) for e in parsed],
+            [(e.user_id, e.item_id, e.event_type, (min(e.ts or received, cap) - EPOCH) // US)
+             for e in parsed],  # exact integer microseconds (a float's may round below the ms)
         )  # fmt: skip
     try:  # the events are durable already: monitoring never turns their 202 into an error
         record_fields(state, parsed)

@@ -99,7 +99,7 @@ def test_the_dashboards_hold_the_panels_and_variables_asked_for() -> None:
                    "recommndr_drift_window_size", "recommndr_stream_clock_lag_seconds",
                    "recommndr_stream_kafka_lag_records", "rate(recommndr_stream_records_in_total[1m])",
                    "recommndr_stream_status_age_seconds", "recommndr_stream_live",
-                   "recommndr_stream_consistency_ratio"):  # fmt: skip
+                   "recommndr_stream_consistency_ratio", "recommndr_stream_session_agreement_ratio"):  # fmt: skip
         assert metric in exprs
     assert ":" not in exprs.replace("[$", "")  # raw metrics, no recording-rule names (level:metric:op)
 

@@ -11,7 +11,7 @@ import math
 import sqlite3
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -232,6 +232,55 @@ def test_consistency_compares_the_job_with_the_api_write_through(client: TestCli
     store().write_tiles([Tile(a, end, 8, 0, 0), Tile(b, end, 0, 6, 0)])  # the job saw twice as many
     state(client).stream.refresh()
     assert metric(client, "recommndr_stream_consistency_ratio") == 2.0
+
+
+def test_session_agreement_compares_the_jobs_sessions_with_the_write_through(client: TestClient) -> None:
+    from recommndr.streaming.sessions import SqliteSessionStore, UserTile, user_tiles_of
+
+    a, b, c = products(client)[next(iter(products(client)))][:3]
+    t0 = (time.time_ns() // 1000 - 5_000_000) // 1000 * 1000  # to the millisecond, the job's precision
+    evs = [(7, a, "view", t0), (7, b, "add_to_cart", t0 + 1000), (8, c, "view", t0), (9, a, "view", t0)]
+    body = [
+        {"user_id": u, "item_id": i, "event_type": k, "ts": datetime.fromtimestamp(ts / 1e6, UTC).isoformat()}
+        for u, i, k, ts in evs
+    ]
+    assert client.post("/events", json=body).status_code == 202
+    store().write_tiles([Tile(a, tile_end_us(t0), 2, 0, 0)])  # the stream is live
+    sessions = SqliteSessionStore(get_settings().online_store_path)
+    tiles = user_tiles_of((f"e{n}", u, i, k, ts) for n, (u, i, k, ts) in enumerate(evs))
+    sessions.write_user_tiles([t for t in tiles if t.user_id != 9])  # the job has not seen 9's event yet
+    state(client).stream.refresh()
+    assert metric(client, "recommndr_stream_session_agreement_ratio") == 1.0
+    assert metric(client, "recommndr_stream_sessions_compared") == 2.0
+    # the job's session of shopper 8 names another product at the same time: they disagree
+    sessions.write_user_tiles([UserTile(8, tile_end_us(t0), 1, ((t0 // 1000, a, "v"),))])
+    state(client).stream.refresh()
+    assert metric(client, "recommndr_stream_session_agreement_ratio") == 0.5
+
+
+def test_an_event_without_ts_has_one_time_in_the_log_and_the_write_through(
+    client: TestClient, tmp_path: Path
+) -> None:
+    """The receipt time stamps the log (and the topic) and the shopper's record alike, to the
+    microsecond, so the job's session and the record can be compared for such events too."""
+    import json
+
+    item = products(client)[next(iter(products(client)))][0]
+    assert (
+        client.post("/events", json={"user_id": 31, "item_id": item, "event_type": "view"}).status_code == 202
+    )
+    lines = [
+        json.loads(x)
+        for f in sorted((tmp_path / "events").rglob("*.jsonl"))
+        for x in f.read_text().splitlines()
+    ]
+    ts = datetime.fromisoformat(next(r["ts"] for r in lines if r["user_id"] == 31))
+    online = state(client).online
+    assert online is not None
+    rec = online.store.read(31)
+    assert rec is not None and rec.last_event_us == (ts - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(
+        microseconds=1
+    )
 
 
 def test_the_event_ring_counts_the_last_hour_and_stays_bounded() -> None:
