@@ -381,6 +381,7 @@ class StreamFeed:
                 log.warning("sessions not compared (the stores failed): %s", why)
             self._session_outage = why
             m.session_agreement.set(math.nan)
+            m.sessions_compared.set(0)
             return
         self._session_outage = None
         m.session_agreement.set(agree / compared if compared else math.nan)
@@ -392,8 +393,10 @@ class StreamFeed:
         m.stream_products.set(snap.item_ids.shape[0])
         seen = self._seen_updated_us
         m.stream_age.set(math.inf if seen is None else max(0.0, (_now_us() - seen) / 1e6))
-        if not snap.live:
+        if not snap.live:  # nothing compared while the stream is down: no stale figure stays up
             m.stream_consistency.set(math.nan)
+            m.session_agreement.set(math.nan)
+            m.sessions_compared.set(0)
 
     def describe(self) -> str:
         """For /ready: ``live`` or ``batch (why)``."""

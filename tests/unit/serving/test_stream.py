@@ -256,6 +256,12 @@ def test_session_agreement_compares_the_jobs_sessions_with_the_write_through(cli
     sessions.write_user_tiles([UserTile(8, tile_end_us(t0), 1, ((t0 // 1000, a, "v"),))])
     state(client).stream.refresh()
     assert metric(client, "recommndr_stream_session_agreement_ratio") == 0.5
+    # the stream goes down (an hour-old heartbeat): the figures are no longer claimed
+    with sqlite3.connect(get_settings().online_store_path) as conn:
+        conn.execute("UPDATE recommndr_product_realtime_status SET updated_us = updated_us - 3600000000")
+    state(client).stream.refresh()
+    assert math.isnan(metric(client, "recommndr_stream_session_agreement_ratio"))
+    assert metric(client, "recommndr_stream_sessions_compared") == 0.0
 
 
 def test_an_event_without_ts_has_one_time_in_the_log_and_the_write_through(
