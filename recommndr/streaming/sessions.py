@@ -26,8 +26,6 @@ Imports only the standard library, ``mmh3`` and ``redis`` (lazily), as ``windows
 from __future__ import annotations
 
 import logging
-import sqlite3
-import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -44,7 +42,7 @@ from recommndr.features.online import (
     entity_key,
 )
 from recommndr.features.schema import JOIN_KEY, PROJECT, RECENT_MAX, SESSION_FIELDS, SESSION_VIEW
-from recommndr.streaming.windows import MAX_AHEAD_US, TILE_US, tile_end_us
+from recommndr.streaming.windows import MAX_AHEAD_US, TILE_US, SqliteFeastFile, tile_end_us
 
 log = logging.getLogger(__name__)
 
@@ -320,38 +318,19 @@ class RedisSessionStore:
         self.client.close()
 
 
-class SqliteSessionStore:
+class SqliteSessionStore(SqliteFeastFile):
     """Sessions in the SQLite online store file (Feast's table ``recommndr_user_session``), the
     tiles in a table of their own beside it."""
 
     name = "sqlite"
 
     def __init__(self, path: Path, timeout_s: float = 5.0) -> None:
-        self.path = Path(path)
-        self.timeout_s = timeout_s
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.table = f'"{PROJECT}_{SESSION_VIEW}"'
+        super().__init__(path, SESSION_VIEW, timeout_s)
         self.tiles_table = f'"{PROJECT}_{SESSION_VIEW}_tiles"'
-        self._local = threading.local()
-        with self._conn() as c:
-            c.execute(
-                f"CREATE TABLE IF NOT EXISTS {self.table} (entity_key BLOB, feature_name TEXT, value BLOB, "
-                "value_text TEXT, vector_value BLOB, event_ts timestamp, created_ts timestamp, "
-                "PRIMARY KEY(entity_key, feature_name))"
-            )
-            c.execute(
-                f"CREATE TABLE IF NOT EXISTS {self.tiles_table} (user_id INTEGER, end_us INTEGER, "
-                "events INTEGER, marks TEXT, PRIMARY KEY(user_id, end_us))"
-            )
-
-    def _conn(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(self.path, timeout=self.timeout_s, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            self._local.conn = conn
-        return conn
+        self._conn().execute(
+            f"CREATE TABLE IF NOT EXISTS {self.tiles_table} (user_id INTEGER, end_us INTEGER, "
+            "events INTEGER, marks TEXT, PRIMARY KEY(user_id, end_us))"
+        )
 
     @staticmethod
     def key(user_id: int) -> bytes:
@@ -401,12 +380,7 @@ class SqliteSessionStore:
                     for name, value in _encode(s).items()
                 )
             c.executemany(f"DELETE FROM {self.tiles_table} WHERE user_id = ? AND end_us <= ?", old)
-            c.executemany(
-                f"INSERT INTO {self.table} (entity_key, feature_name, value, value_text, event_ts, created_ts) "
-                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(entity_key, feature_name) DO UPDATE SET "
-                "value = excluded.value, event_ts = excluded.event_ts, created_ts = excluded.created_ts",
-                feast_rows,
-            )
+            self._upsert_feast(c, feast_rows)
             c.execute("COMMIT")
         except BaseException:
             if c.in_transaction:
@@ -415,18 +389,7 @@ class SqliteSessionStore:
         return len(users)
 
     def read_sessions(self, user_ids: Sequence[int]) -> dict[int, UserSession]:
-        keys = {self.key(u): u for u in user_ids}
-        found: dict[int, dict[str, bytes | None]] = {}
-        klist = list(keys)
-        for start in range(0, len(klist), 400):
-            chunk = klist[start : start + 400]
-            rows = self._conn().execute(
-                f"SELECT entity_key, feature_name, value FROM {self.table} "
-                f"WHERE entity_key IN ({','.join('?' * len(chunk))})",
-                chunk,
-            )
-            for k, name, value in rows:
-                found.setdefault(keys[k], {})[name] = value
+        found = self._read_feast({self.key(u): u for u in user_ids})
         out = {}
         for u in user_ids:
             if u in found:
@@ -434,12 +397,6 @@ class SqliteSessionStore:
                 if s is not None:
                     out[u] = s
         return out
-
-    def close(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
-            self._local.conn = None
 
 
 def open_session_store(kind: str, path: Path, redis_url: str, timeout_s: float = 1.0) -> SessionStore | None:

@@ -359,25 +359,73 @@ def _now_us() -> int:
     return time.time_ns() // 1000
 
 
-class SqliteWindowStore:
+class SqliteFeastFile:
+    """What the SQLite stores of the streaming job share: a connection per thread to the online store
+    file (WAL), one Feast view's table ``<project>_<view>`` (Feast's own columns), its upsert and
+    its chunked read by entity key."""
+
+    def __init__(self, path: Path, view: str, timeout_s: float = 5.0) -> None:
+        self.path = Path(path)
+        self.timeout_s = timeout_s
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.table = f'"{PROJECT}_{view}"'
+        self._local = threading.local()
+        self._conn().execute(
+            f"CREATE TABLE IF NOT EXISTS {self.table} (entity_key BLOB, feature_name TEXT, value BLOB, "
+            "value_text TEXT, vector_value BLOB, event_ts timestamp, created_ts timestamp, "
+            "PRIMARY KEY(entity_key, feature_name))"
+        )
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=self.timeout_s, isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            self._local.conn = conn
+        return conn
+
+    def _upsert_feast(self, c: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
+        """Feast rows ``(entity_key, feature_name, value, value_text, event_ts, created_ts)``."""
+        c.executemany(
+            f"INSERT INTO {self.table} (entity_key, feature_name, value, value_text, event_ts, created_ts) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(entity_key, feature_name) DO UPDATE SET "
+            "value = excluded.value, event_ts = excluded.event_ts, created_ts = excluded.created_ts",
+            rows,
+        )
+
+    def _read_feast(self, keys: Mapping[bytes, int]) -> dict[int, dict[str, bytes | None]]:
+        """``{id: {feature: value}}`` of the entities ``keys`` maps (entity key → id) that have rows."""
+        found: dict[int, dict[str, bytes | None]] = {}
+        klist = list(keys)
+        for start in range(0, len(klist), 400):
+            chunk = klist[start : start + 400]
+            rows = self._conn().execute(
+                f"SELECT entity_key, feature_name, value FROM {self.table} "
+                f"WHERE entity_key IN ({','.join('?' * len(chunk))})",
+                chunk,
+            )
+            for k, name, value in rows:
+                found.setdefault(keys[k], {})[name] = value
+        return found
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+
+class SqliteWindowStore(SqliteFeastFile):
     """Product windows in the SQLite online store file (Feast's table ``recommndr_product_realtime``),
     with the tiles, the trending index and the status in tables of their own beside it."""
 
     name = "sqlite"
 
     def __init__(self, path: Path, timeout_s: float = 5.0) -> None:
-        self.path = Path(path)
-        self.timeout_s = timeout_s
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.table = f'"{PROJECT}_{PRODUCT_VIEW}"'
-        self._local = threading.local()
+        super().__init__(path, PRODUCT_VIEW, timeout_s)
         self._as_of = 0
         with self._conn() as c:
-            c.execute(
-                f"CREATE TABLE IF NOT EXISTS {self.table} (entity_key BLOB, feature_name TEXT, value BLOB, "
-                "value_text TEXT, vector_value BLOB, event_ts timestamp, created_ts timestamp, "
-                "PRIMARY KEY(entity_key, feature_name))"
-            )
             c.execute(
                 f'CREATE TABLE IF NOT EXISTS "{PROJECT}_{PRODUCT_VIEW}_tiles" (item_id INTEGER, end_us INTEGER, '
                 "views INTEGER, carts INTEGER, purchases INTEGER, PRIMARY KEY(item_id, end_us))"
@@ -401,15 +449,6 @@ class SqliteWindowStore:
         self.tiles_table = f'"{PROJECT}_{PRODUCT_VIEW}_tiles"'
         self.trend_table = f'"{PROJECT}_{PRODUCT_VIEW}_trend"'
         self.status_table = f'"{PROJECT}_{PRODUCT_VIEW}_status"'
-
-    def _conn(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(self.path, timeout=self.timeout_s, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            self._local.conn = conn
-        return conn
 
     @staticmethod
     def key(item_id: int) -> bytes:
@@ -485,12 +524,7 @@ class SqliteWindowStore:
                 trend_rows.append((item, w.trend))
             else:
                 not_trending.append((item,))
-        c.executemany(
-            f"INSERT INTO {self.table} (entity_key, feature_name, value, value_text, event_ts, created_ts) "
-            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(entity_key, feature_name) DO UPDATE SET "
-            "value = excluded.value, event_ts = excluded.event_ts, created_ts = excluded.created_ts",
-            feast_rows,
-        )
+        self._upsert_feast(c, feast_rows)
         c.executemany(
             f"INSERT INTO {self.trend_table} VALUES (?, ?) ON CONFLICT(item_id) DO UPDATE SET trend = excluded.trend",
             trend_rows,
@@ -498,18 +532,7 @@ class SqliteWindowStore:
         c.executemany(f"DELETE FROM {self.trend_table} WHERE item_id = ?", not_trending)
 
     def read(self, item_ids: Sequence[int]) -> dict[int, ProductWindows]:
-        keys = {self.key(i): i for i in item_ids}
-        found: dict[int, dict[str, bytes | None]] = {}
-        klist = list(keys)
-        for start in range(0, len(klist), 400):
-            chunk = klist[start : start + 400]
-            rows = self._conn().execute(
-                f"SELECT entity_key, feature_name, value FROM {self.table} "
-                f"WHERE entity_key IN ({','.join('?' * len(chunk))})",
-                chunk,
-            )
-            for k, name, value in rows:
-                found.setdefault(keys[k], {})[name] = value
+        found = self._read_feast({self.key(i): i for i in item_ids})
         out = {}
         for i in item_ids:
             if i in found:
@@ -541,12 +564,6 @@ class SqliteWindowStore:
             "SET updated_us = excluded.updated_us",
             (_now_us(),),
         )
-
-    def close(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
-            self._local.conn = None
 
 
 def open_window_store(kind: str, path: Path, redis_url: str, timeout_s: float = 1.0) -> WindowStore | None:
