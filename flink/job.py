@@ -151,8 +151,8 @@ EVENT_COLUMNS = "event_id STRING, user_id BIGINT, item_id BIGINT, event_type STR
 def event_time_columns(out_of_orderness_s: float) -> str:
     """Event time from ``ts_ms``, else ``ts`` (ISO, UTC, to the second: tiles are whole minutes)."""
     return (
-        "rowtime AS COALESCE(TO_TIMESTAMP_LTZ(ts_ms, 3), "
-        "CAST(TO_TIMESTAMP(REPLACE(SUBSTRING(ts FROM 1 FOR 19), 'T', ' ')) AS TIMESTAMP_LTZ(3))), "
+        "rowtime AS CASE WHEN ts_ms IS NOT NULL THEN TO_TIMESTAMP_LTZ(ts_ms, 3) "
+        "ELSE CAST(TO_TIMESTAMP(REPLACE(SUBSTRING(ts FROM 1 FOR 19), 'T', ' ')) AS TIMESTAMP_LTZ(3)) END, "
         f"WATERMARK FOR rowtime AS rowtime - INTERVAL '{_ms(out_of_orderness_s) / 1000:.3f}' SECOND"
     )
 
@@ -232,7 +232,7 @@ WHERE {VALID_EVENT}
 GROUP BY item_id, TUMBLE(rowtime, INTERVAL '1' MINUTE)
 """
 # an event's time in ms: ts_ms, else ts to the second (as the event time column takes it)
-EVENT_MS = "COALESCE(ts_ms, UNIX_TIMESTAMP(REPLACE(SUBSTRING(ts FROM 1 FOR 19), 'T', ' ')) * 1000)"
+EVENT_MS = "CASE WHEN ts_ms IS NOT NULL THEN ts_ms ELSE UNIX_TIMESTAMP(REPLACE(SUBSTRING(ts FROM 1 FOR 19), 'T', ' ')) * 1000 END"
 USER_TILES_SQL = f"""
 SELECT
   1 AS kind,
