@@ -95,17 +95,26 @@ def entity_key(user_id: int, join_key: str = JOIN_KEY) -> bytes:
     )
 
 
-def _varint(n: int) -> bytes:
+def _varint_slow(n: int) -> bytes:
     n &= (1 << 64) - 1  # negative int64 -> ten-byte two's complement, as protobuf does
     out = bytearray()
-    while True:
-        b = n & 0x7F
+    while n >= 0x80:
+        out.append((n & 0x7F) | 0x80)
         n >>= 7
-        if n:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
+    out.append(n)
+    return bytes(out)
+
+
+_VARINT_SMALL = tuple(_varint_slow(n) for n in range(1 << 14))  # one and two bytes: lengths, small ids
+
+
+def _varint(n: int) -> bytes:
+    """Protobuf's base-128 varint of an int64 (the hot path of every Feast row the job writes)."""
+    if 0 <= n < 1 << 14:
+        return _VARINT_SMALL[n]
+    if 0 < n < 1 << 21:  # three bytes: most product ids
+        return bytes(((n & 0x7F) | 0x80, ((n >> 7) & 0x7F) | 0x80, n >> 14))
+    return _varint_slow(n)
 
 
 def _read_varint(buf: bytes, pos: int) -> tuple[int, int]:

@@ -35,7 +35,27 @@ class TestSqliteOnlineStore(OnlineStoreContract):
 
 
 @pytest.mark.parametrize(
-    "value", [0, 1, -1, 127, 128, 2**40, -(2**63), 2**63 - 1, [], [0], [5, 300, -2, 2**62]]
+    "value",
+    # the varint's table, its three-byte path and the general one each side of their bounds
+    [
+        0,
+        1,
+        -1,
+        127,
+        128,
+        2**14 - 1,
+        2**14,
+        99_999,
+        2**21 - 1,
+        2**21,
+        2**40,
+        -(2**63),
+        2**63 - 1,
+        [],
+        [0],
+        [5, 300, -2, 2**62],
+        [16_383, 16_384, 2_097_151, 2_097_152, 1_700_000_000_000_000],
+    ],
 )
 def test_values_match_feast_protobuf(value: Any) -> None:
     from feast.protos.feast.types.Value_pb2 import Int64List, Value
