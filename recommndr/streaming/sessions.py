@@ -11,7 +11,8 @@ by (shopper, tile end), as the product tiles are.
 session (:func:`session_of`): the run of their events, ending at the newest, in which no two
 consecutive events are more than :data:`SESSION_GAP_S` apart, cut to the tiles ending within
 :data:`SESSION_MAX_S` of the newest tile (a shopper's tiles older than that are deleted, so what is
-kept per shopper is bounded). A session's products are its distinct products newest first (at most
+kept per shopper is bounded; the tiles of a shopper not written for :data:`REDIS_TILES_TTL_S` go
+too, their session staying). A session's products are its distinct products newest first (at most
 ``RECENT_MAX``), its categories their ``category_l2`` newest first (at most
 :data:`SESSION_CATEGORIES_MAX`; empty when the job was given no catalogue), with its number of events
 and its first and last event times. A tile keeps at most :data:`MARKS_PER_TILE` marks, its newest
@@ -51,7 +52,8 @@ SESSION_MAX_S = 4 * 3600  # a session holds at most the tiles ending this long b
 SESSION_CATEGORIES_MAX = 10
 MARKS_PER_TILE = 256
 KIND_MARK = {"view": "v", "add_to_cart": "a", "purchase": "p"}
-REDIS_TILES_TTL_S = 2 * 86_400  # a shopper's tiles (Redis) expire this long after their last write
+REDIS_TILES_TTL_S = 2 * 86_400  # a shopper's tiles expire this long after their last write (SQLite too)
+SWEEP_EVERY_S = 60  # how often the SQLite store deletes them
 
 Mark = tuple[int, int, str]  # ts_ms, item_id, kind mark
 
@@ -329,8 +331,18 @@ class SqliteSessionStore(SqliteFeastFile):
         self.tiles_table = f'"{PROJECT}_{SESSION_VIEW}_tiles"'
         self._conn().execute(
             f"CREATE TABLE IF NOT EXISTS {self.tiles_table} (user_id INTEGER, end_us INTEGER, "
-            "events INTEGER, marks TEXT, PRIMARY KEY(user_id, end_us))"
+            "events INTEGER, marks TEXT, written_s INTEGER NOT NULL DEFAULT 0, PRIMARY KEY(user_id, end_us))"
         )
+        c = self._conn()
+        if "written_s" not in {r[1] for r in c.execute(f"PRAGMA table_info({self.tiles_table})")}:
+            # a file of an older version: its tiles count as written now
+            c.execute(
+                f"ALTER TABLE {self.tiles_table} ADD COLUMN written_s INTEGER NOT NULL DEFAULT {int(time.time())}"
+            )
+        c.execute(
+            f'CREATE INDEX IF NOT EXISTS "{PROJECT}_{SESSION_VIEW}_tiles_by_written" ON {self.tiles_table} (written_s)'
+        )
+        self._sweep_at = 0  # when the next write deletes abandoned shoppers' tiles (wall clock, s)
 
     @staticmethod
     def key(user_id: int) -> bytes:
@@ -348,44 +360,57 @@ class SqliteSessionStore(SqliteFeastFile):
             return 0
         users = sorted({u for u, _ in latest})
         c = self._conn()
+        # read and compute outside the write lock (the API's write-through waits for it): the sink is
+        # its shoppers' only writer, Flink forwarding each shopper's tiles from the one window
+        # subtask that owns them, so nothing changes their tiles in between
+        by_user: dict[int, dict[int, tuple[int, tuple[Mark, ...]]]] = {u: {} for u in users}
+        for start in range(0, len(users), 400):
+            chunk = users[start : start + 400]
+            rows = c.execute(
+                f"SELECT user_id, end_us, events, marks FROM {self.tiles_table} "
+                f"WHERE user_id IN ({','.join('?' * len(chunk))})",
+                chunk,
+            )
+            for u, e, n, m in rows:
+                by_user[u][e] = (n, parse_marks(m))
+        for (u, e), t in latest.items():
+            by_user[u][e] = (t.events, t.marks)
+        old: list[tuple[int, int]] = []
+        now_s = int(time.time())
+        feast_rows: list[tuple[Any, ...]] = []
+        for user in users:
+            tiles_ = by_user[user]
+            cut = max(tiles_) - SESSION_MAX_S * 1_000_000
+            old.extend((user, e) for e in tiles_ if e <= cut)
+            s = session_of(user, tiles_, category)
+            if s is None:
+                continue
+            key = self.key(user)
+            feast_rows.extend(
+                (key, name, value, None, s.session_last_us // 1_000_000, now_s)
+                for name, value in _encode(s).items()
+            )
         c.execute("BEGIN IMMEDIATE")
         try:
             c.executemany(
-                f"INSERT INTO {self.tiles_table} VALUES (?, ?, ?, ?) ON CONFLICT(user_id, end_us) DO UPDATE "
-                "SET events = excluded.events, marks = excluded.marks",
-                [(t.user_id, t.end_us, t.events, _marks_text(t.marks)) for t in latest.values()],
+                f"INSERT INTO {self.tiles_table} (user_id, end_us, events, marks, written_s) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT(user_id, end_us) DO UPDATE "
+                "SET events = excluded.events, marks = excluded.marks, written_s = excluded.written_s",
+                [(t.user_id, t.end_us, t.events, _marks_text(t.marks), now_s) for t in latest.values()],
             )
-            by_user: dict[int, dict[int, tuple[int, tuple[Mark, ...]]]] = {u: {} for u in users}
-            for start in range(0, len(users), 400):
-                chunk = users[start : start + 400]
-                rows = c.execute(
-                    f"SELECT user_id, end_us, events, marks FROM {self.tiles_table} "
-                    f"WHERE user_id IN ({','.join('?' * len(chunk))})",
-                    chunk,
-                )
-                for u, e, n, m in rows:
-                    by_user[u][e] = (n, parse_marks(m))
-            old: list[tuple[int, int]] = []
-            now_s = int(time.time())
-            feast_rows: list[tuple[Any, ...]] = []
-            for user in users:
-                tiles_ = by_user[user]
-                old.append((user, max(tiles_) - SESSION_MAX_S * 1_000_000))
-                s = session_of(user, tiles_, category)
-                if s is None:
-                    continue
-                key = self.key(user)
-                feast_rows.extend(
-                    (key, name, value, None, s.session_last_us // 1_000_000, now_s)
-                    for name, value in _encode(s).items()
-                )
-            c.executemany(f"DELETE FROM {self.tiles_table} WHERE user_id = ? AND end_us <= ?", old)
+            c.executemany(f"DELETE FROM {self.tiles_table} WHERE user_id = ? AND end_us = ?", old)
+            if now_s >= self._sweep_at:
+                # the tiles of shoppers not written for as long as Redis keeps them (their sessions
+                # stay): by wall clock, not event time, which a lagging partition or a backfill holds back
+                c.execute(f"DELETE FROM {self.tiles_table} WHERE written_s < ?", (now_s - REDIS_TILES_TTL_S,))
             self._upsert_feast(c, feast_rows)
             c.execute("COMMIT")
         except BaseException:
             if c.in_transaction:
                 c.execute("ROLLBACK")
             raise
+        if now_s >= self._sweep_at:
+            self._sweep_at = now_s + SWEEP_EVERY_S
         return len(users)
 
     def read_sessions(self, user_ids: Sequence[int]) -> dict[int, UserSession]:

@@ -3,14 +3,18 @@ session-store contract), Feast's string lists, and Feast reading the sessions th
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from pathlib import Path
 
 import pytest
 
 from recommndr.features.online import decode_strings, encode_strings
 from recommndr.features.schema import SESSION_FIELDS, SESSION_VIEW
+from recommndr.streaming import sessions
 from recommndr.streaming.sessions import (
     MARKS_PER_TILE,
+    REDIS_TILES_TTL_S,
     SqliteSessionStore,
     UserTile,
     load_categories,
@@ -107,3 +111,38 @@ def test_feast_reads_the_sessions_the_store_writes(tmp_path: Path) -> None:
         ["Books", "Toys"],
         ["Toys"],
     ]
+
+
+def test_tiles_of_shoppers_gone_for_days_are_deleted_their_sessions_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = SqliteSessionStore(tmp_path / "online.db")
+    now = time.time()
+    monkeypatch.setattr(sessions.time, "time", lambda: now - REDIS_TILES_TTL_S - 120)
+    store.write_user_tiles(user_tiles_of([("a", 1, 11, "view", T0)]))  # shopper 1, three days ago
+    monkeypatch.setattr(sessions.time, "time", lambda: now - 170)
+    store.write_user_tiles(user_tiles_of([("b", 2, 12, "view", T0)]))  # shopper 2
+    assert store.user_tiles(1)  # not gone two days yet when this write swept
+    monkeypatch.setattr(sessions.time, "time", lambda: now - 115)
+    store.write_user_tiles(user_tiles_of([("c", 3, 13, "view", T0)]))  # under a minute later: no sweep
+    assert store.user_tiles(1)
+    monkeypatch.setattr(sessions.time, "time", lambda: now)
+    store.write_user_tiles(user_tiles_of([("d", 3, 14, "view", T0 + MIN_US)]))
+    assert not store.user_tiles(1) and store.user_tiles(2) and store.user_tiles(3)
+    assert store.read_sessions([1])[1].session_items == [11]  # the session stays
+
+
+def test_an_older_files_tiles_table_gains_its_write_time(tmp_path: Path) -> None:
+    db = tmp_path / "online.db"
+    with sqlite3.connect(db) as c:
+        c.execute(
+            'CREATE TABLE "recommndr_user_session_tiles" (user_id INTEGER, end_us INTEGER, '
+            "events INTEGER, marks TEXT, PRIMARY KEY(user_id, end_us))"
+        )
+        c.execute(
+            'INSERT INTO "recommndr_user_session_tiles" VALUES (5, ?, 1, ?)',
+            (T0 + MIN_US, f"{T0 // 1000}:7:v"),
+        )
+    store = SqliteSessionStore(db)
+    store.write_user_tiles(user_tiles_of([("e", 5, 8, "view", T0 + MIN_US + 1000)]))
+    assert store.read_sessions([5])[5].session_items == [8, 7]
