@@ -11,8 +11,9 @@ by (shopper, tile end), as the product tiles are.
 session (:func:`session_of`): the run of their events, ending at the newest, in which no two
 consecutive events are more than :data:`SESSION_GAP_S` apart, cut to the tiles ending within
 :data:`SESSION_MAX_S` of the newest tile (a shopper's tiles older than that are deleted, so what is
-kept per shopper is bounded; the tiles of a shopper not written for :data:`REDIS_TILES_TTL_S` go
-too, their session staying). A session's products are its distinct products newest first (at most
+kept per shopper is bounded; the tiles of a shopper none of whose tiles was written for
+:data:`REDIS_TILES_TTL_S` go too, their session staying: Redis expires the shopper's hash of tiles,
+SQLite sweeps them once a minute and ignores them until then). A session's products are its distinct products newest first (at most
 ``RECENT_MAX``), its categories their ``category_l2`` newest first (at most
 :data:`SESSION_CATEGORIES_MAX`; empty when the job was given no catalogue), with its number of events
 and its first and last event times. A tile keeps at most :data:`MARKS_PER_TILE` marks, its newest
@@ -334,25 +335,44 @@ class SqliteSessionStore(SqliteFeastFile):
             "events INTEGER, marks TEXT, written_s INTEGER NOT NULL DEFAULT 0, PRIMARY KEY(user_id, end_us))"
         )
         c = self._conn()
-        if "written_s" not in {r[1] for r in c.execute(f"PRAGMA table_info({self.tiles_table})")}:
-            # a file of an older version: its tiles count as written now
-            c.execute(
-                f"ALTER TABLE {self.tiles_table} ADD COLUMN written_s INTEGER NOT NULL DEFAULT {int(time.time())}"
-            )
+        if "written_s" not in self._columns(c):
+            # a file of an older version: its tiles count as written now; checked again under the
+            # write lock, as the job's parallel sinks may open the same file at once
+            c.execute("BEGIN IMMEDIATE")
+            try:
+                if "written_s" not in self._columns(c):
+                    c.execute(
+                        f"ALTER TABLE {self.tiles_table} "
+                        f"ADD COLUMN written_s INTEGER NOT NULL DEFAULT {int(time.time())}"
+                    )
+                c.execute("COMMIT")
+            except BaseException:
+                if c.in_transaction:
+                    c.execute("ROLLBACK")
+                raise
         c.execute(
             f'CREATE INDEX IF NOT EXISTS "{PROJECT}_{SESSION_VIEW}_tiles_by_written" ON {self.tiles_table} (written_s)'
         )
         self._sweep_at = 0  # when the next write deletes abandoned shoppers' tiles (wall clock, s)
+
+    def _columns(self, c: Any) -> set[str]:
+        return {r[1] for r in c.execute(f"PRAGMA table_info({self.tiles_table})")}
 
     @staticmethod
     def key(user_id: int) -> bytes:
         return entity_key(user_id, JOIN_KEY)
 
     def user_tiles(self, user_id: int) -> dict[int, tuple[int, tuple[Mark, ...]]]:
-        rows = self._conn().execute(
-            f"SELECT end_us, events, marks FROM {self.tiles_table} WHERE user_id = ?", (user_id,)
+        """The shopper's live tiles: none once none of them was written for :data:`REDIS_TILES_TTL_S`
+        (Redis would have expired their hash; the next sweep deletes them)."""
+        rows = list(
+            self._conn().execute(
+                f"SELECT end_us, events, marks, written_s FROM {self.tiles_table} WHERE user_id = ?", (user_id,)
+            )
         )
-        return {e: (n, parse_marks(m)) for e, n, m in rows}
+        if not rows or max(r[3] for r in rows) < int(time.time()) - REDIS_TILES_TTL_S:
+            return {}
+        return {e: (n, parse_marks(m)) for e, n, m, _ in rows}
 
     def write_user_tiles(self, tiles: Iterable[UserTile], category: Mapping[int, str] | None = None) -> int:
         latest = _latest(tiles)
@@ -363,20 +383,27 @@ class SqliteSessionStore(SqliteFeastFile):
         # read and compute outside the write lock (the API's write-through waits for it): the sink is
         # its shoppers' only writer, Flink forwarding each shopper's tiles from the one window
         # subtask that owns them, so nothing changes their tiles in between
+        now_s = int(time.time())
+        live_s = now_s - REDIS_TILES_TTL_S
         by_user: dict[int, dict[int, tuple[int, tuple[Mark, ...]]]] = {u: {} for u in users}
+        written: dict[int, int] = {}
         for start in range(0, len(users), 400):
             chunk = users[start : start + 400]
             rows = c.execute(
-                f"SELECT user_id, end_us, events, marks FROM {self.tiles_table} "
+                f"SELECT user_id, end_us, events, marks, written_s FROM {self.tiles_table} "
                 f"WHERE user_id IN ({','.join('?' * len(chunk))})",
                 chunk,
             )
-            for u, e, n, m in rows:
+            for u, e, n, m, w in rows:
                 by_user[u][e] = (n, parse_marks(m))
+                written[u] = max(written.get(u, w), w)
+        old: list[tuple[int, int]] = []
+        for u, w in written.items():
+            if w < live_s:  # expired as a whole (Redis: the hash's TTL ran out): not this session's
+                old.extend((u, e) for e in by_user[u] if (u, e) not in latest)
+                by_user[u] = {}
         for (u, e), t in latest.items():
             by_user[u][e] = (t.events, t.marks)
-        old: list[tuple[int, int]] = []
-        now_s = int(time.time())
         feast_rows: list[tuple[Any, ...]] = []
         for user in users:
             tiles_ = by_user[user]
@@ -400,9 +427,14 @@ class SqliteSessionStore(SqliteFeastFile):
             )
             c.executemany(f"DELETE FROM {self.tiles_table} WHERE user_id = ? AND end_us = ?", old)
             if now_s >= self._sweep_at:
-                # the tiles of shoppers not written for as long as Redis keeps them (their sessions
-                # stay): by wall clock, not event time, which a lagging partition or a backfill holds back
-                c.execute(f"DELETE FROM {self.tiles_table} WHERE written_s < ?", (now_s - REDIS_TILES_TTL_S,))
+                # the tiles of shoppers none of whose tiles was written for as long as Redis keeps
+                # their hash (their sessions stay): by wall clock, not event time, which a lagging
+                # partition or a backfill holds back
+                c.execute(
+                    f"DELETE FROM {self.tiles_table} AS t WHERE t.written_s < ? AND NOT EXISTS "
+                    f"(SELECT 1 FROM {self.tiles_table} AS n WHERE n.user_id = t.user_id AND n.written_s >= ?)",
+                    (live_s, live_s),
+                )
             self._upsert_feast(c, feast_rows)
             c.execute("COMMIT")
         except BaseException:

@@ -125,11 +125,36 @@ def test_tiles_of_shoppers_gone_for_days_are_deleted_their_sessions_kept(
     assert store.user_tiles(1)  # not gone two days yet when this write swept
     monkeypatch.setattr(sessions.time, "time", lambda: now - 115)
     store.write_user_tiles(user_tiles_of([("c", 3, 13, "view", T0)]))  # under a minute later: no sweep
-    assert store.user_tiles(1)
+    assert not store.user_tiles(1) and _rows(store, 1) == 1  # expired (not read back), not swept yet
     monkeypatch.setattr(sessions.time, "time", lambda: now)
     store.write_user_tiles(user_tiles_of([("d", 3, 14, "view", T0 + MIN_US)]))
     assert not store.user_tiles(1) and store.user_tiles(2) and store.user_tiles(3)
     assert store.read_sessions([1])[1].session_items == [11]  # the session stays
+    assert _rows(store, 1) == 0
+
+
+def _rows(store: SqliteSessionStore, user_id: int) -> int:
+    sql = f"SELECT COUNT(*) FROM {store.tiles_table} WHERE user_id = ?"
+    return int(store._conn().execute(sql, (user_id,)).fetchone()[0])
+
+
+def test_a_shoppers_old_tiles_live_while_any_of_theirs_was_written_lately(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As Redis's EXPIRE of the shopper's hash: the two days run from their last write, for all
+    their tiles; once they ran out the old tiles are no part of a later session, swept or not."""
+    store = SqliteSessionStore(tmp_path / "online.db")
+    now = time.time()
+    monkeypatch.setattr(sessions.time, "time", lambda: now - REDIS_TILES_TTL_S - 120)
+    store.write_user_tiles(user_tiles_of([("a", 1, 11, "view", T0), ("b", 2, 21, "view", T0)]))
+    monkeypatch.setattr(sessions.time, "time", lambda: now - REDIS_TILES_TTL_S + 60)
+    store.write_user_tiles(user_tiles_of([("c", 1, 12, "view", T0 + MIN_US)]))  # shopper 1 again, in time
+    monkeypatch.setattr(sessions.time, "time", lambda: now)
+    assert store.user_tiles(1) and not store.user_tiles(2)  # 2's ran out, not swept yet
+    store.write_user_tiles(user_tiles_of([("d", 2, 22, "view", T0 + 2 * MIN_US)]))  # sweeps
+    assert set(store.user_tiles(1)) == {T0 + MIN_US, T0 + 2 * MIN_US}  # both of shopper 1's stay
+    assert store.read_sessions([2])[2].session_items == [22]  # the expired tile is not in it
+    assert set(store.user_tiles(2)) == {T0 + 3 * MIN_US}
 
 
 def test_an_older_files_tiles_table_gains_its_write_time(tmp_path: Path) -> None:
@@ -144,5 +169,24 @@ def test_an_older_files_tiles_table_gains_its_write_time(tmp_path: Path) -> None
             (T0 + MIN_US, f"{T0 // 1000}:7:v"),
         )
     store = SqliteSessionStore(db)
+    assert T0 + MIN_US in store.user_tiles(5)  # the old tile counts as written now, not long ago
     store.write_user_tiles(user_tiles_of([("e", 5, 8, "view", T0 + MIN_US + 1000)]))
     assert store.read_sessions([5])[5].session_items == [8, 7]
+    SqliteSessionStore(db)  # a second opening (another sink) finds the column there
+
+
+def test_two_sinks_migrating_one_file_at_once_add_the_column_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = tmp_path / "online.db"
+    SqliteSessionStore(db)  # the other sink got there first
+    real = SqliteSessionStore._columns
+    calls = []
+
+    def stale_first(self: SqliteSessionStore, c: sqlite3.Connection) -> set[str]:
+        calls.append(1)
+        return set() if len(calls) == 1 else real(self, c)  # it looked before the other added it
+
+    monkeypatch.setattr(SqliteSessionStore, "_columns", stale_first)
+    SqliteSessionStore(db)
+    assert len(calls) == 2
