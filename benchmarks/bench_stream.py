@@ -132,9 +132,10 @@ def throughput(
 
 def freshness(
     bootstrap: str, topic: str, db: Path, rate: float, seconds: float, probe_every: int, first_probe: int = 0
-) -> list[float]:
-    """Produce at ``rate`` events/s for ``seconds``; the freshness of the probes, in seconds (probe
-    products numbered from ``first_probe``: each run's probes are products no earlier run used)."""
+) -> tuple[list[float], int]:
+    """Produce at ``rate`` events/s for ``seconds``; the freshness of the probes, in seconds, and the
+    last probe's number (probe products are numbered after ``first_probe``: a later run starting from
+    that number uses products no earlier run used)."""
     pending: dict[int, float] = {}
     seen: list[float] = []
     lock = threading.Lock()
@@ -196,7 +197,7 @@ def freshness(
     missing = len(pending)
     if missing:
         print(f"  {missing} probes not seen within 15 s of the end", file=sys.stderr)
-    return seen
+    return seen, probe
 
 
 def pct(values: list[float], q: float) -> float:
@@ -248,10 +249,10 @@ def main() -> None:
             )
             # the throughput run's tiles close (and fire a last time) once events at the freshness
             # rate move the watermark past them: that burst is the backlog's, not the rate's
-            freshness(broker.bootstrap, topic, db, a.rate, a.warmup, a.probe_every)
+            _, last = freshness(broker.bootstrap, topic, db, a.rate, a.warmup, a.probe_every)
             print(f"warmed up at {a.rate:,.0f} events/s for {a.warmup:.0f} s", file=sys.stderr)
-            seen = freshness(
-                broker.bootstrap, topic, db, a.rate, a.seconds, a.probe_every, first_probe=1_000_000
+            seen, _ = freshness(
+                broker.bootstrap, topic, db, a.rate, a.seconds, a.probe_every, first_probe=last
             )
         p50, p95, p99 = pct(seen, 50), pct(seen, 95), pct(seen, 99)
         print(

@@ -367,7 +367,8 @@ class SqliteSessionStore(SqliteFeastFile):
         (Redis would have expired their hash; the next sweep deletes them)."""
         rows = list(
             self._conn().execute(
-                f"SELECT end_us, events, marks, written_s FROM {self.tiles_table} WHERE user_id = ?", (user_id,)
+                f"SELECT end_us, events, marks, written_s FROM {self.tiles_table} WHERE user_id = ?",
+                (user_id,),
             )
         )
         if not rows or max(r[3] for r in rows) < int(time.time()) - REDIS_TILES_TTL_S:
