@@ -16,11 +16,13 @@ that returns random scores (the lists re-ranked by it). Last line: ``key=value``
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -28,6 +30,7 @@ from recommndr.data.interactions import load_catalogue
 from recommndr.loading import load_bundle
 from recommndr.monitoring import drift, profile
 from recommndr.monitoring.reference import reference_from
+from recommndr.monitoring.sequential import spent_alpha
 from recommndr.monitoring.window import Window
 
 
@@ -65,6 +68,39 @@ def with_events(w: Window, ev: Window) -> Window:
     return profile.combine(w, ev)
 
 
+def prefix(w: Window, share: float) -> Window:
+    """The first ``share`` of ``w``'s lists and of its events: the window as a look partway through
+    would have seen it."""
+    n_l = max(1, math.ceil(share * w.scores.shape[0]))
+    n_e = max(1, math.ceil(share * len(w.event_type)))
+    return with_events(profile.take_lists(w, np.arange(n_l)), profile.take_events(w, np.arange(n_e)))
+
+
+def repeated_looks(
+    ref: Any, series: list[Window], looks: int, alpha: float
+) -> tuple[float, float, float | None]:
+    """A canary's drift guard over ``looks`` looks at each window of ``series``, seen growing (look
+    j: its first j/looks): (share of series flagged at some look at the fixed level ``alpha``, the
+    same at the spent levels ``spent_alpha(alpha, j)``, the median first look flagged at the spent
+    levels, None when none was)."""
+    fixed = spent = 0
+    first: list[int] = []
+    for w in series:
+        hit_fixed = hit_spent = False
+        for j in range(1, looks + 1):
+            r = drift.check(ref, prefix(w, j / looks), alpha)
+            if not r["drift"]:
+                continue
+            hit_fixed = True
+            if drift.check(ref, prefix(w, j / looks), spent_alpha(alpha, j))["drift"]:  # a subset of those
+                hit_spent = True
+                first.append(j)
+                break
+        fixed += hit_fixed
+        spent += hit_spent
+    return fixed / len(series), spent / len(series), statistics.median(first) if first else None
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=Path("data/demo"))
@@ -72,6 +108,7 @@ def main() -> None:
     ap.add_argument("--windows", type=int, default=300)
     ap.add_argument("--days", type=int, default=14)
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--looks", type=int, default=40, help="looks of the repeated-look study (a canary's)")
     a = ap.parse_args()
 
     t0 = time.perf_counter()
@@ -134,6 +171,20 @@ def main() -> None:
             + ")"
         )
 
+    # a canary's drift guard: the same check at every look of a window that grows
+    n_series = max(a.windows // 3, 20)
+    fa_fixed, fa_spent, _ = repeated_looks(ref, tests[:n_series], a.looks, drift.ALPHA)
+    print(f"repeated looks ({n_series} windows seen growing over {a.looks} looks): flagged at some look "
+          f"{fa_fixed:.1%} at the fixed level {drift.ALPHA}, {fa_spent:.1%} at the spent levels "
+          f"(look j at {drift.ALPHA} x 6/(pi^2 j^2))")  # fmt: skip
+    looks_detect = {}
+    for name, plant in shifts.items():
+        planted = [plant(w) for w in tests[: max(n_series // 3, 10)]]
+        _, power, first_look = repeated_looks(ref, planted, a.looks, drift.ALPHA)
+        looks_detect[name] = power
+        print(f"  {name}: detected by the spent levels in {power:.0%} of windows, median first look "
+              f"{first_look if first_look is not None else '-'} of {a.looks}")  # fmt: skip
+
     # one check over a 10,000-event window
     w = tests[0]
     times = []
@@ -145,6 +196,8 @@ def main() -> None:
     print(f"one check ({n_events:,} events, {n_lists:,} lists, {len(ref.numeric) + len(ref.categorical)} quantities): "
           f"median {check_ms:.1f} ms; `import recommndr.monitoring.drift` {import_s:.2f} s, of which numpy {numpy_s:.2f} s")  # fmt: skip
     det = " ".join(f"detect_{i}={v:.3f}" for i, v in enumerate(detect.values()))
+    det += f" looks_false_alarm_fixed={fa_fixed:.3f} looks_false_alarm_spent={fa_spent:.3f} "
+    det += " ".join(f"looks_detect_{i}={v:.3f}" for i, v in enumerate(looks_detect.values()))
     print(
         f"false_alarm_rate={fa:.4f} {det} check_ms={check_ms:.1f} import_s={import_s:.2f} import_without_numpy_s={import_s - numpy_s:.2f} windows={len(tests)}"
     )

@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from recommndr.errors import RecommndrError, ServiceUnavailableError, UserInputError
 from recommndr.lifecycle import canary
 from recommndr.lifecycle.gate import GATE_METRIC
+from recommndr.monitoring.sequential import spent_alpha
 
 log = logging.getLogger(__name__)
 Fault = Literal["none", "random", "errors", "slow", "drift"]
@@ -341,10 +342,17 @@ def analyse(cfg: dict[str, Any]) -> dict[str, Any]:
     history = canary.trim(history, rules)
     control = _control(cfg)
     alerts = _alerts(cfg) if rules.alerts else []
-    drift = _drift(cfg, variant) if rules.drift else None
-    out = canary.analyse(history, cfg["baseline"], rules, cfg.get("state", {}), bool(cfg.get("last_step")),
+    state = cfg.get("state", {})
+    # the k-th drift check of this canary tests at its share of drift_alpha, so that a healthy
+    # challenger is flagged at that rate over all its looks, not at each
+    drift_look = int(state.get("drift_checks", 0)) + 1
+    drift_level = spent_alpha(rules.drift_alpha, drift_look)
+    drift = _drift(cfg, variant, drift_level) if rules.drift else None
+    out = canary.analyse(history, cfg["baseline"], rules, state, bool(cfg.get("last_step")),
                          drift=drift, alerts=alerts, control=control, variant=variant,
                          business=cfg.get("business", True), share=float(cfg.get("share") or 0.0), may_promote=bool(cfg.get("may_promote")))  # fmt: skip
+    if drift is not None:
+        out["state"]["drift_checks"] = drift_look
     out["look"]["share"] = cfg.get("share")
     return {"history": history, **out}
 
@@ -397,7 +405,7 @@ def _reference(cfg: dict[str, Any], variant: str) -> Path | None:
     return dest
 
 
-def _drift(cfg: dict[str, Any], variant: str) -> dict[str, Any] | None:
+def _drift(cfg: dict[str, Any], variant: str, alpha: float) -> dict[str, Any] | None:
     """Drift of the challenger's own making: the drift check of what it served since the canary
     began (against its reference) and of what the champion served beside it on the same traffic
     (against the champion's); a kind counts only where the challenger flags it and the champion
@@ -423,9 +431,14 @@ def _drift(cfg: dict[str, Any], variant: str) -> dict[str, Any] | None:
             return None
         if window.lists_seen < 30:  # too few lists to say anything yet
             return None
-        flagged[arm] = {k: bool(v) for k, v in check(Reference.load(ref), window)["kinds"].items()}
+        flagged[arm] = {k: bool(v) for k, v in check(Reference.load(ref), window, alpha)["kinds"].items()}
     kinds = {k: v and not flagged["champion"].get(k, False) for k, v in flagged["challenger"].items()}
-    return {"kinds": kinds, "challenger": flagged["challenger"], "champion": flagged["champion"]}
+    return {
+        "kinds": kinds,
+        "challenger": flagged["challenger"],
+        "champion": flagged["champion"],
+        "alpha": alpha,
+    }
 
 
 def promote(cfg: dict[str, Any]) -> dict[str, Any]:

@@ -83,6 +83,11 @@ class CanaryRules(BaseModel):
     latency_p95_s: float = Field(0.3, gt=0, description="p95 latency of the challenger's answers")
     memory_growth: float = Field(1.5, gt=1, description="resident memory over its size at the start")
     drift: bool = Field(True, description="roll back on the drift check of the challenger's window")
+    drift_alpha: float = Field(
+        0.01, gt=0, lt=1,
+        description="the drift check's false alarms over all of a canary's looks together (each look "
+        "tests at its share of it: recommndr.monitoring.sequential.spent_alpha)",
+    )  # fmt: skip
     alerts: bool = Field(True, description="roll back on a firing stopping alert in the API's inbox")
     # after promotion: the same guards watch the new champion
     watch_seconds: float = Field(0.0, ge=0, description="guard the new champion this long after promotion")
@@ -220,7 +225,7 @@ def guards(
     }  # fmt: skip
     if rules.drift and drift is not None:
         kinds = [k for k, flagged in drift.get("kinds", {}).items() if flagged]
-        out["drift"] = _guard(float(len(kinds)), 0.0, bool(kinds), kinds=kinds)
+        out["drift"] = _guard(float(len(kinds)), 0.0, bool(kinds), kinds=kinds, alpha=drift.get("alpha"))
     if rules.alerts:
         firing = sorted({a["alertname"] for a in alerts if stops_canary(a, variant)})
         out["alerts"] = _guard(float(len(firing)), 0.0, bool(firing), alerts=firing)
@@ -395,7 +400,8 @@ def _guard_reason(name: str, g: dict[str, Any], rules: CanaryRules) -> str:
     if name == "memory":
         return f"resident memory {g['value'] / 2**20:.0f} MiB > {g['limit'] / 2**20:.0f} MiB"
     if name == "drift":
-        return f"drift check flagged {', '.join(g['kinds'])}"
+        level = f" at level {g['alpha']:.2g}" if g.get("alpha") is not None else ""
+        return f"drift check flagged {', '.join(g['kinds'])}{level}"
     return f"alerts firing: {', '.join(g['alerts'])}"
 
 

@@ -118,3 +118,15 @@ def z_rule(s0: int, n0: int, s1: int, n1: int, sigmas: float = 2.0) -> bool:
     errors of the difference (True: it fires)."""
     v = binomial_variance(s0, n0, s1, n1)
     return s1 / n1 - s0 / n0 < -sigmas * math.sqrt(v)
+
+
+def spent_alpha(alpha: float, look: int) -> float:
+    """The level of the ``look``-th (1, 2, …) of a series of tests whose false alarms, over all
+    their looks together, stay at most ``alpha``: ``alpha * 6 / (pi^2 look^2)`` (these levels sum
+    to ``alpha``, so by the union bound a series of any length flags a null at most that often, the
+    looks' windows overlapping or not). For the canary's drift check, whose KS and PSI tests are
+    not sequential: repeated at each look at a fixed level they would flag a healthy challenger
+    at one look or another far more often than that level."""
+    if look < 1:
+        raise ValueError(f"looks are numbered from 1, not {look}")
+    return alpha * 6.0 / (math.pi**2 * look * look)

@@ -98,3 +98,35 @@ def test_a_registry_password_never_reaches_the_message() -> None:
     with pytest.raises(activities.RegistryUnavailableError) as caught, activities._registry(cfg, "reading"):
         raise RuntimeError("could not connect to postgresql://mlflow:s3cret@db.example:5432/mlflow")
     assert "s3cret" not in str(caught.value) and "postgresql://mlflow:***@db.example" in str(caught.value)
+
+
+def test_each_drift_check_of_a_canary_tests_at_its_spent_share_of_the_level(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The k-th check that could be made tests at spent_alpha(drift_alpha, k); a look whose window
+    was too small to check spends nothing; the flag's reason names the level."""
+    from recommndr.lifecycle import canary
+    from recommndr.monitoring.sequential import spent_alpha
+
+    levels: list[float] = []
+    answers = iter([None, {}, {}, {"feature": True}])
+
+    def drift(cfg: dict[str, Any], variant: str, alpha: float) -> dict[str, Any] | None:
+        levels.append(alpha)
+        kinds = next(answers)
+        return None if kinds is None else {"kinds": kinds, "alpha": alpha}
+
+    monkeypatch.setattr(activities, "snapshot", lambda cfg: canary.parse_metrics("", 1.0))
+    monkeypatch.setattr(activities, "_control", lambda cfg: {})
+    monkeypatch.setattr(activities, "_drift", drift)
+    rules = canary.CanaryRules(alerts=False, drift_alpha=0.02).model_dump(mode="json")
+    baseline = canary.parse_metrics("", 0.0)
+    cfg: dict[str, Any] = {"rules": rules, "history": [], "baseline": baseline, "state": {}}
+    for _ in range(4):
+        out = activities.analyse(cfg)
+        cfg = {**cfg, "history": out["history"], "state": out["state"]}
+    assert levels == [spent_alpha(0.02, 1), spent_alpha(0.02, 1), spent_alpha(0.02, 2), spent_alpha(0.02, 3)]
+    assert out["state"]["drift_checks"] == 3
+    d = out["look"]["decision"]
+    assert d["action"] == "rollback" and d["rule"] == "drift"
+    assert f"at level {spent_alpha(0.02, 3):.2g}" in d["reason"]

@@ -3,12 +3,13 @@ against the seed's 2-sigma rule, its power, and the decisions."""
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
 import pytest
 
-from recommndr.monitoring.sequential import Look, SequentialTest, decide, msprt, z_rule
+from recommndr.monitoring.sequential import Look, SequentialTest, decide, msprt, spent_alpha, z_rule
 
 pytestmark = pytest.mark.unit
 
@@ -87,3 +88,13 @@ def test_no_decision_before_the_minimum_sample() -> None:
     assert decide(look, min_per_arm=1000) == "continue"
     assert decide(look, min_per_arm=1000, last_step=True) == "rollback"  # never promoted unseen
     assert decide(look, min_per_arm=50) == "rollback"
+
+
+def test_spent_levels_sum_to_at_most_the_level_and_shrink() -> None:
+    levels = [spent_alpha(0.01, k) for k in range(1, 100_001)]
+    assert sum(levels) < 0.01 and sum(levels) > 0.01 * 0.9999
+    assert levels[0] == pytest.approx(0.01 * 6 / math.pi**2) and all(
+        a > b for a, b in itertools.pairwise(levels)
+    )
+    with pytest.raises(ValueError, match="from 1"):
+        spent_alpha(0.01, 0)
