@@ -851,6 +851,7 @@ def retrain_cmd(
     """Retrain → validate → gate → register → canary (5 % → 25 % → 50 % → 100 %) → promote or roll
     back, on the Durable Task SDK's in-memory backend. Prints the outcome, the reason and each step."""
     from recommndr.lifecycle.local import retrain_local
+    from recommndr.serving.retrain import stop_when_owner_dies
 
     if not local:
         raise typer.BadParameter("only --local runs here; on Azure the Functions app runs the workflow",
@@ -861,6 +862,10 @@ def retrain_cmd(
         raise typer.BadParameter(f"{data} is not a folder", param_hint="--data")
     folder, uri, audit = _loop_paths(workdir)
     loop_rules = _rules(rules, step_seconds, look_seconds, local=True)
+    # SIGTERM (the API's shutdown, or this run's API killed outright) stops the run as Ctrl-C does:
+    # a canary under way sends the challenger's traffic back to 0 before it ends
+    _sigterm_interrupts()
+    stop_when_owner_dies()
     t0 = time.perf_counter()
 
     def traffic(url: str) -> Any:

@@ -9,7 +9,9 @@ changed under an exclusive ``flock`` of a lock file beside it, so the API's work
 agree (the worker that started it owns the process; the others read the file). The process'
 output goes through a reader thread into a log there that rotates once (``retrain.log`` and
 ``retrain.log.1``, together at most ``loop_retrain_log_bytes``); the ``--json`` line it ends with
-is the outcome. The owner's shutdown stops it (SIGTERM to its process group, then SIGKILL).
+is the outcome. The owner's shutdown stops it (SIGTERM to its process group, then SIGKILL); an
+owner killed outright is noticed by the retrain itself (:func:`stop_when_owner_dies`), which then
+stops as on SIGTERM.
 """
 
 from __future__ import annotations
@@ -38,6 +40,29 @@ MAX_LINE = 1 << 20  # bytes: a longer line is logged in pieces and is no outcome
 MAX_STATE = 1 << 20
 STOP_WAIT_S = 10.0
 DROP_ENV = ("PROMETHEUS_MULTIPROC_DIR",)  # the API's metrics folder is not the child's to write
+OWNER_ENV = "RECOMMNDR_RETRAIN_OWNER_PID"  # the API worker that started the retrain: its parent
+
+
+def stop_when_owner_dies(period_s: float = 1.0) -> threading.Thread | None:
+    """In a retrain an API started (``OWNER_ENV`` holds the pid of that API worker, its parent):
+    once the parent is gone — killed with SIGKILL, nothing stopped this process, which is then
+    re-parented — send this process SIGTERM, which the command turns into the interrupt that sends
+    the challenger's traffic back to 0 (where the API still answers) and ends the run, instead of
+    running on unowned beside a retrain the restarted API may start. None when no API started it."""
+    try:
+        owner = int(os.environ.get(OWNER_ENV, ""))
+    except ValueError:
+        return None
+
+    def watch() -> None:
+        while os.getppid() == owner:
+            time.sleep(period_s)
+        log.error("the API that started this retrain (pid %d) is gone: stopping", owner)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    thread = threading.Thread(target=watch, name="retrain-owner", daemon=True)
+    thread.start()
+    return thread
 
 
 def _alive(pid: Any) -> bool:
@@ -189,6 +214,7 @@ class RetrainRunner:
             for name in (LOG, LOG + ".1"):
                 (self.folder / name).unlink(missing_ok=True)
             env = {k: v for k, v in os.environ.items() if k not in DROP_ENV}
+            env[OWNER_ENV] = str(os.getpid())
             cmd = self.command(fault)
             try:
                 proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,

@@ -18,7 +18,7 @@ from fastapi.testclient import TestClient
 
 from recommndr.config import get_settings
 from recommndr.serving.app import create_app
-from recommndr.serving.retrain import LOG, STATE, RetrainRunner
+from recommndr.serving.retrain import LOG, OWNER_ENV, STATE, RetrainRunner, stop_when_owner_dies
 from tests.unit.serving.test_canary_admin import SECRET, SUB, auth
 
 pytestmark = pytest.mark.unit
@@ -222,3 +222,57 @@ def test_openapi_declares_the_answers(setup: Any) -> None:
     assert set(paths["get"]["responses"]) == {"200", "401", "403", "422"}
     body = paths["post"]["requestBody"]
     assert body.get("required", False) is False
+
+
+def test_the_retrain_is_told_its_owner(setup: Any, tmp_path: Path) -> None:
+    body = f"(tmp / 'owner').write_text(__import__('os').environ.get({OWNER_ENV!r}, ''))\nwait()\n"
+    with setup(body) as c:
+        c.post("/models/retrain", headers=auth())
+        deadline = time.monotonic() + 20
+        while not (tmp_path / "owner").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert (tmp_path / "owner").read_text() == str(os.getpid())
+        (tmp_path / "gate").touch()
+
+
+def test_a_retrain_whose_api_is_killed_outright_stops_itself(tmp_path: Path) -> None:
+    """The owner SIGKILLed: its retrain notices (re-parented) and gets SIGTERM; while the owner
+    lives, nothing happens."""
+    child = (
+        "import pathlib, signal, sys, time\n"
+        f"out = pathlib.Path({str(tmp_path)!r})\n"
+        "signal.signal(signal.SIGTERM, lambda *a: (out.joinpath('stopped').write_text('x'), sys.exit(0)))\n"
+        "from recommndr.serving.retrain import stop_when_owner_dies\n"
+        "stop_when_owner_dies(0.05)\n"
+        "out.joinpath('watching').write_text('x')\n"
+        "time.sleep(60)\n"
+    )
+    owner = (
+        "import os, subprocess, sys, time\n"
+        f"env = {{**os.environ, {OWNER_ENV!r}: str(os.getpid())}}\n"
+        f"subprocess.Popen([sys.executable, '-c', {child!r}], env=env, start_new_session=True)\n"
+        "time.sleep(60)\n"
+    )
+    import subprocess
+
+    proc = subprocess.Popen([sys.executable, "-c", owner])
+    try:
+        deadline = time.monotonic() + 30
+        while not (tmp_path / "watching").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)
+        assert (tmp_path / "watching").exists() and not (tmp_path / "stopped").exists()
+    finally:
+        proc.kill()
+        proc.wait()
+    deadline = time.monotonic() + 10
+    while not (tmp_path / "stopped").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert (tmp_path / "stopped").exists()
+
+
+def test_without_an_owner_nothing_watches(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(OWNER_ENV, raising=False)
+    assert stop_when_owner_dies() is None
+    monkeypatch.setenv(OWNER_ENV, "not-a-pid")
+    assert stop_when_owner_dies() is None
