@@ -410,7 +410,9 @@ def _drift(cfg: dict[str, Any], variant: str, alpha: float) -> dict[str, Any] | 
     began (against its reference) and of what the champion served beside it on the same traffic
     (against the champion's); a kind counts only where the challenger flags it and the champion
     does not — shoppers who changed, or a clock that moved on, shift both arms alike, and that is
-    the monitoring's alert, not the canary's. None when it cannot be checked yet."""
+    the monitoring's alert, not the canary's. The feature kind counts the quantities of the model's
+    choosing only (:func:`recommndr.lifecycle.canary.of_the_model`); the shopper-level ones flagged
+    are reported beside it. None when it cannot be checked yet."""
     from recommndr.monitoring.drift import check
     from recommndr.monitoring.reference import Reference
     from recommndr.monitoring.watch import fetch_window
@@ -420,6 +422,7 @@ def _drift(cfg: dict[str, Any], variant: str, alpha: float) -> dict[str, Any] | 
         return None
     seconds = min(MAX_WINDOW_S, max(1.0, time.time() - float(cfg["baseline"]["at"])))
     flagged: dict[str, dict[str, bool]] = {}
+    names: dict[str, list[str]] = {}
     for arm in ("challenger", "champion"):
         ref = _reference(cfg, arm)
         if ref is None:
@@ -431,10 +434,17 @@ def _drift(cfg: dict[str, Any], variant: str, alpha: float) -> dict[str, Any] | 
             return None
         if window.lists_seen < 30:  # too few lists to say anything yet
             return None
-        flagged[arm] = {k: bool(v) for k, v in check(Reference.load(ref), window, alpha)["kinds"].items()}
+        report = check(Reference.load(ref), window, alpha)
+        names[arm] = sorted(n for n, f in report["features"].items() if f["drift"])
+        flagged[arm] = {k: bool(v) for k, v in report["kinds"].items()}
+        flagged[arm]["feature"] = any(canary.of_the_model(n) for n in names[arm])
     kinds = {k: v and not flagged["champion"].get(k, False) for k, v in flagged["challenger"].items()}
     return {
         "kinds": kinds,
+        "features": [n for n in names["challenger"] if canary.of_the_model(n)]
+        if kinds.get("feature")
+        else [],
+        "shopper_features": [n for n in names["challenger"] if not canary.of_the_model(n)],
         "challenger": flagged["challenger"],
         "champion": flagged["champion"],
         "alpha": alpha,

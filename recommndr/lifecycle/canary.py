@@ -93,6 +93,24 @@ class CanaryRules(BaseModel):
     watch_seconds: float = Field(0.0, ge=0, description="guard the new champion this long after promotion")
 
 
+SHOPPER_EVENT_FIELDS = (
+    "price",
+    "category",
+    "event_type",
+)  # monitoring.drift's EVENT_* (a test keeps them equal)
+
+
+def of_the_model(name: str) -> bool:
+    """Whether a quantity of the drift check describes what a ranker chose — its products' own
+    features, the retrieval scores, the candidates' sources — rather than who its shoppers are
+    (their features, and their history with the products shown: ``user_*``, ``price_vs_user``) or
+    what they did (the events' price, category and type). Only the first can tell the canary's arms
+    apart by the model: the split is by shopper, so each arm holds shoppers of its own, and at a
+    small share a few frequent ones fill the challenger's window (its lists are not independent
+    draws, which the check assumes), so the rest differ between the arms by who is in them."""
+    return not (name.startswith("user_") or name == "price_vs_user" or name in SHOPPER_EVENT_FIELDS)
+
+
 # --- counters ---------------------------------------------------------------------------------
 BUCKETS = 32  # recommndr.serving.traffic.BUCKETS (a test keeps the two equal)
 BUCKET_KINDS = ("impressions", "views", "purchases")
@@ -225,7 +243,8 @@ def guards(
     }  # fmt: skip
     if rules.drift and drift is not None:
         kinds = [k for k, flagged in drift.get("kinds", {}).items() if flagged]
-        out["drift"] = _guard(float(len(kinds)), 0.0, bool(kinds), kinds=kinds, alpha=drift.get("alpha"))
+        out["drift"] = _guard(float(len(kinds)), 0.0, bool(kinds), kinds=kinds, alpha=drift.get("alpha"),
+                              features=list(drift.get("features") or [])[:10])  # fmt: skip
     if rules.alerts:
         firing = sorted({a["alertname"] for a in alerts if stops_canary(a, variant)})
         out["alerts"] = _guard(float(len(firing)), 0.0, bool(firing), alerts=firing)
@@ -401,7 +420,8 @@ def _guard_reason(name: str, g: dict[str, Any], rules: CanaryRules) -> str:
         return f"resident memory {g['value'] / 2**20:.0f} MiB > {g['limit'] / 2**20:.0f} MiB"
     if name == "drift":
         level = f" at level {g['alpha']:.2g}" if g.get("alpha") is not None else ""
-        return f"drift check flagged {', '.join(g['kinds'])}{level}"
+        which = f" ({', '.join(g['features'])})" if g.get("features") else ""
+        return f"drift check flagged {', '.join(g['kinds'])}{which}{level}"
     return f"alerts firing: {', '.join(g['alerts'])}"
 
 

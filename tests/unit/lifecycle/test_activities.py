@@ -114,7 +114,11 @@ def test_each_drift_check_of_a_canary_tests_at_its_spent_share_of_the_level(
     def drift(cfg: dict[str, Any], variant: str, alpha: float) -> dict[str, Any] | None:
         levels.append(alpha)
         kinds = next(answers)
-        return None if kinds is None else {"kinds": kinds, "alpha": alpha}
+        return (
+            None
+            if kinds is None
+            else {"kinds": kinds, "alpha": alpha, "features": sorted(kinds and ["price"])}
+        )
 
     monkeypatch.setattr(activities, "snapshot", lambda cfg: canary.parse_metrics("", 1.0))
     monkeypatch.setattr(activities, "_control", lambda cfg: {})
@@ -129,4 +133,45 @@ def test_each_drift_check_of_a_canary_tests_at_its_spent_share_of_the_level(
     assert out["state"]["drift_checks"] == 3
     d = out["look"]["decision"]
     assert d["action"] == "rollback" and d["rule"] == "drift"
-    assert f"at level {spent_alpha(0.02, 3):.2g}" in d["reason"]
+    assert d["reason"] == f"drift check flagged feature (price) at level {spent_alpha(0.02, 3):.2g}"
+
+
+def test_the_canarys_feature_drift_counts_what_the_model_chose_not_who_its_shoppers_are(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    """Shopper-level quantities flagged on the challenger's window are reported, not acted on; a
+    product feature flagged is acted on, unless the champion's window flags one too."""
+    from recommndr.lifecycle import canary
+    from recommndr.monitoring import drift, reference, watch
+
+    flags: dict[str, list[str]] = {}
+
+    def check(ref: Any, window: Any, alpha: float) -> dict[str, Any]:
+        names = flags[window.arm]
+        kinds = {"feature": bool(names), "score": False, "confidence": False, "validation": False}
+        return {"kinds": kinds, "features": {n: {"drift": True} for n in names}}
+
+    class Win:
+        lists_seen = 100
+
+        def __init__(self, arm: str) -> None:
+            self.arm = arm
+
+    monkeypatch.setenv("RECOMMNDR_ADMIN_TOKEN", "t")
+    monkeypatch.setattr(drift, "check", check)
+    monkeypatch.setattr(reference.Reference, "load", staticmethod(lambda path: None))
+    monkeypatch.setattr(watch, "fetch_window", lambda api, arm, seconds, token: (Win(arm), None))
+    monkeypatch.setattr(activities, "_reference", lambda cfg, arm: tmp_path)
+    cfg = {"api": "http://api.test", "baseline": {"at": 0.0}}
+    flags.update(challenger=["category", "user_days_since_last_log", "user_item_days_since_log"], champion=[])
+    got = activities._drift(cfg, "challenger", 0.01)
+    assert got is not None and not got["kinds"]["feature"] and got["features"] == []
+    assert got["shopper_features"] == ["category", "user_days_since_last_log", "user_item_days_since_log"]
+    flags.update(challenger=["item_log_price", "user_events_log"])
+    got = activities._drift(cfg, "challenger", 0.01)
+    assert got is not None and got["kinds"]["feature"] and got["features"] == ["item_log_price"]
+    flags.update(champion=["als_score"])  # both arms: the clock or the shoppers moved, not the model
+    got = activities._drift(cfg, "challenger", 0.01)
+    assert got is not None and not got["kinds"]["feature"]
+    assert set(canary.SHOPPER_EVENT_FIELDS) == {*drift.EVENT_NUMERIC, *drift.EVENT_CATEGORICAL}
+    assert not canary.of_the_model("price_vs_user") and canary.of_the_model("from_als")
