@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from recommndr.data.interactions import load_catalogue
+from recommndr.lifecycle.canary import of_the_model
 from recommndr.loading import load_bundle
 from recommndr.monitoring import drift, profile
 from recommndr.monitoring.reference import reference_from
@@ -76,29 +77,54 @@ def prefix(w: Window, share: float) -> Window:
     return with_events(profile.take_lists(w, np.arange(n_l)), profile.take_events(w, np.arange(n_e)))
 
 
+def canary_flags(report: dict[str, Any]) -> bool:
+    """What the canary's drift guard acts on in a report: its kinds, the feature kind counting the
+    quantities that can move by the model's doing only (``canary.of_the_model``)."""
+    kinds = dict(report["kinds"])
+    kinds["feature"] = any(f["drift"] and of_the_model(n) for n, f in report["features"].items())
+    return any(kinds.values())
+
+
 def repeated_looks(
-    ref: Any, series: list[Window], looks: int, alpha: float
+    ref: Any, series: list[Window], looks: int, alpha: float, min_lists: int = 30
 ) -> tuple[float, float, float | None]:
-    """A canary's drift guard over ``looks`` looks at each window of ``series``, seen growing (look
-    j: its first j/looks): (share of series flagged at some look at the fixed level ``alpha``, the
-    same at the spent levels ``spent_alpha(alpha, j)``, the median first look flagged at the spent
-    levels, None when none was)."""
+    """The canary's drift guard over ``looks`` looks at each window of ``series``, seen growing
+    (look j: its first j/looks), checked once it holds ``min_lists`` lists (the canary's rule),
+    the k-th check at ``spent_alpha(alpha, k) / 4`` for each of the four kinds: (share of series
+    flagged at some look with every check at the fixed level ``alpha``, the same at the spent
+    levels, the median number of the first check flagged at the spent levels, None when none
+    was). One arm only (no champion's window to cancel a shift of both)."""
     fixed = spent = 0
     first: list[int] = []
     for w in series:
         hit_fixed = hit_spent = False
+        k = 0
         for j in range(1, looks + 1):
-            r = drift.check(ref, prefix(w, j / looks), alpha)
-            if not r["drift"]:
+            part = prefix(w, j / looks)
+            if part.scores.shape[0] < min_lists:
+                continue
+            k += 1
+            if not canary_flags(drift.check(ref, part, alpha)):
                 continue
             hit_fixed = True
-            if drift.check(ref, prefix(w, j / looks), spent_alpha(alpha, j))["drift"]:  # a subset of those
+            if canary_flags(drift.check(ref, part, spent_alpha(alpha, k) / len(drift.KINDS))):  # a subset
                 hit_spent = True
-                first.append(j)
+                first.append(k)
                 break
         fixed += hit_fixed
         spent += hit_spent
     return fixed / len(series), spent / len(series), statistics.median(first) if first else None
+
+
+def shift_feature(w: Window, name: str, by: float = 0.0, times: float = 1.0) -> Window:
+    """``w`` with the ranking feature ``name`` (every one, for ``"*"``) of its lists' rows moved:
+    ``x * times + by``."""
+    f = w.features.copy()
+    cols = range(f.shape[1]) if name == "*" else [w.feature_names.index(name)]
+    for c in cols:
+        f[:, c] = f[:, c] * times + by
+    return Window(w.feature_names, f, w.scores, w.margin, w.sources, w.price, w.category, w.event_type,
+                  w.failures, w.events_seen, w.lists_seen)  # fmt: skip
 
 
 def main() -> None:
@@ -171,19 +197,25 @@ def main() -> None:
             + ")"
         )
 
-    # a canary's drift guard: the same check at every look of a window that grows
+    # the canary's drift guard: the same check at every look of a window that grows
     n_series = max(a.windows // 3, 20)
     fa_fixed, fa_spent, _ = repeated_looks(ref, tests[:n_series], a.looks, drift.ALPHA)
-    print(f"repeated looks ({n_series} windows seen growing over {a.looks} looks): flagged at some look "
-          f"{fa_fixed:.1%} at the fixed level {drift.ALPHA}, {fa_spent:.1%} at the spent levels "
-          f"(look j at {drift.ALPHA} x 6/(pi^2 j^2))")  # fmt: skip
+    print(f"the canary's guard, {n_series} windows seen growing over {a.looks} looks: flagged at some look "
+          f"{fa_fixed:.1%} with every look at {drift.ALPHA}, {fa_spent:.1%} at the spent levels "
+          f"(check k at {drift.ALPHA} x 6/(pi^2 k^2) / 4 a kind)")  # fmt: skip
+    canary_shifts = {
+        "products 10% pricier (item_log_price + ln 1.1)": lambda w: shift_feature(w, "item_log_price", by=math.log(1.1)),
+        "products 50% pricier (item_log_price + ln 1.5)": lambda w: shift_feature(w, "item_log_price", by=math.log(1.5)),
+        "every ranking feature x1.6 (the drift fault)": lambda w: shift_feature(w, "*", times=1.6),
+        "random ranker scores": shifts["random ranker scores"],
+    }  # fmt: skip
     looks_detect = {}
-    for name, plant in shifts.items():
+    for name, plant in canary_shifts.items():
         planted = [plant(w) for w in tests[: max(n_series // 3, 10)]]
         _, power, first_look = repeated_looks(ref, planted, a.looks, drift.ALPHA)
         looks_detect[name] = power
-        print(f"  {name}: detected by the spent levels in {power:.0%} of windows, median first look "
-              f"{first_look if first_look is not None else '-'} of {a.looks}")  # fmt: skip
+        print(f"  {name}: caught at the spent levels in {power:.0%} of {len(planted)} windows, median first "
+              f"check {first_look if first_look is not None else '-'}")  # fmt: skip
 
     # one check over a 10,000-event window
     w = tests[0]

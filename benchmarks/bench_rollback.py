@@ -51,14 +51,14 @@ def _t(iso: str) -> float:
 
 
 def fixed_horizon(
-    p0: float, p1: float, ratio: float, deff: float, alpha: float = 0.05, power: float = 0.8
+    p0: float, p1: float, ratio: float, deff: float, alpha: float = 0.05, power: float = 0.8, sides: int = 2
 ) -> float:
-    """Challenger products a fixed-horizon two-sided z-test needs to detect p1 vs p0 at this
-    level and power, with ``ratio`` champion products per challenger product, inflated by the
-    same design effect the sequential test uses."""
+    """Challenger products a fixed-horizon z-test (two- or one-sided) needs to detect p1 vs p0
+    at this level and power, with ``ratio`` champion products per challenger product, inflated by
+    the same design effect the sequential test uses."""
     from statistics import NormalDist
 
-    z_a, z_b = NormalDist().inv_cdf(1 - alpha / 2), NormalDist().inv_cdf(power)
+    z_a, z_b = NormalDist().inv_cdf(1 - alpha / sides), NormalDist().inv_cdf(power)
     pbar = (p1 + ratio * p0) / (1 + ratio)
     num = z_a * math.sqrt(pbar * (1 - pbar) * (1 + 1 / ratio)) + z_b * math.sqrt(
         p1 * (1 - p1) + p0 * (1 - p0) / ratio
@@ -107,6 +107,8 @@ def live(args: argparse.Namespace, work: Path, rules: dict[str, Any]) -> list[di
         got = train_and_register(data, work / "bundle", TrainConfig(seed=seed), track=False, eval_users=500)
         if metric(got.metrics) >= floor:
             break
+    else:
+        raise SystemExit(f"no seed of 43-52 trained a challenger within 2 % of the champion's {base:.4f}")
     print(f"trained the champion ({GATE_METRIC} {base:.4f}) and the challenger (seed "
           f"{seed}, {metric(got.metrics):.4f}) in {time.perf_counter() - t0:.0f} s", file=sys.stderr)  # fmt: skip
     rows = []
@@ -145,10 +147,12 @@ def live(args: argparse.Namespace, work: Path, rules: dict[str, Any]) -> list[di
                 deff, alpha = rules["design_effect"], rules["alpha"]
                 # planned: the N a fixed-horizon test must fix before it starts, for the smallest
                 # difference that matters (the margin the sequential rule is built for) at the same
-                # level and power; oracle: the N for the difference this look measured, which no
-                # test can know beforehand
+                # level and power, one-sided as a non-inferiority test is (the smaller N); oracle:
+                # the N for the difference this look measured, which no test can know beforehand
                 row["planned_horizon"] = round(
-                    fixed_horizon(ctr["champion"], ctr["champion"] - rules["ctr_margin"], ratio, deff, alpha)
+                    fixed_horizon(
+                        ctr["champion"], ctr["champion"] - rules["ctr_margin"], ratio, deff, alpha, sides=1
+                    )
                 )
                 row["fixed_horizon"] = round(
                     fixed_horizon(ctr["champion"], ctr["challenger"], ratio, deff, alpha)

@@ -131,11 +131,18 @@ def throughput(
 
 
 def freshness(
-    bootstrap: str, topic: str, db: Path, rate: float, seconds: float, probe_every: int, first_probe: int = 0
+    bootstrap: str,
+    topic: str,
+    db: Path,
+    rate: float,
+    seconds: float,
+    probe_every: int,
+    first_probe: int = 0,
+    run: str = "m",
 ) -> tuple[list[float], int]:
     """Produce at ``rate`` events/s for ``seconds``; the freshness of the probes, in seconds, and the
     last probe's number (probe products are numbered after ``first_probe``: a later run starting from
-    that number uses products no earlier run used)."""
+    that number uses products no earlier run used; ``run`` tags the filler events' ids)."""
     pending: dict[int, float] = {}
     seen: list[float] = []
     lock = threading.Lock()
@@ -186,7 +193,7 @@ def freshness(
                     pending[item] = t0
                 p.produce(topic, rec)
             else:
-                rec = orjson.dumps({"event_id": f"f{first_probe}-{k}", "user_id": k % 5000, "item_id": k % 2000 + 1,
+                rec = orjson.dumps({"event_id": f"f{run}-{k}", "user_id": k % 5000, "item_id": k % 2000 + 1,
                                     "event_type": "view", "ts": "", "ts_ms": now_ms})  # fmt: skip
                 p.produce(topic, rec)
         p.poll(0)
@@ -249,7 +256,7 @@ def main() -> None:
             )
             # the throughput run's tiles close (and fire a last time) once events at the freshness
             # rate move the watermark past them: that burst is the backlog's, not the rate's
-            _, last = freshness(broker.bootstrap, topic, db, a.rate, a.warmup, a.probe_every)
+            _, last = freshness(broker.bootstrap, topic, db, a.rate, a.warmup, a.probe_every, run="w")
             print(f"warmed up at {a.rate:,.0f} events/s for {a.warmup:.0f} s", file=sys.stderr)
             seen, _ = freshness(
                 broker.bootstrap, topic, db, a.rate, a.seconds, a.probe_every, first_probe=last

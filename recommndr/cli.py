@@ -1080,6 +1080,9 @@ def _sigterm_interrupts() -> None:
     import signal
 
     def interrupt(signum: int, frame: object) -> None:
+        # once: a second SIGTERM must not interrupt the clean-up the first one started (a retrain
+        # sending challenger traffic back to 0); SIGKILL still ends it
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, interrupt)

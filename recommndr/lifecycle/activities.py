@@ -29,6 +29,13 @@ from recommndr.lifecycle import canary
 from recommndr.lifecycle.gate import GATE_METRIC
 from recommndr.monitoring.sequential import spent_alpha
 
+DRIFT_KINDS = (
+    "feature",
+    "score",
+    "confidence",
+    "validation",
+)  # monitoring.drift.KINDS (a test keeps them equal)
+
 log = logging.getLogger(__name__)
 Fault = Literal["none", "random", "errors", "slow", "drift"]
 ALIASES = ("champion", "challenger", "previous_champion")
@@ -343,10 +350,10 @@ def analyse(cfg: dict[str, Any]) -> dict[str, Any]:
     control = _control(cfg)
     alerts = _alerts(cfg) if rules.alerts else []
     state = cfg.get("state", {})
-    # the k-th drift check of this canary tests at its share of drift_alpha, so that a healthy
-    # challenger is flagged at that rate over all its looks, not at each
+    # the k-th drift check of this canary tests each of its kinds at its share of drift_alpha, so
+    # that a healthy challenger is flagged at most that often over all its looks and kinds together
     drift_look = int(state.get("drift_checks", 0)) + 1
-    drift_level = spent_alpha(rules.drift_alpha, drift_look)
+    drift_level = spent_alpha(rules.drift_alpha, drift_look) / len(DRIFT_KINDS)  # each kind its share
     drift = _drift(cfg, variant, drift_level) if rules.drift else None
     out = canary.analyse(history, cfg["baseline"], rules, state, bool(cfg.get("last_step")),
                          drift=drift, alerts=alerts, control=control, variant=variant,
@@ -410,9 +417,9 @@ def _drift(cfg: dict[str, Any], variant: str, alpha: float) -> dict[str, Any] | 
     began (against its reference) and of what the champion served beside it on the same traffic
     (against the champion's); a kind counts only where the challenger flags it and the champion
     does not — shoppers who changed, or a clock that moved on, shift both arms alike, and that is
-    the monitoring's alert, not the canary's. The feature kind counts the quantities of the model's
-    choosing only (:func:`recommndr.lifecycle.canary.of_the_model`); the shopper-level ones flagged
-    are reported beside it. None when it cannot be checked yet."""
+    the monitoring's alert, not the canary's. The feature kind counts the quantities that can move by
+    the model's doing only (:func:`recommndr.lifecycle.canary.of_the_model`); the shopper's own ones
+    flagged are reported beside it (the guard's ``shopper_features``). None when it cannot be checked yet."""
     from recommndr.monitoring.drift import check
     from recommndr.monitoring.reference import Reference
     from recommndr.monitoring.watch import fetch_window

@@ -85,30 +85,31 @@ class CanaryRules(BaseModel):
     drift: bool = Field(True, description="roll back on the drift check of the challenger's window")
     drift_alpha: float = Field(
         0.01, gt=0, lt=1,
-        description="the drift check's false alarms over all of a canary's looks together (each look "
-        "tests at its share of it: recommndr.monitoring.sequential.spent_alpha)",
+        description="the drift check's false alarms over all of a canary's looks and its four kinds "
+        "together (the k-th look tests each kind at spent_alpha(drift_alpha, k) / 4; the watch of a "
+        "promoted champion spends its own)",
     )  # fmt: skip
     alerts: bool = Field(True, description="roll back on a firing stopping alert in the API's inbox")
     # after promotion: the same guards watch the new champion
     watch_seconds: float = Field(0.0, ge=0, description="guard the new champion this long after promotion")
 
 
-SHOPPER_EVENT_FIELDS = (
-    "price",
-    "category",
-    "event_type",
-)  # monitoring.drift's EVENT_* (a test keeps them equal)
+# monitoring.drift's EVENT_* (a test keeps them equal)
+SHOPPER_EVENT_FIELDS = ("price", "category", "event_type")  # fmt: skip
+# ranking features (ranking.features.FEATURES) of the shopper alone, whatever product is shown
+SHOPPER_FEATURES = ("user_events_log", "user_purchases_log", "user_days_since_last_log")
 
 
 def of_the_model(name: str) -> bool:
-    """Whether a quantity of the drift check describes what a ranker chose — its products' own
-    features, the retrieval scores, the candidates' sources — rather than who its shoppers are
-    (their features, and their history with the products shown: ``user_*``, ``price_vs_user``) or
-    what they did (the events' price, category and type). Only the first can tell the canary's arms
-    apart by the model: the split is by shopper, so each arm holds shoppers of its own, and at a
-    small share a few frequent ones fill the challenger's window (its lists are not independent
-    draws, which the check assumes), so the rest differ between the arms by who is in them."""
-    return not (name.startswith("user_") or name == "price_vs_user" or name in SHOPPER_EVENT_FIELDS)
+    """Whether a quantity of the drift check can differ between the canary's arms by the model's
+    doing: all but the shopper's own features (their events, purchases and days since their last
+    one, the same whatever product is shown) and the events' price, category and type (all that the
+    arm's shoppers did, much of it not on a list the model made). Those describe who is in the arm:
+    the split is by shopper, so each arm holds shoppers of its own, and at a small share a few
+    frequent ones fill the challenger's window (its lists are not independent draws, which the
+    check assumes). The shopper-and-product features (affinity, price against the shopper's, their
+    history with the product) stay: which products a model shows whom moves them."""
+    return name not in SHOPPER_FEATURES and name not in SHOPPER_EVENT_FIELDS
 
 
 # --- counters ---------------------------------------------------------------------------------
@@ -244,7 +245,8 @@ def guards(
     if rules.drift and drift is not None:
         kinds = [k for k, flagged in drift.get("kinds", {}).items() if flagged]
         out["drift"] = _guard(float(len(kinds)), 0.0, bool(kinds), kinds=kinds, alpha=drift.get("alpha"),
-                              features=list(drift.get("features") or [])[:10])  # fmt: skip
+                              features=list(drift.get("features") or [])[:10],
+                              shopper_features=list(drift.get("shopper_features") or [])[:10])  # fmt: skip
     if rules.alerts:
         firing = sorted({a["alertname"] for a in alerts if stops_canary(a, variant)})
         out["alerts"] = _guard(float(len(firing)), 0.0, bool(firing), alerts=firing)

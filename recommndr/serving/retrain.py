@@ -46,12 +46,20 @@ OWNER_ENV = "RECOMMNDR_RETRAIN_OWNER_PID"  # the API worker that started the ret
 def stop_when_owner_dies(period_s: float = 1.0) -> threading.Thread | None:
     """In a retrain an API started (``OWNER_ENV`` holds the pid of that API worker, its parent):
     once the parent is gone — killed with SIGKILL, nothing stopped this process, which is then
-    re-parented — send this process SIGTERM, which the command turns into the interrupt that sends
+    re-parented — send this process SIGTERM (once), which the command turns into the interrupt that sends
     the challenger's traffic back to 0 (where the API still answers) and ends the run, instead of
     running on unowned beside a retrain the restarted API may start. None when no API started it."""
     try:
         owner = int(os.environ.get(OWNER_ENV, ""))
     except ValueError:
+        return None
+    if os.getppid() != owner:
+        if not _alive(owner):  # gone before this began to watch
+            log.error("the API that started this retrain (pid %d) is gone: stopping", owner)
+            os.kill(os.getpid(), signal.SIGTERM)
+            return None
+        # a wrapper in between (loop_retrain_command): its parent is not the one to watch
+        log.warning("this retrain's parent is not the API worker %d that started it: not watching it", owner)
         return None
 
     def watch() -> None:

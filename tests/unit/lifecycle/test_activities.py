@@ -117,7 +117,7 @@ def test_each_drift_check_of_a_canary_tests_at_its_spent_share_of_the_level(
         return (
             None
             if kinds is None
-            else {"kinds": kinds, "alpha": alpha, "features": sorted(kinds and ["price"])}
+            else {"kinds": kinds, "alpha": alpha, "features": sorted(kinds and ["item_log_price"])}
         )
 
     monkeypatch.setattr(activities, "snapshot", lambda cfg: canary.parse_metrics("", 1.0))
@@ -129,11 +129,14 @@ def test_each_drift_check_of_a_canary_tests_at_its_spent_share_of_the_level(
     for _ in range(4):
         out = activities.analyse(cfg)
         cfg = {**cfg, "history": out["history"], "state": out["state"]}
-    assert levels == [spent_alpha(0.02, 1), spent_alpha(0.02, 1), spent_alpha(0.02, 2), spent_alpha(0.02, 3)]
+    # each of the check's four kinds at a quarter of the look's share
+    assert levels == [spent_alpha(0.02, k) / 4 for k in (1, 1, 2, 3)]
     assert out["state"]["drift_checks"] == 3
     d = out["look"]["decision"]
     assert d["action"] == "rollback" and d["rule"] == "drift"
-    assert d["reason"] == f"drift check flagged feature (price) at level {spent_alpha(0.02, 3):.2g}"
+    assert (
+        d["reason"] == f"drift check flagged feature (item_log_price) at level {spent_alpha(0.02, 3) / 4:.2g}"
+    )
 
 
 def test_the_canarys_feature_drift_counts_what_the_model_chose_not_who_its_shoppers_are(
@@ -163,15 +166,25 @@ def test_the_canarys_feature_drift_counts_what_the_model_chose_not_who_its_shopp
     monkeypatch.setattr(watch, "fetch_window", lambda api, arm, seconds, token: (Win(arm), None))
     monkeypatch.setattr(activities, "_reference", lambda cfg, arm: tmp_path)
     cfg = {"api": "http://api.test", "baseline": {"at": 0.0}}
-    flags.update(challenger=["category", "user_days_since_last_log", "user_item_days_since_log"], champion=[])
+    flags.update(challenger=["category", "user_days_since_last_log", "user_events_log"], champion=[])
     got = activities._drift(cfg, "challenger", 0.01)
     assert got is not None and not got["kinds"]["feature"] and got["features"] == []
-    assert got["shopper_features"] == ["category", "user_days_since_last_log", "user_item_days_since_log"]
-    flags.update(challenger=["item_log_price", "user_events_log"])
+    assert got["shopper_features"] == ["category", "user_days_since_last_log", "user_events_log"]
+    g = canary.guards([canary.parse_metrics("", 0.0)] * 2, canary.CanaryRules(), "challenger", 0.0, got, [])
+    assert not g["drift"]["breached"] and g["drift"]["shopper_features"] == got["shopper_features"]
+    flags.update(challenger=["item_log_price", "user_events_log", "user_item_days_since_log"])
     got = activities._drift(cfg, "challenger", 0.01)
-    assert got is not None and got["kinds"]["feature"] and got["features"] == ["item_log_price"]
+    assert got is not None and got["kinds"]["feature"]
+    assert got["features"] == [
+        "item_log_price",
+        "user_item_days_since_log",
+    ]  # what it showed whom moves these
     flags.update(champion=["als_score"])  # both arms: the clock or the shoppers moved, not the model
     got = activities._drift(cfg, "challenger", 0.01)
     assert got is not None and not got["kinds"]["feature"]
     assert set(canary.SHOPPER_EVENT_FIELDS) == {*drift.EVENT_NUMERIC, *drift.EVENT_CATEGORICAL}
-    assert not canary.of_the_model("price_vs_user") and canary.of_the_model("from_als")
+    assert activities.DRIFT_KINDS == drift.KINDS
+    from recommndr.ranking.features import FEATURES
+
+    assert set(canary.SHOPPER_FEATURES) < set(FEATURES)
+    assert canary.of_the_model("price_vs_user") and canary.of_the_model("from_als")

@@ -276,3 +276,24 @@ def test_without_an_owner_nothing_watches(monkeypatch: pytest.MonkeyPatch) -> No
     assert stop_when_owner_dies() is None
     monkeypatch.setenv(OWNER_ENV, "not-a-pid")
     assert stop_when_owner_dies() is None
+    monkeypatch.setenv(OWNER_ENV, str(os.getpid()))  # alive, but not this process' parent: a wrapper
+    assert stop_when_owner_dies() is None
+
+
+def test_sigterm_interrupts_a_command_once_and_its_clean_up_survives_a_second() -> None:
+    import subprocess
+
+    code = (
+        "import os, signal, time\n"
+        "from recommndr.cli import _sigterm_interrupts\n"
+        "_sigterm_interrupts()\n"
+        "try:\n"
+        "    os.kill(os.getpid(), signal.SIGTERM); time.sleep(5)\n"
+        "except KeyboardInterrupt:\n"
+        "    os.kill(os.getpid(), signal.SIGTERM); time.sleep(0.3)  # the clean-up, hit again\n"
+        "    print('cleaned up')\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0 and out.stdout.strip() == "cleaned up", out.stderr

@@ -172,7 +172,8 @@ def test_an_older_files_tiles_table_gains_its_write_time(tmp_path: Path) -> None
     assert T0 + MIN_US in store.user_tiles(5)  # the old tile counts as written now, not long ago
     store.write_user_tiles(user_tiles_of([("e", 5, 8, "view", T0 + MIN_US + 1000)]))
     assert store.read_sessions([5])[5].session_items == [8, 7]
-    SqliteSessionStore(db)  # a second opening (another sink) finds the column there
+    again = SqliteSessionStore(db)  # a second opening (another sink) finds the column there
+    assert again.read_sessions([5])[5].session_items == [8, 7] and T0 + MIN_US in again.user_tiles(5)
 
 
 def test_two_sinks_migrating_one_file_at_once_add_the_column_once(
