@@ -41,6 +41,7 @@ Fault = Literal["none", "random", "errors", "slow", "drift"]
 ALIASES = ("champion", "challenger", "previous_champion")
 HTTP_TIMEOUT_S = 10.0
 GET_ATTEMPTS = 3
+TRANSITIONS = ("traffic", "pause", "resume")  # recorded as MLflow runs, not as version tags
 
 
 class LoopInput(BaseModel):
@@ -337,6 +338,8 @@ def set_traffic(cfg: dict[str, Any]) -> dict[str, Any]:
         raise
     # the API audits the move itself (under the token's subject); this says why
     _audit(cfg).append("canary_step", _by(cfg), str(cfg.get("reason", "")), {"challenger": share})
+    record({**cfg, "action": "traffic", "rule": "", "look": None,
+            "reason": f"challenger share {share:g}: {cfg.get('reason', '')}"})  # fmt: skip
     return {"traffic": body["traffic"]}
 
 
@@ -360,6 +363,12 @@ def analyse(cfg: dict[str, Any]) -> dict[str, Any]:
                          business=cfg.get("business", True), share=float(cfg.get("share") or 0.0), may_promote=bool(cfg.get("may_promote")))  # fmt: skip
     if drift is not None:
         out["state"]["drift_checks"] = drift_look
+    paused = bool(control.get("paused"))
+    if paused != bool(state.get("paused", False)):  # a transition: a run of its own, once
+        record({**cfg, "action": "pause" if paused else "resume", "rule": "operator", "look": None,
+                "reason": "the operator's control " + ("paused the canary: it holds its step" if paused
+                                                       else "resumed the canary")})  # fmt: skip
+        out["state"]["paused"] = paused
     out["look"]["share"] = cfg.get("share")
     return {"history": history, **out}
 
@@ -532,8 +541,9 @@ def health_check(cfg: dict[str, Any]) -> dict[str, Any]:
 
 
 def record(cfg: dict[str, Any]) -> dict[str, Any]:
-    """A decision as an MLflow run (its numbers as metrics, its reason and rule as tags) and a tag
-    on the challenger's model versions."""
+    """A decision or a transition (a traffic step, a pause, a resume) as an MLflow run (its numbers
+    as metrics, its reason and rule as tags); a decision also as a tag on the challenger's model
+    versions."""
     from recommndr.registry.tracking import log_experiment
 
     action = str(cfg.get("action", "decision"))
@@ -553,7 +563,8 @@ def record(cfg: dict[str, Any]) -> dict[str, Any]:
             numbers, {}, {}, uri=cfg["tracking_uri"],
         )  # fmt: skip
         client = _client(cfg)
-        for name, v in ((cfg.get("challenger") or {}).get("versions") or {}).items():
+        tagged = {} if action in TRANSITIONS else (cfg.get("challenger") or {}).get("versions") or {}
+        for name, v in tagged.items():
             client.set_model_version_tag(
                 name, v, "recommndr.canary", f"{action}: {str(cfg.get('reason', ''))[:200]}"
             )

@@ -159,4 +159,4 @@ def test_a_healthy_challenger_climbs_to_every_shopper_and_is_promoted(shop: dict
     }
     runs = client.search_runs([client.get_experiment_by_name("recommndr").experiment_id],
                               "tags.`recommndr.kind` = 'canary'")  # fmt: skip
-    assert {"promote", "canary_start"} <= {r.data.params.get("action") for r in runs}
+    assert {"promote", "canary_start", "traffic"} <= {r.data.params.get("action") for r in runs}

@@ -188,3 +188,46 @@ def test_the_canarys_feature_drift_counts_what_the_model_chose_not_who_its_shopp
 
     assert set(canary.SHOPPER_FEATURES) < set(FEATURES)
     assert canary.of_the_model("price_vs_user") and canary.of_the_model("from_als")
+
+
+def test_traffic_steps_and_pauses_are_mlflow_runs_and_only_decisions_tag_the_versions(
+    api: dict[str, Any], tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from recommndr.lifecycle import canary
+    from recommndr.registry import tracking
+
+    runs: list[dict[str, Any]] = []
+    tags: list[tuple[str, str, str]] = []
+
+    def log_experiment(name: str, kind: str, params: dict[str, Any], *a: Any, **kw: Any) -> tuple[str, str]:
+        runs.append(params)
+        return f"run{len(runs)}", "exp"
+
+    class Client:
+        def set_model_version_tag(self, name: str, version: str, key: str, value: str) -> None:
+            tags.append((name, version, value))
+
+    monkeypatch.setattr(tracking, "log_experiment", log_experiment)
+    monkeypatch.setattr(activities, "_client", lambda cfg: Client())
+    api["answers"][("POST", "/models/traffic")] = (200, {"traffic": {"champion": 0.75, "challenger": 0.25}})
+    base = {**CFG, "audit_path": str(tmp_path / "a.jsonl"), "tracking_uri": "sqlite://",
+            "challenger": {"model_version": "v2", "versions": {"recommndr-ranker": "2"}}}  # fmt: skip
+    activities.set_traffic({**base, "share": 0.25, "reason": "canary step 2 of 4"})
+    assert (
+        runs[-1]["action"] == "traffic"
+        and runs[-1]["reason"].startswith("challenger share 0.25")
+        and not tags
+    )
+
+    controls = iter([{"paused": False}, {"paused": True}, {"paused": True}, {"paused": False}])
+    monkeypatch.setattr(activities, "snapshot", lambda cfg: canary.parse_metrics("", 1.0))
+    monkeypatch.setattr(activities, "_control", lambda cfg: next(controls))
+    rules = canary.CanaryRules(alerts=False, drift=False).model_dump(mode="json")
+    cfg: dict[str, Any] = {**base, "rules": rules, "history": [], "baseline": canary.parse_metrics("", 0.0),
+                           "state": {}}  # fmt: skip
+    for _ in range(4):
+        out = activities.analyse(cfg)
+        cfg = {**cfg, "history": out["history"], "state": out["state"]}
+    assert [r["action"] for r in runs[1:]] == ["pause", "resume"] and not tags
+    activities.record({**base, "action": "rollback", "reason": "errors"})
+    assert tags == [("recommndr-ranker", "2", "rollback: errors")]
