@@ -77,7 +77,8 @@ def _errors(api: str) -> float:
 
 
 def live(args: argparse.Namespace, work: Path, rules: dict[str, Any]) -> list[dict[str, Any]]:
-    from recommndr.lifecycle.gate import GATE_METRIC
+    from recommndr.lifecycle.activities import LoopInput
+    from recommndr.lifecycle.gate import canary_gate, gate_metric
     from recommndr.lifecycle.local import LocalStack, loop_input, run_workflow
     from recommndr.lifecycle.train import train_and_register
     from recommndr.params import TrainConfig
@@ -95,22 +96,18 @@ def live(args: argparse.Namespace, work: Path, rules: dict[str, Any]) -> list[di
     # the challenger: another seed's training that passes the workflow's offline gate (on the tiny
     # shop's 500-user hold-out a seed's NDCG@10 lands a few % either side of the champion's, 3.9 %
     # below once: such a bundle is rejected before any canary, and is no "good" challenger)
-    model, name = GATE_METRIC.split(".", 1)
-
-    def metric(m: dict[str, Any] | None) -> float:
-        return float((m or {})[model][name])
-
-    base = metric(champion.metrics)
-    floor = base * (1 - 0.02)
+    base = gate_metric(champion.metrics)
+    tolerance = LoopInput.model_fields["gate_tolerance"].default  # the workflow's own gate
     for seed in range(43, 53):
         shutil.rmtree(work / "bundle", ignore_errors=True)
         got = train_and_register(data, work / "bundle", TrainConfig(seed=seed), track=False, eval_users=500)
-        if metric(got.metrics) >= floor:
+        gate = canary_gate(gate_metric(got.metrics), True, base, tolerance)
+        if gate.promote:
             break
     else:
-        raise SystemExit(f"no seed of 43-52 trained a challenger within 2 % of the champion's {base:.4f}")
-    print(f"trained the champion ({GATE_METRIC} {base:.4f}) and the challenger (seed "
-          f"{seed}, {metric(got.metrics):.4f}) in {time.perf_counter() - t0:.0f} s", file=sys.stderr)  # fmt: skip
+        raise SystemExit(f"no seed of 43-52 trained a challenger the gate lets through: {gate.reason}")
+    print(f"trained the champion and the challenger (seed {seed}: {gate.reason}) in "
+          f"{time.perf_counter() - t0:.0f} s", file=sys.stderr)  # fmt: skip
     rows = []
     with (
         LocalStack(work / "api", uri) as stack,

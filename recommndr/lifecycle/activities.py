@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from recommndr.errors import RecommndrError, ServiceUnavailableError, UserInputError
 from recommndr.lifecycle import canary
-from recommndr.lifecycle.gate import GATE_METRIC
+from recommndr.lifecycle.gate import GATE_METRIC, gate_metric
 from recommndr.monitoring.sequential import spent_alpha
 
 DRIFT_KINDS = (
@@ -253,8 +253,7 @@ def train_challenger(cfg: dict[str, Any]) -> dict[str, Any]:
                                      promote=False, uri=cfg["tracking_uri"])  # fmt: skip
         assert outcome.registration is not None  # track=True
         reg, metrics = outcome.registration, outcome.metrics
-    model, name = GATE_METRIC.split(".", 1)
-    metric = (metrics or {}).get(model, {}).get(name)
+    metric = gate_metric(metrics)
     _audit(cfg).append("retrain", _by(cfg), f"registered run {reg.run_id} as challenger",
                        {"versions": reg.versions, "trigger": cfg.get("trigger"), "bundle": str(out)})  # fmt: skip
     return {"run_id": reg.run_id, "versions": reg.versions, "metric": metric, "artifacts": str(out),
@@ -455,12 +454,11 @@ def _drift(cfg: dict[str, Any], variant: str, alpha: float) -> dict[str, Any] | 
         flagged[arm] = {k: bool(v) for k, v in report["kinds"].items()}
         flagged[arm]["feature"] = any(canary.of_the_model(n) for n in names[arm])
     kinds = {k: v and not flagged["champion"].get(k, False) for k, v in flagged["challenger"].items()}
+    model = [n for n in names["challenger"] if canary.of_the_model(n)]
     return {
         "kinds": kinds,
-        "features": [n for n in names["challenger"] if canary.of_the_model(n)]
-        if kinds.get("feature")
-        else [],
-        "shopper_features": [n for n in names["challenger"] if not canary.of_the_model(n)],
+        "features": model if kinds.get("feature") else [],
+        "shopper_features": [n for n in names["challenger"] if n not in model],
         "challenger": flagged["challenger"],
         "champion": flagged["champion"],
         "alpha": alpha,

@@ -8,8 +8,17 @@ a held-out figure (a hold-out of 0 days) it stays ``challenger``: nothing shows 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 GATE_METRIC = "two_stage.ndcg@10"
+
+
+def gate_metric(metrics: dict[str, Any] | None) -> float | None:
+    """:data:`GATE_METRIC` of a hold-out evaluation (``{"two_stage": {"ndcg@10": ..}}``), None
+    without one."""
+    model, name = GATE_METRIC.split(".", 1)
+    value = (metrics or {}).get(model, {}).get(name)
+    return None if value is None else float(value)
 
 
 @dataclass(frozen=True)

@@ -53,16 +53,12 @@ def stop_when_owner_dies(period_s: float = 1.0) -> threading.Thread | None:
         owner = int(os.environ.get(OWNER_ENV, ""))
     except ValueError:
         return None
-    if os.getppid() != owner:
-        if not _alive(owner):  # gone before this began to watch
-            log.error("the API that started this retrain (pid %d) is gone: stopping", owner)
-            os.kill(os.getpid(), signal.SIGTERM)
-            return None
+    if os.getppid() != owner and _alive(owner):
         # a wrapper in between (loop_retrain_command): its parent is not the one to watch
         log.warning("this retrain's parent is not the API worker %d that started it: not watching it", owner)
         return None
 
-    def watch() -> None:
+    def watch() -> None:  # an owner gone before it began ends the loop at once
         while os.getppid() == owner:
             time.sleep(period_s)
         log.error("the API that started this retrain (pid %d) is gone: stopping", owner)

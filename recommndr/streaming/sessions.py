@@ -215,6 +215,13 @@ def _decode(user_id: int, values: Mapping[str, bytes | None]) -> UserSession | N
     return UserSession(user_id=user_id, **out)
 
 
+def _expired(last_written_s: int, now_s: int) -> bool:
+    """Whether a shopper whose tiles were last written at ``last_written_s`` has them no more: all
+    of them expire :data:`REDIS_TILES_TTL_S` after the last write of any (Redis's EXPIRE of their
+    hash; the SQLite store ignores them, then sweeps them)."""
+    return last_written_s < now_s - REDIS_TILES_TTL_S
+
+
 def _latest(tiles: Iterable[UserTile]) -> dict[tuple[int, int], UserTile]:
     """The last firing of each (shopper, tile) in a batch. A tile ending more than ``MAX_AHEAD_US``
     after the wall clock is left out (logged): as the shopper's newest it would make every real tile
@@ -371,7 +378,7 @@ class SqliteSessionStore(SqliteFeastFile):
                 (user_id,),
             )
         )
-        if not rows or max(r[3] for r in rows) < int(time.time()) - REDIS_TILES_TTL_S:
+        if not rows or _expired(max(r[3] for r in rows), int(time.time())):
             return {}
         return {e: (n, parse_marks(m)) for e, n, m, _ in rows}
 
@@ -385,7 +392,6 @@ class SqliteSessionStore(SqliteFeastFile):
         # its shoppers' only writer, Flink forwarding each shopper's tiles from the one window
         # subtask that owns them, so nothing changes their tiles in between
         now_s = int(time.time())
-        live_s = now_s - REDIS_TILES_TTL_S
         by_user: dict[int, dict[int, tuple[int, tuple[Mark, ...]]]] = {u: {} for u in users}
         written: dict[int, int] = {}
         for start in range(0, len(users), 400):
@@ -400,7 +406,7 @@ class SqliteSessionStore(SqliteFeastFile):
                 written[u] = max(written.get(u, w), w)
         old: list[tuple[int, int]] = []
         for u, w in written.items():
-            if w < live_s:  # expired as a whole (Redis: the hash's TTL ran out): not this session's
+            if _expired(w, now_s):  # as a whole (Redis: the hash's TTL ran out): not this session's
                 old.extend((u, e) for e in by_user[u] if (u, e) not in latest)
                 by_user[u] = {}
         for (u, e), t in latest.items():
@@ -434,7 +440,7 @@ class SqliteSessionStore(SqliteFeastFile):
                 c.execute(
                     f"DELETE FROM {self.tiles_table} AS t WHERE t.written_s < ? AND NOT EXISTS "
                     f"(SELECT 1 FROM {self.tiles_table} AS n WHERE n.user_id = t.user_id AND n.written_s >= ?)",
-                    (live_s, live_s),
+                    (now_s - REDIS_TILES_TTL_S,) * 2,
                 )
             self._upsert_feast(c, feast_rows)
             c.execute("COMMIT")
