@@ -35,6 +35,7 @@ from typing import Any, Protocol
 import mmh3
 
 from recommndr.features.schema import FIELDS, JOIN_KEY, PROJECT, RECENT_MAX, VIEW
+from recommndr.sqlite_wal import connect_wal
 
 log = logging.getLogger(__name__)
 
@@ -276,11 +277,7 @@ class SqliteOnlineStore:
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
-            conn = sqlite3.connect(
-                self.path, timeout=self.timeout_s, isolation_level=None, check_same_thread=True
-            )
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
+            conn = connect_wal(self.path, self.timeout_s)
             self._local.conn = conn
         return conn
 

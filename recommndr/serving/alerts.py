@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 
 from recommndr.serving.schemas import AlertWebhookIn
+from recommndr.sqlite_wal import connect_wal
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS alerts (
@@ -61,8 +62,8 @@ class AlertInbox:
     def _conn(self) -> sqlite3.Connection:
         if self._db is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(self.path, timeout=10.0, check_same_thread=False, isolation_level=None)
-            db.execute("PRAGMA journal_mode=WAL")  # workers read while another writes
+            # WAL: workers read while another writes; every commit synced, as before
+            db = connect_wal(self.path, 10.0, synchronous=None, check_same_thread=False)
             db.execute(_SCHEMA)
             self._db = db
         return self._db

@@ -47,6 +47,7 @@ from recommndr.features.online import (
     entity_key,
 )
 from recommndr.features.schema import PRODUCT_FIELDS, PRODUCT_JOIN_KEY, PRODUCT_VIEW, PROJECT
+from recommndr.sqlite_wal import connect_wal
 
 log = logging.getLogger(__name__)
 
@@ -379,9 +380,7 @@ class SqliteFeastFile:
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
-            conn = sqlite3.connect(self.path, timeout=self.timeout_s, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
+            conn = connect_wal(self.path, self.timeout_s)
             self._local.conn = conn
         return conn
 
