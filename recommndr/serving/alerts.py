@@ -62,8 +62,8 @@ class AlertInbox:
     def _conn(self) -> sqlite3.Connection:
         if self._db is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            # WAL: workers read while another writes; every commit synced, as before
-            db = connect_wal(self.path, 10.0, synchronous=None, check_same_thread=False)
+            # WAL: workers read while another writes; every commit synced
+            db = connect_wal(self.path, 10.0, synchronous="FULL", check_same_thread=False)
             db.execute(_SCHEMA)
             self._db = db
         return self._db

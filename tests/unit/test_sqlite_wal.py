@@ -63,7 +63,30 @@ def test_connect_wal_gives_up_after_its_timeout(tmp_path: Path) -> None:
     writer.close()
 
 
-def test_connect_wal_keeps_full_sync_when_asked(tmp_path: Path) -> None:
-    with closing(connect_wal(tmp_path / "a.db", 1.0, synchronous=None)) as c:
-        assert c.execute("PRAGMA synchronous").fetchone() == (2,)  # FULL, SQLite's default
+def test_connect_wal_sets_the_sync_level_asked_for(tmp_path: Path) -> None:
+    with closing(connect_wal(tmp_path / "a.db", 1.0, synchronous="FULL")) as c:
+        assert c.execute("PRAGMA synchronous").fetchone() == (2,)  # FULL
         assert c.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+def test_connect_wal_raises_other_errors_at_once(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(b"not an sqlite file, but long enough to have a header" * 100)
+    started = time.monotonic()
+    with pytest.raises(sqlite3.DatabaseError, match="not a database"):
+        connect_wal(junk, 5.0)
+    assert time.monotonic() - started < 1.0, "no retry for an error that is not a lock"
+
+
+def test_a_file_already_in_wal_opens_while_another_connection_writes(tmp_path: Path) -> None:
+    path = tmp_path / "store.db"
+    connect_wal(path, 1.0).close()
+    with closing(connect_wal(path, 1.0)) as writer:
+        writer.execute("CREATE TABLE t (a)")
+        writer.execute("BEGIN IMMEDIATE")
+        writer.execute("INSERT INTO t VALUES (1)")
+        started = time.monotonic()
+        with closing(connect_wal(path, 5.0)) as c:
+            assert time.monotonic() - started < 0.5
+            assert c.execute("SELECT count(*) FROM t").fetchone() == (0,), "the write is not committed"
+        writer.execute("COMMIT")
