@@ -227,6 +227,8 @@ def main() -> None:
                     help="the job computes the shoppers' sessions too (its default)")  # fmt: skip
     ap.add_argument("--early-fire", type=float, default=1.0, help="the job's --early-fire, seconds")
     ap.add_argument("--session-fire", type=float, default=5.0, help="the job's --session-fire, seconds")
+    ap.add_argument("--checkpoint-interval", type=float, default=FeatureJob.checkpoint_interval_s,
+                    help="the job's --checkpoint-interval, seconds")  # fmt: skip
     a = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-stream-") as tmp, LocalBroker() as broker:
         root = Path(tmp)
@@ -244,6 +246,7 @@ def main() -> None:
             bootstrap=broker.bootstrap, topic=topic, store="sqlite", store_path=db,
             checkpoint_dir=root / "chk", parallelism=a.parallelism, log_path=root / "job.log",
             sessions=a.sessions, early_fire_s=a.early_fire, session_fire_s=a.session_fire,
+            checkpoint_interval_s=a.checkpoint_interval,
         )  # fmt: skip
         with job:
             eps, elapsed, rates = throughput(job, db, a.events, a.timeout, a.sessions)
