@@ -81,7 +81,7 @@ class FeatureJob:
     out_of_orderness_s: float = 5.0
     early_fire_s: float = 1.0
     session_fire_s: float = 5.0  # the shopper tiles' early firing
-    checkpoint_interval_s: float = 5.0
+    checkpoint_interval_s: float = 30.0  # the job's default (flink/job.py)
     parallelism: int = 1
     startup: Literal["earliest", "latest"] = "earliest"
     metrics_port: int = 0

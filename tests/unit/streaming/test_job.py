@@ -39,7 +39,7 @@ def test_durations(job: ModuleType) -> None:
         3,
     ]
     a = job.parse_args(["--lateness", "2min", "--early-fire", "250ms"])
-    assert (a.lateness, a.early_fire, a.out_of_orderness, a.checkpoint_interval) == (120, 0.25, 5, 5)
+    assert (a.lateness, a.early_fire, a.out_of_orderness, a.checkpoint_interval) == (120, 0.25, 5, 30)
     with pytest.raises(SystemExit):
         job.parse_args(["--early-fire", "0s"])
     with pytest.raises(SystemExit):
