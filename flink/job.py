@@ -20,8 +20,8 @@ The job only wires source → SQL → sink:
   Every firing carries the tile's whole count, so writing it is idempotent.
 - sessions (``--sessions``, the default): per shopper, one-minute ``TUMBLE`` tiles counting
   ``DISTINCT event_id`` with the set of the events' ``ts_ms:item_id:k`` marks (``LISTAGG DISTINCT``),
-  fired early every ``--session-fire`` (5 s: there are about as many shoppers as events, so each
-  firing costs the sink more) and late within the same lateness; both queries' rows have one shape
+  fired early every ``--session-fire`` (5 s: each shopper tile is a window of its own, and
+  each firing a store write) and late within the same lateness; both queries' rows have one shape
   and their streams are one union into the sink, which writes the products first. Categories come
   from ``--catalogue``.
 - sink: a Python function that keeps the +I/+U rows and writes them in batches with

@@ -33,7 +33,10 @@ def connect_wal(
                 mode = str(conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]).lower()
                 break
             except sqlite3.OperationalError as exc:
-                if exc.sqlite_errorcode & 0xFF not in _BUSY or time.monotonic() + pause > deadline:
+                if (
+                    getattr(exc, "sqlite_errorcode", 0) & 0xFF not in _BUSY
+                    or time.monotonic() + pause > deadline
+                ):
                     raise
                 time.sleep(pause)
                 pause = min(2 * pause, 0.05)

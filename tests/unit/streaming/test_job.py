@@ -119,6 +119,7 @@ def test_launcher_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     cmd = j.command()
     assert cmd[:2] == [str(tmp_path / ".venv/bin/python"), str(tmp_path / "job.py")]
     assert cmd[cmd.index("--lateness") + 1] == "90s" and cmd[cmd.index("--store") + 1] == "redis"
+    assert cmd[cmd.index("--checkpoint-interval") + 1] == "30s", "the job's own default"
     assert cmd[-2:] == [
         "--backfill",
         str(Path("x.jsonl").resolve()),
