@@ -338,6 +338,8 @@ def make_sink(store: str, store_path: str, redis_url: str, sessions: bool, catal
             self.buffer: dict[tuple[int, int], Any] = {}
             self.user_buffer: dict[tuple[int, int], Any] = {}
             self.lock = threading.RLock()
+            self.kept = (RowKind.INSERT, RowKind.UPDATE_AFTER)
+            self.rows_in = 0  # rows buffered since the last flush (the rows_in counter's increment)
             group = runtime_context.get_metrics_group().add_group(METRIC_GROUP)
             self.m_tiles = group.counter("tiles_written")
             self.m_user_tiles = group.counter("user_tiles_written")
@@ -364,19 +366,21 @@ def make_sink(store: str, store_path: str, redis_url: str, sessions: bool, catal
                 except Exception:
                     logging.getLogger(__name__).warning("timed flush failed", exc_info=True)
 
-        def process_element(self, value: Row, ctx: ProcessFunction.Context) -> Iterator[Any]:
-            if value.get_row_kind() in (RowKind.INSERT, RowKind.UPDATE_AFTER):
-                key = (int(value[1]), int(value[2]))
+        def process_element(self, value: Row, ctx: ProcessFunction.Context) -> None:
+            # once per row the job emits (about one per event with sessions): the row's list of
+            # values read directly, the rows counted at the flush, and nothing returned (PyFlink
+            # iterates what is returned)
+            if value.get_row_kind() in self.kept:
+                kind, key, end, a, b, c, marks = value._values
                 with self.lock:  # the end of a bundle may flush from another operator's thread
-                    if value[0] == 0:
-                        self.buffer[key] = (value[3] or 0, value[4] or 0, value[5] or 0)
+                    if kind == 0:
+                        self.buffer[(key, end)] = (a or 0, b or 0, c or 0)
                     else:
-                        self.user_buffer[key] = (value[3] or 0, value[6])
+                        self.user_buffer[(key, end)] = (a or 0, marks)
+                    self.rows_in += 1
                     full = len(self.buffer) + len(self.user_buffer) >= 20_000
-                self.m_rows.inc(1)
                 if full:
                     self.flush()
-            return iter(())
 
         def flush(self) -> None:
             if not self.buffer and not self.user_buffer:
@@ -384,6 +388,8 @@ def make_sink(store: str, store_path: str, redis_url: str, sessions: bool, catal
             with self.lock:
                 rows, self.buffer = self.buffer, {}
                 user_rows, self.user_buffer = self.user_buffer, {}
+                self.m_rows.inc(self.rows_in)
+                self.rows_in = 0
                 tiles = [self.Tile(i, e * 1_000_000, *c) for (i, e), c in rows.items()]
                 user_tiles = [
                     self.UserTile(u, e * 1_000_000, n, self.parse_marks(m))

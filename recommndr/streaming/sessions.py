@@ -53,6 +53,7 @@ SESSION_MAX_S = 4 * 3600  # a session holds at most the tiles ending this long b
 SESSION_CATEGORIES_MAX = 10
 MARKS_PER_TILE = 256
 KIND_MARK = {"view": "v", "add_to_cart": "a", "purchase": "p"}
+_KINDS = frozenset(KIND_MARK.values())
 REDIS_TILES_TTL_S = 2 * 86_400  # a shopper's tiles expire this long after their last write (SQLite too)
 SWEEP_EVERY_S = 60  # how often the SQLite store deletes them
 
@@ -89,12 +90,13 @@ def parse_marks(text: str | None) -> tuple[Mark, ...]:
     """The job's ``LISTAGG`` of marks (``ts:item:k`` joined by commas), canonical: distinct, sorted
     by time, the newest :data:`MARKS_PER_TILE`; a malformed mark is left out."""
     out: set[Mark] = set()
-    for part in (text or "").split(","):
-        bits = part.split(":")
-        if len(bits) != 3 or bits[2] not in ("v", "a", "p"):
+    for part in set((text or "").split(",")):  # the same mark twice is parsed once
+        ts, _, rest = part.partition(":")
+        item, _, kind = rest.partition(":")
+        if kind not in _KINDS:  # also a part with more than three fields: its kind has a colon
             continue
         try:
-            out.add((int(bits[0]), int(bits[1]), bits[2]))
+            out.add((int(ts), int(item), kind))
         except ValueError:
             continue
     return tuple(sorted(out)[-MARKS_PER_TILE:])

@@ -38,7 +38,7 @@ def test_reference_tiles_count_each_event_id_once_and_mark_its_kind() -> None:
 
 
 def test_marks_are_parsed_canonically_junk_left_out_and_capped() -> None:
-    assert parse_marks("20:3:v,10:4:a,20:3:v,x:1:v,5:2:q,7:1,,30:9:p") == (
+    assert parse_marks("20:3:v,10:4:a,20:3:v,020:3:v,x:1:v,5:2:q,7:1,,6:1:v:2,30:9:p") == (
         (10, 4, "a"),
         (20, 3, "v"),
         (30, 9, "p"),
