@@ -339,7 +339,6 @@ def make_sink(store: str, store_path: str, redis_url: str, sessions: bool, catal
             self.user_buffer: dict[tuple[int, int], Any] = {}
             self.lock = threading.RLock()
             self.kept = (RowKind.INSERT, RowKind.UPDATE_AFTER)
-            self.rows_in = 0  # rows buffered since the last flush (the rows_in counter's increment)
             group = runtime_context.get_metrics_group().add_group(METRIC_GROUP)
             self.m_tiles = group.counter("tiles_written")
             self.m_user_tiles = group.counter("user_tiles_written")
@@ -368,8 +367,9 @@ def make_sink(store: str, store_path: str, redis_url: str, sessions: bool, catal
 
         def process_element(self, value: Row, ctx: ProcessFunction.Context) -> None:
             # once per row the job emits (about one per event with sessions): the row's list of
-            # values read directly, the rows counted at the flush, and nothing returned (PyFlink
-            # iterates what is returned)
+            # values read directly, and nothing returned (PyFlink iterates what is returned); the
+            # row is counted here, on the bundle's thread: Beam drops a counter's increment made
+            # on another thread (the timed flush's)
             if value.get_row_kind() in self.kept:
                 kind, key, end, a, b, c, marks = value._values
                 with self.lock:  # the end of a bundle may flush from another operator's thread
@@ -377,8 +377,8 @@ def make_sink(store: str, store_path: str, redis_url: str, sessions: bool, catal
                         self.buffer[(key, end)] = (a or 0, b or 0, c or 0)
                     else:
                         self.user_buffer[(key, end)] = (a or 0, marks)
-                    self.rows_in += 1
                     full = len(self.buffer) + len(self.user_buffer) >= 20_000
+                self.m_rows.inc(1)
                 if full:
                     self.flush()
 
@@ -388,8 +388,6 @@ def make_sink(store: str, store_path: str, redis_url: str, sessions: bool, catal
             with self.lock:
                 rows, self.buffer = self.buffer, {}
                 user_rows, self.user_buffer = self.user_buffer, {}
-                self.m_rows.inc(self.rows_in)
-                self.rows_in = 0
                 tiles = [self.Tile(i, e * 1_000_000, *c) for (i, e), c in rows.items()]
                 user_tiles = [
                     self.UserTile(u, e * 1_000_000, n, self.parse_marks(m))
