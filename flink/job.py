@@ -366,12 +366,12 @@ def make_sink(store: str, store_path: str, redis_url: str, sessions: bool, catal
                     logging.getLogger(__name__).warning("timed flush failed", exc_info=True)
 
         def process_element(self, value: Row, ctx: ProcessFunction.Context) -> None:
-            # once per row the job emits (about one per event with sessions): the row's list of
-            # values read directly, and nothing returned (PyFlink iterates what is returned); the
-            # row is counted here, on the bundle's thread: Beam drops a counter's increment made
-            # on another thread (the timed flush's)
+            # once per row the job emits (about one per event with sessions): the row unpacked
+            # once, and nothing returned (PyFlink iterates what is returned); the row is counted
+            # here, on the bundle's thread: Beam drops a counter's increment made on another
+            # thread (the timed flush's)
             if value.get_row_kind() in self.kept:
-                kind, key, end, a, b, c, marks = value._values
+                kind, key, end, a, b, c, marks = value
                 with self.lock:  # the end of a bundle may flush from another operator's thread
                     if kind == 0:
                         self.buffer[(key, end)] = (a or 0, b or 0, c or 0)
