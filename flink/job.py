@@ -18,17 +18,20 @@ The job only wires source → SQL → sink:
   type (the producer is at-least-once: a duplicate counts once), fired early every ``--early-fire``
   and again for late events up to ``--lateness`` after the tile's end (later ones are dropped).
   Every firing carries the tile's whole count, so writing it is idempotent.
-- sessions (``--sessions``, the default): per shopper, one-minute ``TUMBLE`` tiles counting
-  ``DISTINCT event_id`` with the set of the events' ``ts_ms:item_id:k`` marks (``LISTAGG DISTINCT``),
-  fired early every ``--session-fire`` (5 s: each shopper tile is a window of its own, and
-  each firing a store write) and late within the same lateness; both queries' rows have one shape
-  and their streams are one union into the sink, which writes the products first. Categories come
-  from ``--catalogue``.
-- sink: a Python function that keeps the +I/+U rows and writes them in batches with
-  ``WindowStore.write_tiles`` and ``SessionStore.write_user_tiles``; it flushes at the end of each bundle, which Flink finishes before a
-  checkpoint barrier passes, so every row emitted before a checkpoint is in the store when the
-  checkpoint completes; rows emitted after it are emitted again after a restore (their events and
-  timers come back with the state). The driver writes a heartbeat every ~2 s while Flink runs the job.
+- sessions (``--sessions``, the default): no window and no state per shopper in Flink. Each valid
+  event's mark ``ts_ms:item_id:k`` goes, in Arrow batches, to a vectorised Python function
+  (``session_marks``), one call per bundle (``--bundle-ms``): it adds each batch's marks to
+  the shoppers' tiles in the session store at once (``SessionStore.add_marks``: a set union, so a
+  duplicate or a replay changes nothing) and recomputes the sessions of the shoppers it touched. An
+  event is dropped as late exactly when the product windows drop it (its tile's end − 1 ms + the
+  lateness at or behind ``CURRENT_WATERMARK``). Categories come from ``--catalogue``.
+- sink: a Python function that keeps the product tiles' +I/+U rows and writes them in batches with
+  ``WindowStore.write_tiles``; it flushes at the end of each bundle, which Flink finishes before a
+  checkpoint barrier passes (as it finishes the marks' bundle, whose call writes before it returns),
+  so every row and mark emitted before a checkpoint is in the store when the checkpoint completes;
+  those after it are emitted again after a restore (their events and timers come back with the
+  state, the topic's offsets with the checkpoint). The driver writes a heartbeat every ~2 s while
+  Flink runs the job.
 - checkpoints every ``--checkpoint-interval`` into ``--checkpoint-dir``, retained on cancellation;
   at start the job restores from the newest completed one there (Kafka offsets and window state
   together), so after ``kill -9`` and a restart the tiles equal an uninterrupted run's.
@@ -112,11 +115,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--metrics-port", type=int, default=0, help="Prometheus exporter port (0: off)")
     p.add_argument("--rest-port", type=int, default=0, help="Flink's REST port (0: a free one)")
-    p.add_argument("--bundle-ms", type=int, default=100, help="longest time a row waits in the Python sink")
+    p.add_argument("--bundle-ms", type=int, default=100,
+                   help="longest time a row waits for the Python sink, and an event for the sessions' function")  # fmt: skip
     p.add_argument("--sessions", action=argparse.BooleanOptionalAction, default=True,
                    help="also compute the shoppers' sessions (the user_session view)")  # fmt: skip
-    p.add_argument("--session-fire", type=duration_s, default=5.0,
-                   help="how often a changing shopper tile is emitted")  # fmt: skip
     p.add_argument("--catalogue", type=Path, default=None,
                    help="products file (Parquet/CSV) or data folder: the sessions' categories")  # fmt: skip
     p.add_argument("--backfill", type=Path, nargs="+", metavar="PATH",
@@ -124,7 +126,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     a = p.parse_args(argv)
     if a.parallelism < 1:
         p.error("--parallelism must be at least 1")
-    for name in ("lateness", "out_of_orderness", "early_fire", "session_fire", "checkpoint_interval"):
+    for name in ("lateness", "out_of_orderness", "early_fire", "checkpoint_interval"):
         if getattr(a, name) < 0 or (name not in ("lateness", "out_of_orderness") and getattr(a, name) <= 0):
             p.error(f"--{name.replace('_', '-')} must be positive")
     if a.catalogue is not None:
@@ -213,41 +215,41 @@ def file_table_ddls(paths: Iterable[Path], out_of_orderness_s: float) -> list[st
     return ddls
 
 
-# Both queries give rows of one shape, so their streams are one union into one sink: (kind, key,
-# end_s, a, b, c, marks). Product tiles (kind 0, key item_id): a, b, c the distinct views, carts and
-# purchases. Shopper tiles (kind 1, key user_id): a the distinct events, marks their
-# ``ts_ms:item_id:k`` (``recommndr.streaming.sessions``). ``views`` is a reserved word in Flink SQL 2.x.
+# Product tiles (key item_id, end_s): a, b, c the distinct views, carts and purchases. ``views`` is a
+# reserved word in Flink SQL 2.x.
 VALID_EVENT = """event_id IS NOT NULL AND event_id <> '' AND item_id IS NOT NULL AND item_id >= 0
   AND event_type IN ('view', 'add_to_cart', 'purchase')"""
 TILE_END = "UNIX_TIMESTAMP(DATE_FORMAT(TUMBLE_END(rowtime, INTERVAL '1' MINUTE), 'yyyy-MM-dd HH:mm:ss'))"
 TILES_SQL = f"""
 SELECT
-  0 AS kind,
   item_id AS key,
   {TILE_END} AS end_s,
   COUNT(DISTINCT event_id) FILTER (WHERE event_type = 'view') AS a,
   COUNT(DISTINCT event_id) FILTER (WHERE event_type = 'add_to_cart') AS b,
-  COUNT(DISTINCT event_id) FILTER (WHERE event_type = 'purchase') AS c,
-  CAST(NULL AS STRING) AS marks
+  COUNT(DISTINCT event_id) FILTER (WHERE event_type = 'purchase') AS c
 FROM events
 WHERE {VALID_EVENT}
 GROUP BY item_id, TUMBLE(rowtime, INTERVAL '1' MINUTE)
 """
 # an event's time in ms: ts_ms, else ts to the second (as the event time column takes it)
 EVENT_MS = "CASE WHEN ts_ms IS NOT NULL THEN ts_ms ELSE UNIX_TIMESTAMP(REPLACE(SUBSTRING(ts FROM 1 FOR 19), 'T', ' ')) * 1000 END"
-USER_TILES_SQL = f"""
-SELECT
-  1 AS kind,
-  user_id AS key,
-  {TILE_END} AS end_s,
-  COUNT(DISTINCT event_id) AS a,
-  CAST(0 AS BIGINT) AS b,
-  CAST(0 AS BIGINT) AS c,
-  LISTAGG(DISTINCT CONCAT(CAST({EVENT_MS} AS STRING), ':', CAST(item_id AS STRING), ':',
-                          SUBSTRING(event_type FROM 1 FOR 1))) AS marks
+
+
+# the shoppers' marks: no window (no state per shopper in Flink), each event's mark handed to the
+# Python function in Arrow batches (``session_marks``, which adds them to the session store and
+# returns 0, so no row leaves this query). Whether an event counts is one flag the function is given
+# (Flink may call a Python function in a WHERE clause on rows its other conditions drop): valid, and
+# not late — dropped exactly when the products' window would drop it, its tile's end − 1 ms + the
+# lateness at or behind the watermark
+def session_marks_sql(lateness_s: float) -> str:
+    return f"""
+INSERT INTO session_marks_done
+SELECT user_id
 FROM events
-WHERE {VALID_EVENT} AND user_id IS NOT NULL AND user_id >= 0
-GROUP BY user_id, TUMBLE(rowtime, INTERVAL '1' MINUTE)
+WHERE session_marks(user_id, {EVENT_MS}, item_id, SUBSTRING(event_type FROM 1 FOR 1),
+  {VALID_EVENT} AND user_id IS NOT NULL AND user_id >= 0 AND {EVENT_MS} IS NOT NULL
+  AND (CURRENT_WATERMARK(rowtime) IS NULL OR CURRENT_WATERMARK(rowtime) < TO_TIMESTAMP_LTZ(
+    {EVENT_MS} - MOD({EVENT_MS}, 60000) + {60_000 + _ms(lateness_s) - 1}, 3))) < 0
 """
 
 
@@ -294,6 +296,72 @@ def open_sessions(store: str, store_path: str, redis_url: str) -> Any:
     return SqliteSessionStore(Path(store_path))
 
 
+def make_session_function(store: str, store_path: str, redis_url: str, catalogue: str | None) -> Any:
+    """The vectorised (pandas) function ``session_marks(user_id, ts_ms, item_id, k, counts)``: each
+    call is one Arrow batch (a whole bundle, ``--bundle-ms`` long at most: Flink finishes it, and so
+    this call, before a checkpoint barrier passes), whose marks (of the rows whose ``counts`` is
+    true) it adds to the session store at once (``SessionStore.add_marks``); it returns 0 for every
+    row."""
+    from pyflink.table import DataTypes
+    from pyflink.table.udf import FunctionContext, ScalarFunction, udf
+
+    class SessionMarks(ScalarFunction):  # type: ignore[misc]
+        def open(self, function_context: FunctionContext) -> None:
+            from recommndr.streaming.sessions import load_categories
+
+            self.sessions = open_sessions(store, store_path, redis_url)
+            self.category = load_categories(Path(catalogue)) if catalogue else None
+            group = function_context.get_metric_group().add_group(METRIC_GROUP)
+            self.m_marks = group.counter("session_marks_in")
+            self.m_tiles = group.counter("user_tiles_written")
+
+        def eval(self, user: Any, ts_ms: Any, item: Any, kind: Any, counts: Any) -> Any:
+            import numpy as np
+            import pandas as pd
+
+            n = len(user)
+            keep = counts.fillna(False).to_numpy(bool)
+            users = user.to_numpy()[keep].astype(np.int64)
+            ms = ts_ms.to_numpy()[keep].astype(np.int64)
+            items = item.to_numpy()[keep].astype(np.int64)
+            kinds = kind.to_numpy()[keep]
+            ends = (ms // 60_000 + 1) * 60_000_000
+            marks: dict[tuple[int, int], set[Any]] = {}
+            rows = zip(
+                users.tolist(), ends.tolist(), ms.tolist(), items.tolist(), kinds.tolist(), strict=True
+            )
+            for u, e, t, i, k in rows:
+                got = marks.get((u, e))
+                if got is None:
+                    marks[(u, e)] = got = set()
+                got.add((t, i, k))
+            while marks:
+                try:
+                    self.m_tiles.inc(self.sessions.add_marks(marks, self.category))
+                    break
+                except Exception:
+                    logging.getLogger(__name__).warning("session write failed; retrying", exc_info=True)
+                    time.sleep(0.5)
+            self.m_marks.inc(len(users))
+            return pd.Series(np.zeros(n, dtype=np.int32))
+
+        def close(self) -> None:
+            self.sessions.close()
+
+    return udf(
+        SessionMarks(),
+        input_types=[
+            DataTypes.BIGINT(),
+            DataTypes.BIGINT(),
+            DataTypes.BIGINT(),
+            DataTypes.STRING(),
+            DataTypes.BOOLEAN(),
+        ],
+        result_type=DataTypes.INT(),
+        func_type="pandas",
+    )
+
+
 _FLUSH_HOOKS: list[Any] = []
 
 
@@ -317,10 +385,8 @@ def _install_bundle_hook() -> None:
     base._recommndr_hooked = True  # type: ignore[attr-defined]
 
 
-def make_sink(store: str, store_path: str, redis_url: str, sessions: bool, catalogue: str | None) -> Any:
-    """One sink for both queries' rows (one Python operator: Python user metrics of a second one in
-    the same job were not reported here): product tiles with ``WindowStore.write_tiles``, shopper
-    tiles with ``SessionStore.write_user_tiles``."""
+def make_sink(store: str, store_path: str, redis_url: str) -> Any:
+    """The product tiles' sink: writes them with ``WindowStore.write_tiles``."""
     from pyflink.common import Row, RowKind
     from pyflink.datastream import ProcessFunction, RuntimeContext
 
@@ -328,20 +394,15 @@ def make_sink(store: str, store_path: str, redis_url: str, sessions: bool, catal
         """Batches the +I/+U tile rows and writes them."""
 
         def open(self, runtime_context: RuntimeContext) -> None:
-            from recommndr.streaming.sessions import UserTile, load_categories, parse_marks
             from recommndr.streaming.windows import Tile
 
-            self.Tile, self.UserTile, self.parse_marks = Tile, UserTile, parse_marks
+            self.Tile = Tile
             self.store = open_store(store, store_path, redis_url)
-            self.sessions = open_sessions(store, store_path, redis_url) if sessions else None
-            self.category = load_categories(Path(catalogue)) if sessions and catalogue else None
             self.buffer: dict[tuple[int, int], Any] = {}
-            self.user_buffer: dict[tuple[int, int], Any] = {}
             self.lock = threading.RLock()
             self.kept = (RowKind.INSERT, RowKind.UPDATE_AFTER)
             group = runtime_context.get_metrics_group().add_group(METRIC_GROUP)
             self.m_tiles = group.counter("tiles_written")
-            self.m_user_tiles = group.counter("user_tiles_written")
             self.m_rows = group.counter("rows_in")
             self.m_writes = group.counter("write_count")
             self.m_sum_us = group.counter("write_sum_us")
@@ -371,45 +432,32 @@ def make_sink(store: str, store_path: str, redis_url: str, sessions: bool, catal
             # here, on the bundle's thread: Beam drops a counter's increment made on another
             # thread (the timed flush's)
             if value.get_row_kind() in self.kept:
-                kind, key, end, a, b, c, marks = value
+                key, end, a, b, c = value
                 with self.lock:  # the end of a bundle may flush from another operator's thread
-                    if kind == 0:
-                        self.buffer[(key, end)] = (a or 0, b or 0, c or 0)
-                    else:
-                        self.user_buffer[(key, end)] = (a or 0, marks)
-                    full = len(self.buffer) + len(self.user_buffer) >= 20_000
+                    self.buffer[(key, end)] = (a or 0, b or 0, c or 0)
+                    full = len(self.buffer) >= 20_000
                 self.m_rows.inc(1)
                 if full:
                     self.flush()
 
         def flush(self) -> None:
-            if not self.buffer and not self.user_buffer:
+            if not self.buffer:
                 return
             with self.lock:
                 rows, self.buffer = self.buffer, {}
-                user_rows, self.user_buffer = self.user_buffer, {}
                 tiles = [self.Tile(i, e * 1_000_000, *c) for (i, e), c in rows.items()]
-                user_tiles = [
-                    self.UserTile(u, e * 1_000_000, n, self.parse_marks(m))
-                    for (u, e), (n, m) in user_rows.items()
-                ]
                 t0 = time.perf_counter()
                 while True:
                     try:
-                        if tiles:  # the products first: their freshness is the one measured
-                            self.store.write_tiles(tiles)
-                            tiles_done, tiles = tiles, []
-                            self.clock_us = max(self.clock_us, *(t.end_us for t in tiles_done))
-                            self.m_tiles.inc(len(tiles_done))
-                        if user_tiles and self.sessions is not None:
-                            self.sessions.write_user_tiles(user_tiles, self.category)
-                            self.m_user_tiles.inc(len(user_tiles))
+                        self.store.write_tiles(tiles)
                         break
                     except Exception:
                         self.m_errors.inc(1)
                         logging.getLogger(__name__).warning("store write failed; retrying", exc_info=True)
                         time.sleep(0.5)
                 dt = time.perf_counter() - t0
+                self.clock_us = max(self.clock_us, *(t.end_us for t in tiles))
+            self.m_tiles.inc(len(tiles))
             self.m_writes.inc(1)
             self.m_sum_us.inc(int(dt * 1e6))
             for bound, counter in zip(WRITE_BUCKETS_S, self.m_buckets, strict=True):
@@ -424,8 +472,6 @@ def make_sink(store: str, store_path: str, redis_url: str, sessions: bool, catal
                 if self.flush in _FLUSH_HOOKS:
                     _FLUSH_HOOKS.remove(self.flush)
                 self.store.close()
-                if self.sessions is not None:
-                    self.sessions.close()
 
     return TileSink()
 
@@ -606,6 +652,8 @@ def build(a: argparse.Namespace, restore: Path | None) -> Any:
     conf.set_string("python.client.executable", sys.executable)
     conf.set_string("python.fn-execution.bundle.time", str(max(a.bundle_ms, 1)))
     conf.set_string("python.fn-execution.bundle.size", "100000")
+    # the marks' function gets a bundle as one Arrow batch: one call, one store transaction
+    conf.set_string("python.fn-execution.arrow.batch.size", "100000")
     conf.set_string("python.pythonpath", os.environ.get("PYTHONPATH") or str(ROOT))
     conf.set_string("taskmanager.numberOfTaskSlots", str(a.parallelism))
     conf.set_string("table.local-time-zone", "UTC")
@@ -641,18 +689,20 @@ def build(a: argparse.Namespace, restore: Path | None) -> Any:
     # upsert: Flink drops the -U rows before they cross to Python (they would double the sink's input)
     stream = t_env.to_changelog_stream(t_env.sql_query(TILES_SQL), changelog_mode=ChangelogMode.upsert())
     if a.sessions:
-        # the shopper tiles fire at a pace of their own (the emit settings are read when a query is
-        # translated): there are about as many shoppers as events, so each firing costs the sink more
-        tc.set("table.exec.emit.early-fire.delay", f"{_ms(a.session_fire)} ms")
-        if not a.backfill:
-            tc.set("table.exec.emit.late-fire.delay", f"{_ms(a.session_fire)} ms")
-        users = t_env.to_changelog_stream(
-            t_env.sql_query(USER_TILES_SQL), changelog_mode=ChangelogMode.upsert()
+        # the marks go to their function in the same bundles as the sink's (--bundle-ms): a longer
+        # bundle there was tried, to write a shopper's marks less often, and delayed the product
+        # tiles' writes by as much (README, Streaming figures)
+        t_env.create_temporary_function(
+            "session_marks",
+            make_session_function(
+                a.store, str(a.store_path), a.redis_url, str(a.catalogue) if a.catalogue else None
+            ),
         )
-        stream = stream.union(users)
-    sink = make_sink(
-        a.store, str(a.store_path), a.redis_url, a.sessions, str(a.catalogue) if a.catalogue else None
-    )
+        t_env.execute_sql(
+            "CREATE TEMPORARY TABLE session_marks_done (user_id BIGINT) WITH ('connector' = 'blackhole')"
+        )
+        t_env.create_statement_set().add_insert_sql(session_marks_sql(a.lateness)).attach_as_datastream()
+    sink = make_sink(a.store, str(a.store_path), a.redis_url)
     stream.process(sink, output_type=Types.INT()).name("tile-sink").uid("tile-sink").print()
     return env
 

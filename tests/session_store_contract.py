@@ -11,6 +11,7 @@ from recommndr.streaming.sessions import (
     SESSION_MAX_S,
     SessionStore,
     UserTile,
+    marks_of,
     sessions_of,
     user_tiles_of,
 )
@@ -74,6 +75,23 @@ def check_firings_and_replays_leave_exact_sessions(store: SessionStore) -> None:
     assert any(s.session_events < sum(1 for e in set(events) if e[1] == u) for u, s in ref.items())
     assert all(s.session_categories and len(s.session_items) <= 20 for s in got.values())
     assert store.read_sessions([10_000]) == {}
+
+
+def check_marks_in_any_batches_and_replays_leave_exact_sessions(store: SessionStore) -> None:
+    """The job's way: each event's mark added in batches of any size, in arrival order, then a
+    stretch of them again (a replay after a restore): the tiles and sessions are the events'."""
+    events = random_events(seed=5)
+    rng = random.Random(5)
+    k = 0
+    while k < len(events):
+        step = rng.choice([1, 7, 60, 400])
+        store.add_marks(marks_of(user_tiles_of(events[k : k + step])))
+        k += step
+    assert store.add_marks(marks_of(user_tiles_of(events[-700:]))) == 0  # a replay changes nothing
+    want = _by_user(user_tiles_of(events))
+    for user, tiles in want.items():
+        assert store.user_tiles(user) == _kept(tiles), user
+    assert store.read_sessions(sorted(want)) == sessions_of(events)
 
 
 def check_a_pause_ends_a_session_and_a_late_event_can_join_two(store: SessionStore) -> None:

@@ -80,7 +80,6 @@ class FeatureJob:
     lateness_s: float = 600.0
     out_of_orderness_s: float = 5.0
     early_fire_s: float = 1.0
-    session_fire_s: float = 5.0  # the shopper tiles' early firing
     checkpoint_interval_s: float = 30.0  # the job's default (flink/job.py)
     parallelism: int = 1
     startup: Literal["earliest", "latest"] = "earliest"
@@ -105,7 +104,7 @@ class FeatureJob:
             "--store", self.store, "--store-path", str(self.store_path.resolve()), "--redis-url", self.redis_url,
             "--checkpoint-dir", str(self.checkpoint_dir.resolve()),
             "--lateness", _seconds(self.lateness_s), "--out-of-orderness", _seconds(self.out_of_orderness_s),
-            "--early-fire", _seconds(self.early_fire_s), "--session-fire", _seconds(self.session_fire_s), "--checkpoint-interval", _seconds(self.checkpoint_interval_s),
+            "--early-fire", _seconds(self.early_fire_s), "--checkpoint-interval", _seconds(self.checkpoint_interval_s),
             "--parallelism", str(self.parallelism), "--startup", self.startup,
             "--metrics-port", str(self.metrics_port), "--rest-port", str(self.rest_port),
         ]  # fmt: skip

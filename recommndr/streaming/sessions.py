@@ -1,13 +1,15 @@
 """Shopper sessions: what the streaming job computes per shopper, and what the API reads back.
 
-Beside the product tiles (``windows.py``) the job groups each shopper's events in one-minute tiles of
-event time (Flink SQL ``TUMBLE`` by ``user_id``): per tile the number of distinct event ids and the
-set of its events' *marks* ``<ts_ms>:<item_id>:<k>`` (``k``: ``v`` view, ``a`` add-to-cart, ``p``
-purchase; ``LISTAGG(DISTINCT …)``, so an event the producer delivered twice is one mark). Every
-firing is a :class:`UserTile` carrying the tile's whole content so far, so writing it is idempotent
-by (shopper, tile end), as the product tiles are.
+Beside the product tiles (``windows.py``) the job hands each shopper's events to the session store
+as *marks* ``<ts_ms>:<item_id>:<k>`` (``k``: ``v`` view, ``a`` add-to-cart, ``p`` purchase), in
+batches (no window in Flink). The store keeps per shopper one-minute tiles of event time, each the
+set of its events' marks and how many distinct marks it has seen (:class:`UserTile`), and
+:meth:`SessionStore.add_marks` adds a batch to them (:func:`merge_marks`, a set union: an event the
+producer delivered twice, or replayed after a restore, has the same mark, so it counts once and
+writing it again changes nothing). Two events of one kind on one product by one shopper within the
+same millisecond are one mark.
 
-:meth:`SessionStore.write_user_tiles` stores the tiles and recomputes each touched shopper's
+After each batch the store recomputes each touched shopper's
 session (:func:`session_of`): the run of their events, ending at the newest, in which no two
 consecutive events are more than :data:`SESSION_GAP_S` apart, cut to the tiles ending within
 :data:`SESSION_MAX_S` of the newest tile (a shopper's tiles older than that are deleted, so what is
@@ -16,8 +18,9 @@ kept per shopper is bounded; the tiles of a shopper none of whose tiles was writ
 SQLite sweeps them once a minute and ignores them until then). A session's products are its distinct products newest first (at most
 ``RECENT_MAX``), its categories their ``category_l2`` newest first (at most
 :data:`SESSION_CATEGORIES_MAX`; empty when the job was given no catalogue), with its number of events
-and its first and last event times. A tile keeps at most :data:`MARKS_PER_TILE` marks, its newest
-(its event count stays exact): a shopper (or a bot) cannot grow a tile without bound.
+and its first and last event times. A tile keeps at most :data:`MARKS_PER_TILE` marks, its newest; a
+full tile takes only marks newer than its oldest (so a replay still changes nothing), and its count
+then counts only those: a shopper (or a bot) cannot grow a tile without bound.
 
 The rows are Feast's layout of the ``user_session`` view (``features.schema``): in Redis the fields of
 the shopper's hash (the one ``user_realtime`` lives in, keyed by ``user_id`` + project; the API's
@@ -102,21 +105,47 @@ def parse_marks(text: str | None) -> tuple[Mark, ...]:
     return tuple(sorted(out)[-MARKS_PER_TILE:])
 
 
+def merge_marks(
+    old: tuple[int, Sequence[Mark]] | None, new: Iterable[Mark]
+) -> tuple[int, tuple[Mark, ...]] | None:
+    """A tile's ``(events, marks)`` with the marks ``new`` added (None when that changes nothing):
+    each distinct mark counts once and a tile keeps its newest :data:`MARKS_PER_TILE`; a tile
+    already full takes only marks newer than its oldest. So adding marks a second time (a replay
+    after a restore, a duplicate the producer sent) changes nothing, and a shopper cannot grow a
+    tile without bound."""
+    n, kept = old if old is not None else (0, ())
+    have = set(kept)
+    fresh = set(new) - have
+    if len(kept) >= MARKS_PER_TILE:
+        oldest = min(kept)
+        fresh = {m for m in fresh if m > oldest}
+    if not fresh:
+        return None
+    return n + len(fresh), tuple(sorted(have | fresh)[-MARKS_PER_TILE:])
+
+
 def user_tiles_of(events: Iterable[tuple[str, int, int, str, int]]) -> list[UserTile]:
-    """Reference shopper tiles of ``(event_id, user_id, item_id, event_type, ts_us)`` events,
-    distinct by event id: what the job must produce for them (the tests' yardstick)."""
-    seen: set[str] = set()
-    tiles: dict[tuple[int, int], tuple[list[int], set[Mark]]] = {}
-    for eid, user, item, kind, ts in events:
-        if eid in seen or kind not in KIND_MARK:
-            continue
-        seen.add(eid)
-        n, marks = tiles.setdefault((user, tile_end_us(ts)), ([0], set()))
-        n[0] += 1
-        marks.add((ts // 1000, item, KIND_MARK[kind]))
-    return [
-        UserTile(u, e, n[0], tuple(sorted(m)[-MARKS_PER_TILE:])) for (u, e), (n, m) in sorted(tiles.items())
-    ]
+    """Reference shopper tiles of ``(event_id, user_id, item_id, event_type, ts_us)`` events: each
+    tile's distinct marks (:func:`merge_marks` of all of them at once), what the job must produce
+    for them (the tests' yardstick). A copy of an event has its mark, so it counts once."""
+    marks: dict[tuple[int, int], set[Mark]] = {}
+    for _, user, item, kind, ts in events:
+        if kind in KIND_MARK:
+            marks.setdefault((user, tile_end_us(ts)), set()).add((ts // 1000, item, KIND_MARK[kind]))
+    out = []
+    for (u, e), m in sorted(marks.items()):
+        merged = merge_marks(None, m)
+        assert merged is not None
+        out.append(UserTile(u, e, *merged))
+    return out
+
+
+def marks_of(tiles: Iterable[UserTile]) -> dict[tuple[int, int], set[Mark]]:
+    """``{(user_id, end_us): marks}`` of tiles, the marks of one tile given twice together."""
+    out: dict[tuple[int, int], set[Mark]] = {}
+    for t in tiles:
+        out.setdefault((t.user_id, t.end_us), set()).update(t.marks)
+    return out
 
 
 def session_of(
@@ -224,23 +253,28 @@ def _expired(last_written_s: int, now_s: int) -> bool:
     return last_written_s < now_s - REDIS_TILES_TTL_S
 
 
-def _latest(tiles: Iterable[UserTile]) -> dict[tuple[int, int], UserTile]:
-    """The last firing of each (shopper, tile) in a batch. A tile ending more than ``MAX_AHEAD_US``
-    after the wall clock is left out (logged): as the shopper's newest it would make every real tile
-    older than the session's four hours, deleted on arrival."""
-    out: dict[tuple[int, int], UserTile] = {}
+def _wanted(marks: Mapping[tuple[int, int], Iterable[Mark]]) -> dict[tuple[int, int], Iterable[Mark]]:
+    """The batch's tiles, less those ending more than ``MAX_AHEAD_US`` after the wall clock
+    (logged): as the shopper's newest such a tile would make every real one older than the
+    session's four hours, deleted on arrival."""
     limit = time.time_ns() // 1000 + MAX_AHEAD_US
-    ahead = 0
-    for t in tiles:
-        if t.user_id < 0 or t.end_us % TILE_US:
-            raise ValueError(f"not a tile of a shopper's session: {t}")
-        if t.end_us > limit:
-            ahead += 1
-            continue
-        out[(t.user_id, t.end_us)] = t
-    if ahead:
-        log.warning("%d shopper tile(s) ending more than %d s after the wall clock left out", ahead,
-                    MAX_AHEAD_US // 10**6)  # fmt: skip
+    out = {}
+    for (user, end), m in marks.items():
+        if user < 0 or end % TILE_US:
+            raise ValueError(f"not a tile of a shopper's session: {(user, end)}")
+        if end <= limit:
+            out[(user, end)] = m
+    if len(out) < len(marks):
+        log.warning("%d shopper tile(s) ending more than %d s after the wall clock left out",
+                    len(marks) - len(out), MAX_AHEAD_US // 10**6)  # fmt: skip
+    return out
+
+
+def _newest(tiles: Mapping[int, Mapping[int, Any]], wanted: Iterable[tuple[int, int]]) -> dict[int, int]:
+    """Each shopper's newest tile end, of those stored and those a batch brings."""
+    out = {u: max(t, default=0) for u, t in tiles.items()}
+    for u, e in wanted:
+        out[u] = max(out.get(u, 0), e)
     return out
 
 
@@ -248,6 +282,10 @@ class SessionStore(Protocol):
     """Where the job writes shopper sessions and the API reads them."""
 
     name: str
+
+    def add_marks(
+        self, marks: Mapping[tuple[int, int], Iterable[Mark]], category: Mapping[int, str] | None = None
+    ) -> int: ...
 
     def write_user_tiles(
         self, tiles: Iterable[UserTile], category: Mapping[int, str] | None = None
@@ -286,24 +324,42 @@ class RedisSessionStore:
         raw: Any = self.client.hgetall(self.tiles_key(user_id))
         return {int(k): _decode_marks(v) for k, v in raw.items()}
 
-    def write_user_tiles(self, tiles: Iterable[UserTile], category: Mapping[int, str] | None = None) -> int:
-        latest = _latest(tiles)
-        if not latest:
+    def add_marks(
+        self, marks: Mapping[tuple[int, int], Iterable[Mark]], category: Mapping[int, str] | None = None
+    ) -> int:
+        """Adds marks to the shoppers' tiles ``{(user_id, end_us): marks}`` (:func:`merge_marks`)
+        and recomputes the sessions of the shoppers whose tiles changed; returns how many tiles changed. Reads the
+        shoppers' tiles, then writes: the job is each shopper's one writer (their events come from
+        one partition, read by one subtask)."""
+        wanted = _wanted(marks)
+        if not wanted:
             return 0
-        users = sorted({u for u, _ in latest})
+        users = sorted({u for u, _ in wanted})
         pipe = self.client.pipeline(transaction=False)
-        for (user, end), t in latest.items():
-            pipe.hset(self.tiles_key(user), str(end), _encode_marks(t.events, t.marks))
         for user in users:
-            pipe.expire(self.tiles_key(user), REDIS_TILES_TTL_S)
             pipe.hgetall(self.tiles_key(user))
-        got: list[Any] = pipe.execute()[len(latest) :][1::2]
+        by_user = {
+            user: {int(k): _decode_marks(v) for k, v in raw.items()}
+            for user, raw in zip(users, pipe.execute(), strict=True)
+        }
+        changed: dict[int, dict[str, str]] = {}
+        newest = _newest(by_user, wanted)
+        for (user, end), m in wanted.items():
+            if end <= newest[user] - SESSION_MAX_S * 1_000_000:
+                continue  # older than the shopper's session may reach: it would go at once
+            merged = merge_marks(by_user[user].get(end), m)
+            if merged is not None:
+                by_user[user][end] = merged
+                changed.setdefault(user, {})[str(end)] = _encode_marks(*merged)
         pipe = self.client.pipeline(transaction=False)
-        for user, raw in zip(users, got, strict=True):
-            tiles_ = {int(k): _decode_marks(v) for k, v in raw.items()}
+        for user, fields in changed.items():
+            tiles_ = by_user[user]
+            key = self.tiles_key(user)
+            pipe.hset(key, mapping=fields)
+            pipe.expire(key, REDIS_TILES_TTL_S)
             old = [str(e) for e in tiles_ if e <= max(tiles_) - SESSION_MAX_S * 1_000_000]
             if old:
-                pipe.hdel(self.tiles_key(user), *old)
+                pipe.hdel(key, *old)
             s = session_of(user, tiles_, category)
             if s is None:
                 continue
@@ -313,7 +369,11 @@ class RedisSessionStore:
                 mapping[f] = enc[name]
             pipe.hset(self.key(user), mapping=mapping)  # type: ignore[arg-type]
         pipe.execute()
-        return len(users)
+        return sum(len(f) for f in changed.values())
+
+    def write_user_tiles(self, tiles: Iterable[UserTile], category: Mapping[int, str] | None = None) -> int:
+        """:meth:`add_marks` of the tiles' marks."""
+        return self.add_marks(marks_of(tiles), category)
 
     def read_sessions(self, user_ids: Sequence[int]) -> dict[int, UserSession]:
         pipe = self.client.pipeline(transaction=False)
@@ -384,15 +444,16 @@ class SqliteSessionStore(SqliteFeastFile):
             return {}
         return {e: (n, parse_marks(m)) for e, n, m, _ in rows}
 
-    def write_user_tiles(self, tiles: Iterable[UserTile], category: Mapping[int, str] | None = None) -> int:
-        latest = _latest(tiles)
-        if not latest:
+    def add_marks(
+        self, marks: Mapping[tuple[int, int], Iterable[Mark]], category: Mapping[int, str] | None = None
+    ) -> int:
+        """Adds marks to the shoppers' tiles ``{(user_id, end_us): marks}`` (:func:`merge_marks`)
+        and recomputes the sessions of the shoppers whose tiles changed; returns how many tiles changed."""
+        wanted = _wanted(marks)
+        if not wanted:
             return 0
-        users = sorted({u for u, _ in latest})
+        users = sorted({u for u, _ in wanted})
         c = self._conn()
-        # read and compute outside the write lock (the API's write-through waits for it): the sink is
-        # its shoppers' only writer, Flink forwarding each shopper's tiles from the one window
-        # subtask that owns them, so nothing changes their tiles in between
         now_s = int(time.time())
         by_user: dict[int, dict[int, tuple[int, tuple[Mark, ...]]]] = {u: {} for u in users}
         written: dict[int, int] = {}
@@ -408,13 +469,23 @@ class SqliteSessionStore(SqliteFeastFile):
                 written[u] = max(written.get(u, w), w)
         old: list[tuple[int, int]] = []
         for u, w in written.items():
-            if _expired(w, now_s):  # as a whole (Redis: the hash's TTL ran out): not this session's
-                old.extend((u, e) for e in by_user[u] if (u, e) not in latest)
+            if _expired(w, now_s):
+                old.extend((u, e) for e in by_user[u] if (u, e) not in wanted)
                 by_user[u] = {}
-        for (u, e), t in latest.items():
-            by_user[u][e] = (t.events, t.marks)
+        changed: list[tuple[int, int, int, str, int]] = []
+        touched: set[int] = set()
+        newest = _newest(by_user, wanted)
+        for (u, e), m in wanted.items():
+            if e <= newest[u] - SESSION_MAX_S * 1_000_000:
+                continue  # older than the shopper's session may reach: it would go at once
+            merged = merge_marks(by_user[u].get(e), m)
+            if merged is None:
+                continue
+            by_user[u][e] = merged
+            changed.append((u, e, merged[0], _marks_text(merged[1]), now_s))
+            touched.add(u)
         feast_rows: list[tuple[Any, ...]] = []
-        for user in users:
+        for user in sorted(touched):
             tiles_ = by_user[user]
             cut = max(tiles_) - SESSION_MAX_S * 1_000_000
             old.extend((user, e) for e in tiles_ if e <= cut)
@@ -426,19 +497,18 @@ class SqliteSessionStore(SqliteFeastFile):
                 (key, name, value, None, s.session_last_us // 1_000_000, now_s)
                 for name, value in _encode(s).items()
             )
+        if not changed and not old:
+            return 0
         c.execute("BEGIN IMMEDIATE")
         try:
             c.executemany(
                 f"INSERT INTO {self.tiles_table} (user_id, end_us, events, marks, written_s) VALUES (?, ?, ?, ?, ?) "
                 "ON CONFLICT(user_id, end_us) DO UPDATE "
                 "SET events = excluded.events, marks = excluded.marks, written_s = excluded.written_s",
-                [(t.user_id, t.end_us, t.events, _marks_text(t.marks), now_s) for t in latest.values()],
+                changed,
             )
             c.executemany(f"DELETE FROM {self.tiles_table} WHERE user_id = ? AND end_us = ?", old)
             if now_s >= self._sweep_at:
-                # the tiles of shoppers none of whose tiles was written for as long as Redis keeps
-                # their hash (their sessions stay): by wall clock, not event time, which a lagging
-                # partition or a backfill holds back
                 c.execute(
                     f"DELETE FROM {self.tiles_table} AS t WHERE t.written_s < ? AND NOT EXISTS "
                     f"(SELECT 1 FROM {self.tiles_table} AS n WHERE n.user_id = t.user_id AND n.written_s >= ?)",
@@ -452,7 +522,11 @@ class SqliteSessionStore(SqliteFeastFile):
             raise
         if now_s >= self._sweep_at:
             self._sweep_at = now_s + SWEEP_EVERY_S
-        return len(users)
+        return len(changed)
+
+    def write_user_tiles(self, tiles: Iterable[UserTile], category: Mapping[int, str] | None = None) -> int:
+        """:meth:`add_marks` of the tiles' marks."""
+        return self.add_marks(marks_of(tiles), category)
 
     def read_sessions(self, user_ids: Sequence[int]) -> dict[int, UserSession]:
         found = self._read_feast({self.key(u): u for u in user_ids})

@@ -27,6 +27,10 @@ def test_firings_and_replays_leave_exact_sessions(store: RedisSessionStore) -> N
     contract.check_firings_and_replays_leave_exact_sessions(store)
 
 
+def test_marks_in_any_batches_and_replays_leave_exact_sessions(store: RedisSessionStore) -> None:
+    contract.check_marks_in_any_batches_and_replays_leave_exact_sessions(store)
+
+
 def test_a_pause_ends_a_session_and_a_late_event_can_join_two(store: RedisSessionStore) -> None:
     contract.check_a_pause_ends_a_session_and_a_late_event_can_join_two(store)
 

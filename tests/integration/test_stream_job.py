@@ -137,7 +137,6 @@ def test_known_events_exact_tiles_windows_duplicates_and_lateness(
     job = FeatureJob(
         bootstrap=broker.bootstrap, topic=topic, store="sqlite", store_path=tmp_path / "online.db",
         checkpoint_dir=tmp_path / "chk", lateness_s=180, metrics_port=port, log_path=tmp_path / "job.log",
-        session_fire_s=1.0,
     )  # fmt: skip
     sessions = SqliteSessionStore(tmp_path / "online.db")
     items = list(range(1, 10))
@@ -240,7 +239,7 @@ def test_kill_9_mid_stream_restart_from_checkpoint_same_tiles(
     events = [event(f"k-{k}", k % 5 + 1, KINDS[k % 10], BASE_S + k * 0.5, user=k % 11) for k in range(900)]
     job = FeatureJob(
         bootstrap=broker.bootstrap, topic=topic, store="redis", redis_url=url, checkpoint_dir=tmp_path / "chk",
-        checkpoint_interval_s=1.0, startup="latest", log_path=tmp_path / "job.log", session_fire_s=1.0,
+        checkpoint_interval_s=1.0, startup="latest", log_path=tmp_path / "job.log",
     )  # fmt: skip
     sessions = RedisSessionStore(url)
     items = list(range(1, 6))

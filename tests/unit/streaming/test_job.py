@@ -75,11 +75,14 @@ def test_sql_text(job: ModuleType, tmp_path: Path) -> None:
     assert "COUNT(DISTINCT event_id)" in job.TILES_SQL and " views" not in job.TILES_SQL  # reserved word
     with pytest.raises(SystemExit):  # Event Hubs without its connection string
         job.kafka_table_ddl(job.parse_args(["--security", "sasl_ssl"]))
-    assert "LISTAGG(DISTINCT" in job.USER_TILES_SQL and "GROUP BY user_id" in job.USER_TILES_SQL
+    marks = job.session_marks_sql(600)
+    # no window per shopper: each event's mark to the function, late exactly as the windows'
+    assert "GROUP BY" not in marks and "session_marks(user_id," in marks
+    assert "+ 659999, 3))) < 0" in marks and "CURRENT_WATERMARK(rowtime) <" in marks
     a = job.parse_args([])
-    assert a.sessions and a.session_fire == 5.0 and not job.parse_args(["--no-sessions"]).sessions
+    assert a.sessions and not job.parse_args(["--no-sessions"]).sessions
     (tmp_path / "junk.csv").write_text("x\n1\n")
-    for bad in (["--session-fire", "0"], ["--catalogue", str(tmp_path / "junk.csv")]):
+    for bad in (["--early-fire", "0"], ["--catalogue", str(tmp_path / "junk.csv")]):
         with pytest.raises(SystemExit):
             job.parse_args(bad)
 
@@ -126,7 +129,7 @@ def test_launcher_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     ]  # the job runs from the repo root and cmd[cmd.index("--rest-port") + 1] == "5"
     assert "PYTHONDONTWRITEBYTECODE" not in j.env() and str(ROOT) in j.env()["PYTHONPATH"]
     assert "--security" not in cmd
-    assert "--sessions" in cmd and cmd[cmd.index("--session-fire") + 1] == "5s" and "--catalogue" not in cmd
+    assert "--sessions" in cmd and "--session-fire" not in cmd and "--catalogue" not in cmd
     off = FeatureJob(sessions=False, catalogue=Path("data/demo"), rest_port=5).command()
     assert "--no-sessions" in off and off[off.index("--catalogue") + 1] == str(Path("data/demo").resolve())
     hubs = FeatureJob(bootstrap="ns.servicebus.windows.net:9093", security="sasl_ssl", rest_port=5).command()

@@ -18,6 +18,7 @@ from recommndr.streaming.sessions import (
     SqliteSessionStore,
     UserTile,
     load_categories,
+    merge_marks,
     parse_marks,
     user_tiles_of,
 )
@@ -28,13 +29,35 @@ T0 = contract.T0
 MIN_US = contract.MIN_US
 
 
-def test_reference_tiles_count_each_event_id_once_and_mark_its_kind() -> None:
+def test_reference_tiles_count_each_mark_once_and_mark_its_kind() -> None:
     evs = [("a", 1, 5, "view", T0), ("a", 1, 5, "view", T0), ("b", 1, 6, "purchase", T0 + 2000),
-           ("c", 1, 6, "add_to_cart", T0 + MIN_US), ("d", 2, 5, "click", T0)]  # fmt: skip
+           ("c", 1, 6, "add_to_cart", T0 + MIN_US), ("d", 2, 5, "click", T0),
+           ("e", 1, 6, "purchase", T0 + 2400)]  # fmt: skip  # e: b's kind, product and millisecond
     assert user_tiles_of(evs) == [
         UserTile(1, T0 + MIN_US, 2, ((T0 // 1000, 5, "v"), (T0 // 1000 + 2, 6, "p"))),
         UserTile(1, T0 + 2 * MIN_US, 1, (((T0 + MIN_US) // 1000, 6, "a"),)),
     ]
+
+
+def test_marks_merge_as_a_set_so_adding_them_again_changes_nothing() -> None:
+    a, b, c = (10, 1, "v"), (20, 2, "a"), (30, 3, "p")
+    assert merge_marks(None, [b, a, a]) == (2, (a, b))
+    assert merge_marks((2, (a, b)), [a, b]) is None  # a duplicate, or a replay after a restore
+    assert merge_marks((2, (a, b)), [b, c]) == (3, (a, b, c))
+    assert merge_marks(None, []) is None
+
+
+def test_a_full_tile_takes_only_newer_marks_and_keeps_its_newest() -> None:
+    full = merge_marks(None, [(t, 1, "v") for t in range(MARKS_PER_TILE)])
+    assert full is not None and full[0] == MARKS_PER_TILE
+    assert merge_marks(full, [(-5, 1, "v")]) is None  # older than its oldest: one it may have dropped
+    n, kept = merge_marks(full, [(-5, 1, "v"), (MARKS_PER_TILE + 7, 2, "p")]) or (0, ())
+    assert n == MARKS_PER_TILE + 1 and len(kept) == MARKS_PER_TILE
+    assert kept[0] == (1, 1, "v") and kept[-1] == (MARKS_PER_TILE + 7, 2, "p")
+    assert merge_marks((n, kept), [(0, 1, "v"), *kept]) is None  # the dropped oldest, sent again
+    # past the cap at once: every new mark counts, the newest are kept
+    n, kept = merge_marks(None, [(t, 1, "v") for t in range(MARKS_PER_TILE + 10)]) or (0, ())
+    assert n == MARKS_PER_TILE + 10 and kept[0] == (10, 1, "v")
 
 
 def test_marks_are_parsed_canonically_junk_left_out_and_capped() -> None:
@@ -82,6 +105,9 @@ class TestSqliteSessionStore:
 
     def test_firings_and_replays_leave_exact_sessions(self, store: SqliteSessionStore) -> None:
         contract.check_firings_and_replays_leave_exact_sessions(store)
+
+    def test_marks_in_any_batches_and_replays_leave_exact_sessions(self, store: SqliteSessionStore) -> None:
+        contract.check_marks_in_any_batches_and_replays_leave_exact_sessions(store)
 
     def test_a_pause_ends_a_session_and_a_late_event_can_join_two(self, store: SqliteSessionStore) -> None:
         contract.check_a_pause_ends_a_session_and_a_late_event_can_join_two(store)
