@@ -296,6 +296,38 @@ def open_sessions(store: str, store_path: str, redis_url: str) -> Any:
     return SqliteSessionStore(Path(store_path))
 
 
+class WriteMetrics:
+    """The store writes' counters in a Flink metric group: how many, their total time, the
+    histogram's buckets and the failed tries (the sink's and the sessions' function's: the exporter
+    sums each name over the job's operators)."""
+
+    def __init__(self, group: Any) -> None:
+        self.count = group.counter("write_count")
+        self.sum_us = group.counter("write_sum_us")
+        self.buckets = [group.counter(f"write_le_{i}") for i in range(len(WRITE_BUCKETS_S))]
+        self.errors = group.counter("write_errors")
+
+    def write(self, what: str, fn: Any, *args: Any) -> Any:
+        """``fn(*args)``, tried again every 0.5 s until it succeeds (a store that is down holds the
+        job back: nothing accepted is dropped), timed."""
+        t0 = time.perf_counter()
+        while True:
+            try:
+                out = fn(*args)
+                break
+            except Exception:
+                self.errors.inc(1)
+                logging.getLogger(__name__).warning("%s write failed; retrying", what, exc_info=True)
+                time.sleep(0.5)
+        dt = time.perf_counter() - t0
+        self.count.inc(1)
+        self.sum_us.inc(int(dt * 1e6))
+        for bound, counter in zip(WRITE_BUCKETS_S, self.buckets, strict=True):
+            if dt <= bound:
+                counter.inc(1)
+        return out
+
+
 def make_session_function(store: str, store_path: str, redis_url: str, catalogue: str | None) -> Any:
     """The vectorised (pandas) function ``session_marks(user_id, ts_ms, item_id, k, counts)``: each
     call is one Arrow batch (a whole bundle, ``--bundle-ms`` long at most: Flink finishes it, and so
@@ -314,6 +346,7 @@ def make_session_function(store: str, store_path: str, redis_url: str, catalogue
             group = function_context.get_metric_group().add_group(METRIC_GROUP)
             self.m_marks = group.counter("session_marks_in")
             self.m_tiles = group.counter("user_tiles_written")
+            self.m_write = WriteMetrics(group)
 
         def eval(self, user: Any, ts_ms: Any, item: Any, kind: Any, counts: Any) -> Any:
             import numpy as np
@@ -335,13 +368,8 @@ def make_session_function(store: str, store_path: str, redis_url: str, catalogue
                 if got is None:
                     marks[(u, e)] = got = set()
                 got.add((t, i, k))
-            while marks:
-                try:
-                    self.m_tiles.inc(self.sessions.add_marks(marks, self.category))
-                    break
-                except Exception:
-                    logging.getLogger(__name__).warning("session write failed; retrying", exc_info=True)
-                    time.sleep(0.5)
+            if marks:
+                self.m_tiles.inc(self.m_write.write("session", self.sessions.add_marks, marks, self.category))
             self.m_marks.inc(len(users))
             return pd.Series(np.zeros(n, dtype=np.int32))
 
@@ -404,10 +432,7 @@ def make_sink(store: str, store_path: str, redis_url: str) -> Any:
             group = runtime_context.get_metrics_group().add_group(METRIC_GROUP)
             self.m_tiles = group.counter("tiles_written")
             self.m_rows = group.counter("rows_in")
-            self.m_writes = group.counter("write_count")
-            self.m_sum_us = group.counter("write_sum_us")
-            self.m_buckets = [group.counter(f"write_le_{i}") for i in range(len(WRITE_BUCKETS_S))]
-            self.m_errors = group.counter("write_errors")
+            self.m_write = WriteMetrics(group)
             self.clock_us = 0
             group.gauge("clock_us", lambda: self.clock_us)
             _install_bundle_hook()
@@ -446,23 +471,9 @@ def make_sink(store: str, store_path: str, redis_url: str) -> Any:
             with self.lock:
                 rows, self.buffer = self.buffer, {}
                 tiles = [self.Tile(i, e * 1_000_000, *c) for (i, e), c in rows.items()]
-                t0 = time.perf_counter()
-                while True:
-                    try:
-                        self.store.write_tiles(tiles)
-                        break
-                    except Exception:
-                        self.m_errors.inc(1)
-                        logging.getLogger(__name__).warning("store write failed; retrying", exc_info=True)
-                        time.sleep(0.5)
-                dt = time.perf_counter() - t0
+                self.m_write.write("tile", self.store.write_tiles, tiles)
                 self.clock_us = max(self.clock_us, *(t.end_us for t in tiles))
             self.m_tiles.inc(len(tiles))
-            self.m_writes.inc(1)
-            self.m_sum_us.inc(int(dt * 1e6))
-            for bound, counter in zip(WRITE_BUCKETS_S, self.m_buckets, strict=True):
-                if dt <= bound:
-                    counter.inc(1)
 
         def close(self) -> None:
             self.stop.set()
@@ -594,7 +605,7 @@ def start_exporter(port: int, rest: FlinkRest) -> None:
             )
             yield CounterMetricFamily(
                 "recommndr_stream_user_tiles_written",
-                "Shopper-tile firings written to the session store",
+                "Shopper tiles changed in the session store",
                 value=fig["user_tiles"],
             )
             yield CounterMetricFamily(
@@ -614,7 +625,8 @@ def start_exporter(port: int, rest: FlinkRest) -> None:
                     value=max(time.time() - fig["watermark_ms"] / 1000.0, 0.0),
                 )
             hist = HistogramMetricFamily(
-                "recommndr_stream_write_seconds", "Duration of the sink's store writes"
+                "recommndr_stream_write_seconds",
+                "Duration of the store writes (product tiles and shopper marks)",
             )
             pairs = [(f"{b:g}", c) for b, c in zip(WRITE_BUCKETS_S, fig["buckets"], strict=True)]
             hist.add_metric([], [*pairs, ("+Inf", fig["writes"])], sum_value=fig["write_sum_s"])
@@ -714,8 +726,10 @@ def main(argv: list[str] | None = None) -> int:
         a.rest_port = free_port()
     # one folder per topology: Flink maps a checkpoint's state to operators by ids hashed from the
     # job graph, so a checkpoint of the job without sessions cannot restore the job with them (nor
-    # the other way round); a job switched over starts afresh instead of failing at every start
-    a.checkpoint_dir = a.checkpoint_dir / ("with-sessions" if a.sessions else "products-only")
+    # the other way round); a job switched over starts afresh instead of failing at every start.
+    # ``-2``: the topology of 2026-12-04 (sessions without windows), which the folders of the one
+    # before cannot restore
+    a.checkpoint_dir = a.checkpoint_dir / ("with-sessions-2" if a.sessions else "products-only-2")
     restore = None if a.backfill else latest_checkpoint(a.checkpoint_dir)
     if restore is not None:
         log.info("restoring from %s", restore)

@@ -90,7 +90,7 @@ class UserSession:
 
 
 def parse_marks(text: str | None) -> tuple[Mark, ...]:
-    """The job's ``LISTAGG`` of marks (``ts:item:k`` joined by commas), canonical: distinct, sorted
+    """A tile's stored marks (``ts:item:k`` joined by commas), canonical: distinct, sorted
     by time, the newest :data:`MARKS_PER_TILE`; a malformed mark is left out."""
     out: set[Mark] = set()
     for part in set((text or "").split(",")):  # the same mark twice is parsed once
