@@ -23,8 +23,10 @@ The job only wires source → SQL → sink:
   (``session_marks``), one call per bundle (``--bundle-ms``): it adds each batch's marks to
   the shoppers' tiles in the session store at once (``SessionStore.add_marks``: a set union, so a
   duplicate or a replay changes nothing) and recomputes the sessions of the shoppers it touched. An
-  event is dropped as late exactly when the product windows drop it (its tile's end − 1 ms + the
-  lateness at or behind ``CURRENT_WATERMARK``). Categories come from ``--catalogue``.
+  event is dropped as late by the product windows' rule (its tile's end − 1 ms + the lateness at or
+  behind ``CURRENT_WATERMARK``, this query's own source's watermark). Categories come from
+  ``--catalogue``. Each shopper has one writer while the topic is keyed by ``user_id`` (each partition
+  is read by one subtask); a backfill with sessions therefore runs at parallelism 1.
 - sink: a Python function that keeps the product tiles' +I/+U rows and writes them in batches with
   ``WindowStore.write_tiles``; it flushes at the end of each bundle, which Flink finishes before a
   checkpoint barrier passes (as it finishes the marks' bundle, whose call writes before it returns),
@@ -62,9 +64,9 @@ JARS = Path(__file__).resolve().parent / "jars"
 JAR_NAMES = ("flink-connector-kafka.jar", "kafka-clients.jar")
 log = logging.getLogger("recommndr.flink.job")
 
-# the sink's write-latency histogram: Flink has no histogram a Python function can feed whose
-# buckets reach Prometheus, so the sink counts each bucket in a Flink counter and the exporter
-# rebuilds the histogram from them
+# the store writes' latency histogram (the sink's and the sessions' function's): Flink has no
+# histogram a Python function can feed whose buckets reach Prometheus, so each counts each bucket in
+# a Flink counter and the exporter rebuilds the histogram from them
 WRITE_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 METRIC_GROUP = "recommndr"
 HEARTBEAT_S = 2.0
@@ -139,6 +141,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for path in a.backfill or []:
         if not path.exists():
             p.error(f"--backfill {path}: no such file or folder")
+    if a.backfill and a.sessions and a.parallelism > 1:
+        # files are split over the subtasks, so one shopper's events could reach two writers
+        p.error("--backfill with sessions runs at --parallelism 1 (or pass --no-sessions)")
     return a
 
 
@@ -239,15 +244,17 @@ EVENT_MS = "CASE WHEN ts_ms IS NOT NULL THEN ts_ms ELSE UNIX_TIMESTAMP(REPLACE(S
 # Python function in Arrow batches (``session_marks``, which adds them to the session store and
 # returns 0, so no row leaves this query). Whether an event counts is one flag the function is given
 # (Flink may call a Python function in a WHERE clause on rows its other conditions drop): valid, and
-# not late — dropped exactly when the products' window would drop it, its tile's end − 1 ms + the
-# lateness at or behind the watermark
+# not late by the products' windows' rule — dropped when its tile's end − 1 ms + the lateness is at
+# or behind the watermark (this query's own source's: near the limit the two may differ). The ids
+# come without NULLs (COALESCE), so that pandas keeps them int64, not float64
 def session_marks_sql(lateness_s: float) -> str:
     return f"""
 INSERT INTO session_marks_done
 SELECT user_id
 FROM events
-WHERE session_marks(user_id, {EVENT_MS}, item_id, SUBSTRING(event_type FROM 1 FOR 1),
-  {VALID_EVENT} AND user_id IS NOT NULL AND user_id >= 0 AND {EVENT_MS} IS NOT NULL
+WHERE session_marks(COALESCE(user_id, -1), COALESCE({EVENT_MS}, 0), COALESCE(item_id, -1),
+  SUBSTRING(event_type FROM 1 FOR 1),
+  {VALID_EVENT} AND user_id IS NOT NULL AND user_id >= 0 AND {EVENT_MS} IS NOT NULL AND rowtime IS NOT NULL
   AND (CURRENT_WATERMARK(rowtime) IS NULL OR CURRENT_WATERMARK(rowtime) < TO_TIMESTAMP_LTZ(
     {EVENT_MS} - MOD({EVENT_MS}, 60000) + {60_000 + _ms(lateness_s) - 1}, 3))) < 0
 """
@@ -376,6 +383,9 @@ def make_session_function(store: str, store_path: str, redis_url: str, catalogue
         def close(self) -> None:
             self.sessions.close()
 
+        def is_deterministic(self) -> bool:
+            return False  # it writes the store: never folded into a constant or called twice
+
     return udf(
         SessionMarks(),
         input_types=[
@@ -387,6 +397,7 @@ def make_session_function(store: str, store_path: str, redis_url: str, catalogue
         ],
         result_type=DataTypes.INT(),
         func_type="pandas",
+        deterministic=False,
     )
 
 

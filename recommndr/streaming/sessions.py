@@ -18,9 +18,8 @@ kept per shopper is bounded; the tiles of a shopper none of whose tiles was writ
 SQLite sweeps them once a minute and ignores them until then). A session's products are its distinct products newest first (at most
 ``RECENT_MAX``), its categories their ``category_l2`` newest first (at most
 :data:`SESSION_CATEGORIES_MAX`; empty when the job was given no catalogue), with its number of events
-and its first and last event times. A tile keeps at most :data:`MARKS_PER_TILE` marks, its newest; a
-full tile takes only marks newer than its oldest (so a replay still changes nothing), and its count
-then counts only those: a shopper (or a bot) cannot grow a tile without bound.
+and its first and last event times. A tile keeps at most :data:`MARKS_PER_TILE` marks, its newest,
+and counts those: a shopper (or a bot) cannot grow a tile without bound.
 
 The rows are Feast's layout of the ``user_session`` view (``features.schema``): in Redis the fields of
 the shopper's hash (the one ``user_realtime`` lives in, keyed by ``user_id`` + project; the API's
@@ -65,8 +64,8 @@ Mark = tuple[int, int, str]  # ts_ms, item_id, kind mark
 
 @dataclass(frozen=True, slots=True)
 class UserTile:
-    """One shopper's events in the minute of event time ending at ``end_us``: how many (distinct
-    ids) and their marks (the newest :data:`MARKS_PER_TILE`, sorted by time)."""
+    """One shopper's events in the minute of event time ending at ``end_us``: their distinct marks
+    (the newest :data:`MARKS_PER_TILE`, sorted by time) and how many those are."""
 
     user_id: int
     end_us: int
@@ -109,19 +108,15 @@ def merge_marks(
     old: tuple[int, Sequence[Mark]] | None, new: Iterable[Mark]
 ) -> tuple[int, tuple[Mark, ...]] | None:
     """A tile's ``(events, marks)`` with the marks ``new`` added (None when that changes nothing):
-    each distinct mark counts once and a tile keeps its newest :data:`MARKS_PER_TILE`; a tile
-    already full takes only marks newer than its oldest. So adding marks a second time (a replay
-    after a restore, a duplicate the producer sent) changes nothing, and a shopper cannot grow a
-    tile without bound."""
-    n, kept = old if old is not None else (0, ())
-    have = set(kept)
-    fresh = set(new) - have
-    if len(kept) >= MARKS_PER_TILE:
-        oldest = min(kept)
-        fresh = {m for m in fresh if m > oldest}
-    if not fresh:
+    the newest :data:`MARKS_PER_TILE` of the distinct marks, and how many those are. Adding marks a
+    second time (a replay after a restore, a duplicate the producer sent) changes nothing, the
+    result does not depend on how the marks were split into batches, and a shopper cannot grow a
+    tile without bound (a tile counts at most :data:`MARKS_PER_TILE` events)."""
+    kept = tuple(old[1]) if old is not None else ()
+    merged = tuple(sorted(set(kept).union(new))[-MARKS_PER_TILE:])
+    if merged == kept:
         return None
-    return n + len(fresh), tuple(sorted(have | fresh)[-MARKS_PER_TILE:])
+    return len(merged), merged
 
 
 def user_tiles_of(events: Iterable[tuple[str, int, int, str, int]]) -> list[UserTile]:
@@ -351,7 +346,9 @@ class RedisSessionStore:
             if merged is not None:
                 by_user[user][end] = merged
                 changed.setdefault(user, {})[str(end)] = _encode_marks(*merged)
-        pipe = self.client.pipeline(transaction=False)
+        # MULTI/EXEC: a write cut short leaves no tile written without its session (a retry would
+        # find the tile unchanged and not write the session)
+        pipe = self.client.pipeline(transaction=True)
         for user, fields in changed.items():
             tiles_ = by_user[user]
             key = self.tiles_key(user)
@@ -467,10 +464,10 @@ class SqliteSessionStore(SqliteFeastFile):
             for u, e, n, m, w in rows:
                 by_user[u][e] = (n, parse_marks(m))
                 written[u] = max(written.get(u, w), w)
-        old: list[tuple[int, int]] = []
+        stale: list[tuple[int, int]] = []
         for u, w in written.items():
-            if _expired(w, now_s):
-                old.extend((u, e) for e in by_user[u] if (u, e) not in wanted)
+            if _expired(w, now_s):  # as a whole (Redis: the hash's TTL ran out): not this session's
+                stale.extend((u, e) for e in by_user[u])
                 by_user[u] = {}
         changed: list[tuple[int, int, int, str, int]] = []
         touched: set[int] = set()
@@ -484,6 +481,8 @@ class SqliteSessionStore(SqliteFeastFile):
             by_user[u][e] = merged
             changed.append((u, e, merged[0], _marks_text(merged[1]), now_s))
             touched.add(u)
+        rewritten = {(u, e) for u, e, *_ in changed}
+        old = [k for k in stale if k not in rewritten]  # an expired shopper's rows go, all but new ones
         feast_rows: list[tuple[Any, ...]] = []
         for user in sorted(touched):
             tiles_ = by_user[user]

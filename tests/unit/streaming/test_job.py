@@ -77,10 +77,16 @@ def test_sql_text(job: ModuleType, tmp_path: Path) -> None:
         job.kafka_table_ddl(job.parse_args(["--security", "sasl_ssl"]))
     marks = job.session_marks_sql(600)
     # no window per shopper: each event's mark to the function, late exactly as the windows'
-    assert "GROUP BY" not in marks and "session_marks(user_id," in marks
+    assert "GROUP BY" not in marks and "session_marks(COALESCE(user_id, -1)," in marks
     assert "+ 659999, 3))) < 0" in marks and "CURRENT_WATERMARK(rowtime) <" in marks
     a = job.parse_args([])
     assert a.sessions and not job.parse_args(["--no-sessions"]).sessions
+    # a backfill's files are split over the subtasks: with sessions, two could write one shopper
+    with pytest.raises(SystemExit):
+        job.parse_args(["--backfill", str(tmp_path), "--parallelism", "2"])
+    assert (
+        job.parse_args(["--backfill", str(tmp_path), "--parallelism", "2", "--no-sessions"]).parallelism == 2
+    )
     (tmp_path / "junk.csv").write_text("x\n1\n")
     for bad in (["--early-fire", "0"], ["--catalogue", str(tmp_path / "junk.csv")]):
         with pytest.raises(SystemExit):

@@ -47,17 +47,18 @@ def test_marks_merge_as_a_set_so_adding_them_again_changes_nothing() -> None:
     assert merge_marks(None, []) is None
 
 
-def test_a_full_tile_takes_only_newer_marks_and_keeps_its_newest() -> None:
-    full = merge_marks(None, [(t, 1, "v") for t in range(MARKS_PER_TILE)])
-    assert full is not None and full[0] == MARKS_PER_TILE
-    assert merge_marks(full, [(-5, 1, "v")]) is None  # older than its oldest: one it may have dropped
-    n, kept = merge_marks(full, [(-5, 1, "v"), (MARKS_PER_TILE + 7, 2, "p")]) or (0, ())
-    assert n == MARKS_PER_TILE + 1 and len(kept) == MARKS_PER_TILE
-    assert kept[0] == (1, 1, "v") and kept[-1] == (MARKS_PER_TILE + 7, 2, "p")
-    assert merge_marks((n, kept), [(0, 1, "v"), *kept]) is None  # the dropped oldest, sent again
-    # past the cap at once: every new mark counts, the newest are kept
-    n, kept = merge_marks(None, [(t, 1, "v") for t in range(MARKS_PER_TILE + 10)]) or (0, ())
-    assert n == MARKS_PER_TILE + 10 and kept[0] == (10, 1, "v")
+def test_a_full_tile_keeps_its_newest_marks_whatever_the_batches() -> None:
+    marks = [(t, 1 + t % 3, "v") for t in range(MARKS_PER_TILE + 40)]
+    at_once = merge_marks(None, marks)
+    assert at_once is not None and at_once[0] == MARKS_PER_TILE and at_once[1][0] == (40, 40 % 3 + 1, "v")
+    for split in (1, 7, MARKS_PER_TILE - 3):  # the same marks in batches of any size, any order
+        tile = None
+        for k in range(0, len(marks), split):
+            tile = merge_marks(tile, marks[::-1][k : k + split]) or tile
+        assert tile == at_once
+    assert merge_marks(at_once, [(0, 1, "v"), (39, 1, "v")]) is None  # the dropped oldest, sent again
+    n, kept = merge_marks(at_once, [(10_000, 2, "p")]) or (0, ())
+    assert n == MARKS_PER_TILE and kept[-1] == (10_000, 2, "p") and kept[0] == at_once[1][1]
 
 
 def test_marks_are_parsed_canonically_junk_left_out_and_capped() -> None:
@@ -157,6 +158,19 @@ def test_tiles_of_shoppers_gone_for_days_are_deleted_their_sessions_kept(
     assert not store.user_tiles(1) and store.user_tiles(2) and store.user_tiles(3)
     assert store.read_sessions([1])[1].session_items == [11]  # the session stays
     assert _rows(store, 1) == 0
+
+
+def test_an_expired_shoppers_old_rows_go_even_those_a_batch_brings_too_old(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = SqliteSessionStore(tmp_path / "online.db")
+    now = time.time()
+    monkeypatch.setattr(sessions.time, "time", lambda: now - REDIS_TILES_TTL_S - 120)
+    store.write_user_tiles(user_tiles_of([("a", 1, 11, "view", T0)]))  # three days ago
+    monkeypatch.setattr(sessions.time, "time", lambda: now)
+    later = T0 + 5 * 3600 * 1_000_000  # five hours on: T0's tile is outside the session's 4 hours
+    store.write_user_tiles(user_tiles_of([("b", 1, 12, "view", T0), ("c", 1, 13, "view", later)]))
+    assert list(store.user_tiles(1)) == [later + MIN_US] and _rows(store, 1) == 1
 
 
 def _rows(store: SqliteSessionStore, user_id: int) -> int:
