@@ -230,6 +230,8 @@ def main() -> None:
     ap.add_argument("--sessions", action=argparse.BooleanOptionalAction, default=True,
                     help="the job computes the shoppers' sessions too (its default)")  # fmt: skip
     ap.add_argument("--early-fire", type=float, default=1.0, help="the job's --early-fire, seconds")
+    ap.add_argument("--session-fire", type=float, default=FeatureJob.session_fire_s,
+                    help="the job's --session-fire, seconds")  # fmt: skip
     ap.add_argument("--checkpoint-interval", type=float, default=FeatureJob.checkpoint_interval_s,
                     help="the job's --checkpoint-interval, seconds")  # fmt: skip
     a = ap.parse_args()
@@ -248,7 +250,7 @@ def main() -> None:
         job = FeatureJob(
             bootstrap=broker.bootstrap, topic=topic, store="sqlite", store_path=db,
             checkpoint_dir=root / "chk", parallelism=a.parallelism, log_path=root / "job.log",
-            sessions=a.sessions, early_fire_s=a.early_fire,
+            sessions=a.sessions, early_fire_s=a.early_fire, session_fire_s=a.session_fire,
             checkpoint_interval_s=a.checkpoint_interval,
         )  # fmt: skip
         with job:

@@ -20,7 +20,7 @@ The job only wires source → SQL → sink:
   Every firing carries the tile's whole count, so writing it is idempotent.
 - sessions (``--sessions``, the default): no window and no state per shopper in Flink. Each valid
   event's mark ``ts_ms:item_id:k`` goes, in Arrow batches, to a vectorised Python function
-  (``session_marks``), one call per bundle (``--bundle-ms``): it adds each batch's marks to
+  (``session_marks``), one call per bundle (about ``--session-fire``, 2 s): it adds each batch's marks to
   the shoppers' tiles in the session store at once (``SessionStore.add_marks``: a set union, so a
   duplicate or a replay changes nothing) and recomputes the sessions of the shoppers it touched. An
   event is dropped as late by the product windows' rule (its tile's end − 1 ms + the lateness at or
@@ -117,8 +117,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--metrics-port", type=int, default=0, help="Prometheus exporter port (0: off)")
     p.add_argument("--rest-port", type=int, default=0, help="Flink's REST port (0: a free one)")
-    p.add_argument("--bundle-ms", type=int, default=100,
-                   help="longest time a row waits for the Python sink, and an event for the sessions' function")  # fmt: skip
+    p.add_argument("--bundle-ms", type=int, default=100, help="longest time a row waits in the Python sink")
+    p.add_argument("--session-fire", type=duration_s, default=2.0,
+                   help="the sessions' batches: how long a shopper's marks may wait to be written")  # fmt: skip
     p.add_argument("--sessions", action=argparse.BooleanOptionalAction, default=True,
                    help="also compute the shoppers' sessions (the user_session view)")  # fmt: skip
     p.add_argument("--catalogue", type=Path, default=None,
@@ -128,7 +129,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     a = p.parse_args(argv)
     if a.parallelism < 1:
         p.error("--parallelism must be at least 1")
-    for name in ("lateness", "out_of_orderness", "early_fire", "checkpoint_interval"):
+    for name in ("lateness", "out_of_orderness", "early_fire", "session_fire", "checkpoint_interval"):
         if getattr(a, name) < 0 or (name not in ("lateness", "out_of_orderness") and getattr(a, name) <= 0):
             p.error(f"--{name.replace('_', '-')} must be positive")
     if a.catalogue is not None:
@@ -335,9 +336,22 @@ class WriteMetrics:
         return out
 
 
+SINK_BUNDLE_MAX = 100_000  # rows in one bundle of the product tiles' sink at most
+SESSION_BUNDLE_MAX = 500_000  # marks in one call of the sessions' function at most
+
+
+def _python_bundle(ms: int, rows: int) -> dict[str, str]:
+    """PyFlink's settings for bundles of at most ``ms`` and ``rows``, each one Arrow batch."""
+    return {
+        "python.fn-execution.bundle.time": str(ms),
+        "python.fn-execution.bundle.size": str(rows),
+        "python.fn-execution.arrow.batch.size": str(rows),
+    }
+
+
 def make_session_function(store: str, store_path: str, redis_url: str, catalogue: str | None) -> Any:
     """The vectorised (pandas) function ``session_marks(user_id, ts_ms, item_id, k, counts)``: each
-    call is one Arrow batch (a whole bundle, ``--bundle-ms`` long at most: Flink finishes it, and so
+    call is one Arrow batch (a whole bundle, about ``--session-fire`` long: Flink finishes it, and so
     this call, before a checkpoint barrier passes), whose marks (of the rows whose ``counts`` is
     true) it adds to the session store at once (``SessionStore.add_marks``); it returns 0 for every
     row."""
@@ -673,10 +687,8 @@ def build(a: argparse.Namespace, restore: Path | None) -> Any:
     conf.set_string("rest.bind-address", "127.0.0.1")
     conf.set_string("python.executable", sys.executable)
     conf.set_string("python.client.executable", sys.executable)
-    conf.set_string("python.fn-execution.bundle.time", str(max(a.bundle_ms, 1)))
-    conf.set_string("python.fn-execution.bundle.size", "100000")
-    # the marks' function gets a bundle as one Arrow batch: one call, one store transaction
-    conf.set_string("python.fn-execution.arrow.batch.size", "100000")
+    for key, value in _python_bundle(max(a.bundle_ms, 1), SINK_BUNDLE_MAX).items():
+        conf.set_string(key, value)
     conf.set_string("python.pythonpath", os.environ.get("PYTHONPATH") or str(ROOT))
     conf.set_string("taskmanager.numberOfTaskSlots", str(a.parallelism))
     conf.set_string("table.local-time-zone", "UTC")
@@ -712,9 +724,9 @@ def build(a: argparse.Namespace, restore: Path | None) -> Any:
     # upsert: Flink drops the -U rows before they cross to Python (they would double the sink's input)
     stream = t_env.to_changelog_stream(t_env.sql_query(TILES_SQL), changelog_mode=ChangelogMode.upsert())
     if a.sessions:
-        # the marks go to their function in the same bundles as the sink's (--bundle-ms): a longer
-        # bundle there was tried, to write a shopper's marks less often, and delayed the product
-        # tiles' writes by as much (README, Streaming figures)
+        # the marks' function gets bundles of its own, --session-fire long, each one Arrow batch (one
+        # call, one store write per shopper for all their events in it): a Table API Python operator
+        # takes the table config's Python settings when its query is translated
         t_env.create_temporary_function(
             "session_marks",
             make_session_function(
@@ -724,7 +736,18 @@ def build(a: argparse.Namespace, restore: Path | None) -> Any:
         t_env.execute_sql(
             "CREATE TEMPORARY TABLE session_marks_done (user_id BIGINT) WITH ('connector' = 'blackhole')"
         )
+        for key, value in _python_bundle(_ms(a.session_fire), SESSION_BUNDLE_MAX).items():
+            tc.set(key, value)
         t_env.create_statement_set().add_insert_sql(session_marks_sql(a.lateness)).attach_as_datastream()
+        # ... but each translation also copies the table config into the environment's, whose
+        # settings the DataStream sink takes at execute(): put the sink's back there (left at the
+        # sessions', the product tiles waited as long as the marks: freshness p95 ~10 s)
+        back = _python_bundle(max(a.bundle_ms, 1), SINK_BUNDLE_MAX)
+        env_conf = Configuration()
+        for key, value in back.items():
+            tc.set(key, value)
+            env_conf.set_string(key, value)
+        env.configure(env_conf)
     sink = make_sink(a.store, str(a.store_path), a.redis_url)
     stream.process(sink, output_type=Types.INT()).name("tile-sink").uid("tile-sink").print()
     return env
@@ -732,6 +755,13 @@ def build(a: argparse.Namespace, restore: Path | None) -> Any:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # the job's own lines keep a handler of their own: building the job sets the root logger's level
+    # to WARNING (PyFlink's imports), and Beam's loopback worker replaces the root's handlers
+    own = logging.StreamHandler(sys.stderr)
+    own.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    log.addHandler(own)
+    log.setLevel(logging.INFO)
+    log.propagate = False
     a = parse_args(argv)
     if not a.rest_port:
         a.rest_port = free_port()
@@ -746,6 +776,13 @@ def main(argv: list[str] | None = None) -> int:
         log.info("restoring from %s", restore)
         prune_checkpoints(a.checkpoint_dir, restore)
     env = build(a, restore)
+    from pyflink.util.java_utils import get_j_env_configuration
+
+    # what the DataStream sink will take at execute(): the sink's bundle, not the sessions'
+    sink_ms = get_j_env_configuration(env._j_stream_execution_environment).getString(
+        "python.fn-execution.bundle.time", "?"
+    )
+    log.info("python bundles: the sink's %s ms, the sessions' %d ms", sink_ms, _ms(a.session_fire))
     if a.backfill:
         log.info("backfill of %s", ", ".join(map(str, a.backfill)))
         env.execute("recommndr-feature-job-backfill")

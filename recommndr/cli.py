@@ -1013,6 +1013,9 @@ def stream_job_cmd(
         bool,
         typer.Option("--sessions/--no-sessions", help="Also compute the shoppers' sessions (user_session)."),
     ] = True,
+    session_fire: Annotated[
+        str, typer.Option(help="How long a shopper's events may wait to be written (the sessions' batches).")
+    ] = "2s",
     catalogue: Annotated[
         Path | None,
         typer.Option(
@@ -1045,7 +1048,7 @@ def stream_job_cmd(
         lateness_s=parse_duration(lateness, "--lateness"),
         out_of_orderness_s=parse_duration(out_of_orderness, "--out-of-orderness"),
         early_fire_s=parse_duration(early_fire, "--early-fire"),
-        sessions=sessions, catalogue=catalogue,
+        session_fire_s=parse_duration(session_fire, "--session-fire"), sessions=sessions, catalogue=catalogue,
         checkpoint_interval_s=parse_duration(checkpoint_interval, "--checkpoint-interval"),
         parallelism=parallelism, startup=startup, metrics_port=metrics_port, backfill=backfill or (),
         security=settings.event_broker_security, username=settings.event_broker_username,

@@ -87,6 +87,7 @@ class FeatureJob:
     rest_port: int = 0
     backfill: Sequence[Path] = ()
     sessions: bool = True  # the shoppers' sessions too (the user_session view)
+    session_fire_s: float = 2.0  # the sessions' batches: how long a shopper's marks may wait
     catalogue: Path | None = None  # products file or data folder: the sessions' categories
     log_path: Path | None = None
     extra_args: Sequence[str] = ()
@@ -104,7 +105,7 @@ class FeatureJob:
             "--store", self.store, "--store-path", str(self.store_path.resolve()), "--redis-url", self.redis_url,
             "--checkpoint-dir", str(self.checkpoint_dir.resolve()),
             "--lateness", _seconds(self.lateness_s), "--out-of-orderness", _seconds(self.out_of_orderness_s),
-            "--early-fire", _seconds(self.early_fire_s), "--checkpoint-interval", _seconds(self.checkpoint_interval_s),
+            "--early-fire", _seconds(self.early_fire_s), "--session-fire", _seconds(self.session_fire_s), "--checkpoint-interval", _seconds(self.checkpoint_interval_s),
             "--parallelism", str(self.parallelism), "--startup", self.startup,
             "--metrics-port", str(self.metrics_port), "--rest-port", str(self.rest_port),
         ]  # fmt: skip

@@ -80,7 +80,7 @@ def test_sql_text(job: ModuleType, tmp_path: Path) -> None:
     assert "GROUP BY" not in marks and "session_marks(COALESCE(user_id, -1)," in marks
     assert "+ 659999, 3))) < 0" in marks and "CURRENT_WATERMARK(rowtime) <" in marks
     a = job.parse_args([])
-    assert a.sessions and not job.parse_args(["--no-sessions"]).sessions
+    assert a.sessions and a.session_fire == 2.0 and not job.parse_args(["--no-sessions"]).sessions
     # a backfill's files are split over the subtasks: with sessions, two could write one shopper
     with pytest.raises(SystemExit):
         job.parse_args(["--backfill", str(tmp_path), "--parallelism", "2"])
@@ -88,7 +88,7 @@ def test_sql_text(job: ModuleType, tmp_path: Path) -> None:
         job.parse_args(["--backfill", str(tmp_path), "--parallelism", "2", "--no-sessions"]).parallelism == 2
     )
     (tmp_path / "junk.csv").write_text("x\n1\n")
-    for bad in (["--early-fire", "0"], ["--catalogue", str(tmp_path / "junk.csv")]):
+    for bad in (["--session-fire", "0"], ["--early-fire", "0"], ["--catalogue", str(tmp_path / "junk.csv")]):
         with pytest.raises(SystemExit):
             job.parse_args(bad)
 
@@ -135,7 +135,7 @@ def test_launcher_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     ]  # the job runs from the repo root and cmd[cmd.index("--rest-port") + 1] == "5"
     assert "PYTHONDONTWRITEBYTECODE" not in j.env() and str(ROOT) in j.env()["PYTHONPATH"]
     assert "--security" not in cmd
-    assert "--sessions" in cmd and "--session-fire" not in cmd and "--catalogue" not in cmd
+    assert "--sessions" in cmd and cmd[cmd.index("--session-fire") + 1] == "2s" and "--catalogue" not in cmd
     off = FeatureJob(sessions=False, catalogue=Path("data/demo"), rest_port=5).command()
     assert "--no-sessions" in off and off[off.index("--catalogue") + 1] == str(Path("data/demo").resolve())
     hubs = FeatureJob(bootstrap="ns.servicebus.windows.net:9093", security="sasl_ssl", rest_port=5).command()
