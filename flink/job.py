@@ -20,7 +20,8 @@ The job only wires source → SQL → sink:
   Every firing carries the tile's whole count, so writing it is idempotent.
 - sessions (``--sessions``, the default): no window and no state per shopper in Flink. Each valid
   event's mark ``ts_ms:item_id:k`` goes, in Arrow batches, to a vectorised Python function
-  (``session_marks``), one call per bundle (about ``--session-fire``, 2 s): it adds each batch's marks to
+  (``session_marks``), one call per bundle (``--session-fire``, 2 s: Flink's bundle timer ends one every 1–2× that,
+  sooner at a checkpoint barrier or SESSION_BUNDLE_MAX marks): it adds each batch's marks to
   the shoppers' tiles in the session store at once (``SessionStore.add_marks``: a set union, so a
   duplicate or a replay changes nothing) and recomputes the sessions of the shoppers it touched. An
   event is dropped as late by the product windows' rule (its tile's end − 1 ms + the lateness at or
@@ -119,7 +120,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--rest-port", type=int, default=0, help="Flink's REST port (0: a free one)")
     p.add_argument("--bundle-ms", type=int, default=100, help="longest time a row waits in the Python sink")
     p.add_argument("--session-fire", type=duration_s, default=2.0,
-                   help="the sessions' batches: how long a shopper's marks may wait to be written")  # fmt: skip
+                   help="the sessions' bundles: Flink ends one every 1-2x this (one store write per shopper each)")  # fmt: skip
     p.add_argument("--sessions", action=argparse.BooleanOptionalAction, default=True,
                    help="also compute the shoppers' sessions (the user_session view)")  # fmt: skip
     p.add_argument("--catalogue", type=Path, default=None,
@@ -325,7 +326,7 @@ class WriteMetrics:
                 break
             except Exception:
                 self.errors.inc(1)
-                logging.getLogger(__name__).warning("%s write failed; retrying", what, exc_info=True)
+                log.warning("%s write failed; retrying", what, exc_info=True)
                 time.sleep(0.5)
         dt = time.perf_counter() - t0
         self.count.inc(1)
@@ -351,7 +352,7 @@ def _python_bundle(ms: int, rows: int) -> dict[str, str]:
 
 def make_session_function(store: str, store_path: str, redis_url: str, catalogue: str | None) -> Any:
     """The vectorised (pandas) function ``session_marks(user_id, ts_ms, item_id, k, counts)``: each
-    call is one Arrow batch (a whole bundle, about ``--session-fire`` long: Flink finishes it, and so
+    call is one Arrow batch (a whole bundle, 1–2× ``--session-fire`` long: Flink finishes it, and so
     this call, before a checkpoint barrier passes), whose marks (of the rows whose ``counts`` is
     true) it adds to the session store at once (``SessionStore.add_marks``); it returns 0 for every
     row."""
@@ -474,7 +475,7 @@ def make_sink(store: str, store_path: str, redis_url: str) -> Any:
                 try:
                     self.flush()
                 except Exception:
-                    logging.getLogger(__name__).warning("timed flush failed", exc_info=True)
+                    log.warning("timed flush failed", exc_info=True)
 
         def process_element(self, value: Row, ctx: ProcessFunction.Context) -> None:
             # once per row the job emits (about one per event with sessions): the row unpacked
@@ -724,9 +725,9 @@ def build(a: argparse.Namespace, restore: Path | None) -> Any:
     # upsert: Flink drops the -U rows before they cross to Python (they would double the sink's input)
     stream = t_env.to_changelog_stream(t_env.sql_query(TILES_SQL), changelog_mode=ChangelogMode.upsert())
     if a.sessions:
-        # the marks' function gets bundles of its own, --session-fire long, each one Arrow batch (one
-        # call, one store write per shopper for all their events in it): a Table API Python operator
-        # takes the table config's Python settings when its query is translated
+        # the marks' function gets bundles of its own (--session-fire), each one Arrow batch: one call
+        # and one store transaction for all of them, one write per shopper. A Table API Python
+        # operator takes the table config's Python settings when its query is translated
         t_env.create_temporary_function(
             "session_marks",
             make_session_function(
@@ -736,7 +737,7 @@ def build(a: argparse.Namespace, restore: Path | None) -> Any:
         t_env.execute_sql(
             "CREATE TEMPORARY TABLE session_marks_done (user_id BIGINT) WITH ('connector' = 'blackhole')"
         )
-        for key, value in _python_bundle(_ms(a.session_fire), SESSION_BUNDLE_MAX).items():
+        for key, value in _python_bundle(max(_ms(a.session_fire), 1), SESSION_BUNDLE_MAX).items():
             tc.set(key, value)
         t_env.create_statement_set().add_insert_sql(session_marks_sql(a.lateness)).attach_as_datastream()
         # ... but each translation also copies the table config into the environment's, whose
@@ -757,9 +758,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # the job's own lines keep a handler of their own: building the job sets the root logger's level
     # to WARNING (PyFlink's imports), and Beam's loopback worker replaces the root's handlers
-    own = logging.StreamHandler(sys.stderr)
-    own.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    log.addHandler(own)
+    if not log.handlers:
+        own = logging.StreamHandler(sys.stderr)
+        own.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        log.addHandler(own)
     log.setLevel(logging.INFO)
     log.propagate = False
     a = parse_args(argv)
@@ -782,7 +784,9 @@ def main(argv: list[str] | None = None) -> int:
     sink_ms = get_j_env_configuration(env._j_stream_execution_environment).getString(
         "python.fn-execution.bundle.time", "?"
     )
-    log.info("python bundles: the sink's %s ms, the sessions' %d ms", sink_ms, _ms(a.session_fire))
+    log.info("python bundles: the sink's %s ms (as the environment gives it)", sink_ms)
+    if a.sessions:
+        log.info("python bundles: the sessions' %d ms (as set for their query)", max(_ms(a.session_fire), 1))
     if a.backfill:
         log.info("backfill of %s", ", ".join(map(str, a.backfill)))
         env.execute("recommndr-feature-job-backfill")

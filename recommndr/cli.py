@@ -1014,7 +1014,10 @@ def stream_job_cmd(
         typer.Option("--sessions/--no-sessions", help="Also compute the shoppers' sessions (user_session)."),
     ] = True,
     session_fire: Annotated[
-        str, typer.Option(help="How long a shopper's events may wait to be written (the sessions' batches).")
+        str,
+        typer.Option(
+            help="The sessions' batches: Flink ends one every 1-2x this (one store write per shopper each)."
+        ),
     ] = "2s",
     catalogue: Annotated[
         Path | None,

@@ -87,7 +87,7 @@ class FeatureJob:
     rest_port: int = 0
     backfill: Sequence[Path] = ()
     sessions: bool = True  # the shoppers' sessions too (the user_session view)
-    session_fire_s: float = 2.0  # the sessions' batches: how long a shopper's marks may wait
+    session_fire_s: float = 2.0  # the sessions' bundles: Flink ends one every 1-2x this
     catalogue: Path | None = None  # products file or data folder: the sessions' categories
     log_path: Path | None = None
     extra_args: Sequence[str] = ()
