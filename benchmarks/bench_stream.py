@@ -38,8 +38,10 @@ KINDS = np.array(["view"] * 8 + ["add_to_cart", "purchase"])
 PROBE_BASE = 10_000_000  # probe products: one each, above the catalogue's ids
 
 
-def payloads(n: int, items: int, start_s: float, span_s: float, seed: int = 0) -> tuple[list[bytes], int]:
-    """``n`` records as the producer writes them, products drawn by a Zipf-like popularity, event
+def payloads(
+    n: int, items: int, start_s: float, span_s: float, seed: int = 0
+) -> tuple[list[tuple[bytes, bytes]], int]:
+    """``n`` records ``(key, value)`` as the producer writes them (keyed by ``user_id``), products drawn by a Zipf-like popularity, event
     times spread over ``span_s`` seconds from ``start_s``; and how many distinct shopper marks
     they hold (a shopper's two events of one kind on one product in one millisecond are one)."""
     rng = np.random.default_rng(seed)
@@ -53,7 +55,9 @@ def payloads(n: int, items: int, start_s: float, span_s: float, seed: int = 0) -
     kinds = np.unique(kind, return_inverse=True)[1]
     marks = len(np.unique(np.stack([user, item, kinds, ts_ms], 1), axis=0))
     rows = zip(user.tolist(), item.tolist(), kind.tolist(), ts_ms.tolist(), strict=True)
-    return [(template % (i, u, it, k, t)).encode() for i, (u, it, k, t) in enumerate(rows)], marks
+    return [
+        (b"%d" % u, (template % (i, u, it, k, t)).encode()) for i, (u, it, k, t) in enumerate(rows)
+    ], marks
 
 
 def producer(bootstrap: str) -> Producer:
@@ -63,12 +67,12 @@ def producer(bootstrap: str) -> Producer:
     })  # fmt: skip
 
 
-def prefill(bootstrap: str, topic: str, records: list[bytes], batch: int = 20_000) -> float:
+def prefill(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]], batch: int = 20_000) -> float:
     p = producer(bootstrap)
     t0 = time.perf_counter()
     for start in range(0, len(records), batch):
-        for r in records[start : start + batch]:
-            p.produce(topic, r)
+        for key, value in records[start : start + batch]:
+            p.produce(topic, value, key)
         p.poll(0)
         p.flush(60)  # one batch at a time: Tansu moves the high-watermark per batch
     return len(records) / (time.perf_counter() - t0)
@@ -195,11 +199,11 @@ def freshness(
                 t0 = time.perf_counter()
                 with lock:
                     pending[item] = t0
-                p.produce(topic, rec)
+                p.produce(topic, rec, b"1")
             else:
                 rec = orjson.dumps({"event_id": f"f{run}-{k}", "user_id": k % 5000, "item_id": k % 2000 + 1,
                                     "event_type": "view", "ts": "", "ts_ms": now_ms})  # fmt: skip
-                p.produce(topic, rec)
+                p.produce(topic, rec, b"%d" % (k % 5000))
         p.poll(0)
     p.flush(30)
     stop_at = time.perf_counter() + 15.0
