@@ -107,6 +107,8 @@ def _varint_slow(n: int) -> bytes:
 
 
 _VARINT_SMALL = tuple(_varint_slow(n) for n in range(1 << 14))  # one and two bytes: lengths, small ids
+# the two bytes of 14 low bits that more bytes follow (both with the continuation bit)
+_VARINT_LOW14 = tuple(bytes(((n & 0x7F) | 0x80, (n >> 7) | 0x80)) for n in range(1 << 14))
 
 
 def _varint(n: int) -> bytes:
@@ -115,6 +117,12 @@ def _varint(n: int) -> bytes:
         return _VARINT_SMALL[n]
     if 0 < n < 1 << 21:  # three bytes: most product ids
         return bytes(((n & 0x7F) | 0x80, ((n >> 7) & 0x7F) | 0x80, n >> 14))
+    if 0 < n < 1 << 63:  # microsecond timestamps (eight bytes): 14 bits a step
+        out = b""
+        while n >= 1 << 14:
+            out += _VARINT_LOW14[n & 0x3FFF]
+            n >>= 14
+        return out + _VARINT_SMALL[n]
     return _varint_slow(n)
 
 
