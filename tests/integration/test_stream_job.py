@@ -276,6 +276,34 @@ def test_kill_9_mid_stream_restart_from_checkpoint_same_tiles(
         sessions.close()
 
 
+def test_parallelism_2_keyed_topic_exact_tiles_and_sessions(broker: LocalBroker, tmp_path: Path) -> None:
+    """SQLite store, parallelism 2 over a topic of two partitions keyed by ``user_id`` (as the
+    producers key it): two writers in one file, each shopper's marks read, merged and written by one
+    of them (a shopper on both would lose marks when both merge at once); the tiles and every
+    shopper's session equal the reference's."""
+    topic = "two"
+    create_topic(broker.bootstrap, topic, partitions=2)
+    # 40 shoppers, each with events in every batch: both writers busy with their own ones at once
+    events = [event(f"p2-{k}", k % 7 + 1, KINDS[k % 10], BASE_S + k * 0.25, user=k % 40) for k in range(2400)]
+    job = FeatureJob(
+        bootstrap=broker.bootstrap, topic=topic, store="sqlite", store_path=tmp_path / "online.db",
+        checkpoint_dir=tmp_path / "chk", parallelism=2, session_fire_s=0.2, log_path=tmp_path / "job.log",
+    )  # fmt: skip
+    store = SqliteWindowStore(tmp_path / "online.db")
+    sessions = SqliteSessionStore(tmp_path / "online.db")
+    with job:
+        produce(broker.bootstrap, topic, events, batches=12)
+        want = reference(events)
+        got = wait_for(lambda: stored(store, list(range(1, 8))), want)
+        assert got == want, (tmp_path / "job.log").read_text()[-3000:]
+        want_sessions = session_reference(events)
+        assert len(want_sessions) == 40
+        got_sessions = wait_for(lambda: stored_sessions(sessions, range(40)), want_sessions)
+        assert got_sessions == want_sessions
+    store.close()
+    sessions.close()
+
+
 def test_backfill_from_files_identical_tiles(tmp_path: Path) -> None:
     """The same known events (plus the late ones inside the lateness) replayed from event files —
     the API's log lines (``ts`` only, no ``ts_ms``) and the topic's records — give identical tiles
