@@ -48,7 +48,12 @@ class TestSqliteOnlineStore(OnlineStoreContract):
         99_999,
         2**21 - 1,
         2**21,
+        2**28 - 1,
+        2**28,
         2**40,
+        2**42 - 1,
+        2**56,
+        2**62,
         -(2**63),
         2**63 - 1,
         [],
@@ -63,6 +68,21 @@ def test_values_match_feast_protobuf(value: Any) -> None:
     proto = Value(int64_val=value) if isinstance(value, int) else Value(int64_list_val=Int64List(val=value))
     assert encode_value(value) == proto.SerializeToString()
     assert decode_value(proto.SerializeToString()) == value
+
+
+def test_random_int64_values_match_feast_protobuf() -> None:
+    """The varint's paths (the table, three bytes, 14 bits a step, the general one) over random
+    int64s of every length and microsecond timestamps."""
+    from feast.protos.feast.types.Value_pb2 import Value
+
+    rng = np.random.default_rng(7)
+    bits = rng.integers(1, 64, size=4000)
+    values = [int(v) for v in rng.integers(0, 2**62, size=4000) >> (62 - np.minimum(bits, 62))]
+    values += [-v for v in values[:500]] + [
+        1_700_000_000_000_000 + int(v) for v in rng.integers(0, 10**12, size=500)
+    ]
+    for v in values:
+        assert encode_value(v) == Value(int64_val=v).SerializeToString(), v
 
 
 def test_keys_match_feast() -> None:
