@@ -316,18 +316,32 @@ class WriteMetrics:
         self.buckets = [group.counter(f"write_le_{i}") for i in range(len(WRITE_BUCKETS_S))]
         self.errors = group.counter("write_errors")
 
+    retry_s = 0.5  # the pause between tries while the store is down
+
     def write(self, what: str, fn: Any, *args: Any) -> Any:
-        """``fn(*args)``, tried again every 0.5 s until it succeeds (a store that is down holds the
-        job back: nothing accepted is dropped), timed."""
+        """``fn(*args)``, timed. While it fails for an outage of the store (``is_outage``: a
+        connection, timeout, lock or I/O error) it is tried again every ``retry_s``: a store that
+        is down holds the job back, nothing accepted is dropped. Any other error (a bug, a value
+        the store refuses) is counted, logged and raised: the task fails and Flink restarts it from
+        the last checkpoint (the writes are idempotent, so the replay changes nothing written) and
+        the driver's heartbeat stops while it is not running, where retrying it in place would
+        stall the job for good behind a live-looking heartbeat."""
+        from recommndr.features.online import is_outage
+
         t0 = time.perf_counter()
         while True:
             try:
                 out = fn(*args)
                 break
-            except Exception:
+            except Exception as exc:
                 self.errors.inc(1)
+                if not is_outage(exc):
+                    log.error(
+                        "%s write failed (not an outage of the store): the task fails", what, exc_info=True
+                    )
+                    raise
                 log.warning("%s write failed; retrying", what, exc_info=True)
-                time.sleep(0.5)
+                time.sleep(self.retry_s)
         dt = time.perf_counter() - t0
         self.count.inc(1)
         self.sum_us.inc(int(dt * 1e6))

@@ -156,3 +156,50 @@ def test_heartbeat_moves_the_wall_time_not_the_clock(tmp_path: Path) -> None:
     after = store.status()
     assert after is not None and after.as_of_us == 120_000_000 and after.updated_us > first.updated_us
     store.close()
+
+
+class _Counter:
+    def __init__(self) -> None:
+        self.n = 0
+
+    def inc(self, k: int) -> None:
+        self.n += k
+
+
+class _Group:
+    def __init__(self) -> None:
+        self.counters: dict[str, _Counter] = {}
+
+    def counter(self, name: str) -> _Counter:
+        return self.counters.setdefault(name, _Counter())
+
+
+def test_a_store_outage_is_retried_in_place_any_other_write_error_fails_the_task(
+    job: ModuleType, tmp_path: Path
+) -> None:
+    """An outage (a locked file, a refused connection) holds the write until it ends; any other
+    error is raised at once, so Flink restarts the task instead of it retrying for good."""
+    import sqlite3
+
+    group = _Group()
+    metrics = job.WriteMetrics(group)
+    metrics.retry_s = 0.001
+    failures: list[Exception] = [sqlite3.OperationalError("database is locked"), ConnectionRefusedError()]
+
+    def flaky(x: int) -> int:
+        if failures:
+            raise failures.pop(0)
+        return x * 2
+
+    assert metrics.write("session", flaky, 21) == 42
+    assert group.counters["write_errors"].n == 2 and group.counters["write_count"].n == 1
+
+    calls = []
+
+    def broken(x: int) -> int:
+        calls.append(x)
+        raise ValueError("not a tile of a shopper's session: (-1, 5)")
+
+    with pytest.raises(ValueError, match="not a tile"):
+        metrics.write("session", broken, 1)
+    assert calls == [1] and group.counters["write_errors"].n == 3 and group.counters["write_count"].n == 1
