@@ -34,7 +34,7 @@ The job only wires source → SQL → sink:
   so every row and mark emitted before a checkpoint is in the store when the checkpoint completes;
   those after it are emitted again after a restore (their events and timers come back with the
   state, the topic's offsets with the checkpoint). The driver writes a heartbeat every ~2 s while
-  Flink runs the job.
+  Flink runs the job and its Kafka sources hold a connection to the broker.
 - checkpoints every ``--checkpoint-interval`` into ``--checkpoint-dir``, retained on cancellation;
   at start the job restores from the newest completed one there (Kafka offsets and window state
   together), so after ``kill -9`` and a restart the tiles equal an uninterrupted run's.
@@ -575,6 +575,28 @@ class FlinkRest:
         rows = self.get(f"/jobs/{jid}/vertices/{vid}/subtasks/metrics?get={q}&agg=sum,max")
         return {r["id"]: r for r in rows}
 
+    def source_connections(self, jid: str, vertices: list[dict[str, Any]]) -> float | None:
+        """The fewest broker connections any Kafka source subtask of the job holds (the Kafka
+        consumer's ``connection-count``: 0 once it lost the broker); None while no source reports
+        it (the metric appears once the source opened, and a backfill has none)."""
+        fewest: float | None = None
+        for v in vertices:
+            if not v.get("name", "").startswith("Source"):
+                continue
+            ids = [
+                m["id"]
+                for m in self.get(f"/jobs/{jid}/vertices/{v['id']}/subtasks/metrics")
+                if m["id"].endswith("KafkaConsumer.connection-count")
+            ]
+            if not ids:
+                continue
+            q = urllib.request.quote(",".join(ids), safe=",")
+            for r in self.get(f"/jobs/{jid}/vertices/{v['id']}/subtasks/metrics?get={q}&agg=min"):
+                n = _finite(r.get("min"))
+                if n is not None:
+                    fewest = n if fewest is None else min(fewest, n)
+        return fewest
+
 
 def _finite(value: Any) -> float | None:
     try:
@@ -582,6 +604,19 @@ def _finite(value: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return v if math.isfinite(v) else None
+
+
+def source_cut_off(rest: FlinkRest, jid: str) -> bool:
+    """Whether a Kafka source of the job holds no connection to the broker; False when that
+    cannot be told (no figure yet, the REST API not answering)."""
+    try:
+        found = rest.job()
+        if found is None or found[0] != jid:
+            return False
+        n = rest.source_connections(jid, found[2])
+    except (OSError, ValueError, KeyError):
+        return False
+    return n is not None and n <= 0
 
 
 def stream_figures(rest: FlinkRest) -> dict[str, Any] | None:
@@ -823,13 +858,26 @@ def main(argv: list[str] | None = None) -> int:
     # the heartbeat comes from here, not from the sink: PyFlink opens a Python function only with its
     # first bundle, so a sink on a topic without events would never beat
     store = open_store(a.store, str(a.store_path), a.redis_url)
+    rest = FlinkRest(a.rest_port)
     beat = 0.0
+    cut_off = False
     while not stop.wait(0.5):
         status = client.get_job_status().result().name  # a JobStatus enum
         if status in ("FAILED", "CANCELED", "FINISHED"):
             log.error("job %s ended: %s", jid, status)
             return 1
         if status == "RUNNING" and time.monotonic() - beat >= HEARTBEAT_S:
+            # the beat says events can flow: none while a source has lost the broker, so the API
+            # reads the windows as down (batch, flagged) instead of frozen ones as live
+            if not a.backfill:
+                was = cut_off
+                cut_off = source_cut_off(rest, jid)
+                if cut_off != was:
+                    log.log(logging.WARNING if cut_off else logging.INFO, "the Kafka source %s the broker: heartbeat %s",
+                            "lost" if cut_off else "is back on", "paused" if cut_off else "resumed")  # fmt: skip
+                if cut_off:
+                    beat = time.monotonic()  # asked again in HEARTBEAT_S
+                    continue
             try:
                 store.heartbeat()
                 beat = time.monotonic()

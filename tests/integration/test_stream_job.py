@@ -304,6 +304,55 @@ def test_parallelism_2_keyed_topic_exact_tiles_and_sessions(broker: LocalBroker,
     sessions.close()
 
 
+def test_heartbeat_pauses_while_the_source_has_lost_the_broker(tmp_path: Path) -> None:
+    """The heartbeat says events can flow: it stops once the job's Kafka source holds no connection
+    to the broker (the API then reads the windows as down, not frozen ones as live) and comes back
+    with a broker on the same address."""
+    port = free_port()
+    first = LocalBroker(port=port).start()
+    second: LocalBroker | None = None
+    create_topic(first.bootstrap, "hb")
+    db = tmp_path / "online.db"
+    job = FeatureJob(
+        bootstrap=first.bootstrap, topic="hb", store="sqlite", store_path=db, checkpoint_dir=tmp_path / "chk",
+        sessions=False, log_path=tmp_path / "job.log",
+    )  # fmt: skip
+    store = SqliteWindowStore(db)
+
+    def beat() -> int:
+        s = store.status()
+        return s.updated_us if s else 0
+
+    def beats_within(timeout_s: float) -> bool:
+        seen, deadline = beat(), time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            time.sleep(0.5)
+            if beat() > seen:
+                return True
+        return False
+
+    try:
+        with job:
+            produce(first.bootstrap, "hb", [event("hb-1", 1, "view", BASE_S)], batches=1)
+            assert wait_for(lambda: bool(store.tiles(1)), True), (tmp_path / "job.log").read_text()[-3000:]
+            assert beats_within(10)
+            first.stop()
+            paused, deadline = False, time.monotonic() + 90
+            while not paused and time.monotonic() < deadline:
+                paused = not beats_within(6)  # 3 beats missed
+            log = (tmp_path / "job.log").read_text()
+            assert paused and "heartbeat paused" in log, log[-3000:]
+            second = LocalBroker(port=port).start()
+            create_topic(second.bootstrap, "hb")
+            assert beats_within(90), (tmp_path / "job.log").read_text()[-3000:]
+            assert "heartbeat resumed" in (tmp_path / "job.log").read_text()
+    finally:
+        store.close()
+        first.stop()
+        if second is not None:
+            second.stop()
+
+
 def test_backfill_from_files_identical_tiles(tmp_path: Path) -> None:
     """The same known events (plus the late ones inside the lateness) replayed from event files —
     the API's log lines (``ts`` only, no ``ts_ms``) and the topic's records — give identical tiles
