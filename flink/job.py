@@ -34,7 +34,8 @@ The job only wires source → SQL → sink:
   so every row and mark emitted before a checkpoint is in the store when the checkpoint completes;
   those after it are emitted again after a restore (their events and timers come back with the
   state, the topic's offsets with the checkpoint). The driver writes a heartbeat every ~2 s while
-  Flink runs the job and its Kafka sources hold a connection to the broker.
+  events can flow (``BeatGate``: the tasks running, no restart in the last 30 s, the Kafka sources
+  connected to the broker).
 - checkpoints every ``--checkpoint-interval`` into ``--checkpoint-dir``, retained on cancellation;
   at start the job restores from the newest completed one there (Kafka offsets and window state
   together), so after ``kill -9`` and a restart the tiles equal an uninterrupted run's.
@@ -319,14 +320,15 @@ class WriteMetrics:
     retry_s = 0.5  # the pause between tries while the store is down
 
     def write(self, what: str, fn: Any, *args: Any) -> Any:
-        """``fn(*args)``, timed. While it fails for an outage of the store (``is_outage``: a
-        connection, timeout, lock or I/O error) it is tried again every ``retry_s``: a store that
-        is down holds the job back, nothing accepted is dropped. Any other error (a bug, a value
-        the store refuses) is counted, logged and raised: the task fails and Flink restarts it from
+        """``fn(*args)``, timed. While it fails for an outage of the store
+        (``is_transient_write_error``: a connection refused or timing out, a locked file, a full
+        disk, a Redis failing over or loading) it is tried again every ``retry_s``: a store that
+        is down holds the job back, nothing accepted is dropped. Any other error (a bug, a missing
+        table, refused credentials) is counted, logged and raised: the task fails and Flink restarts it from
         the last checkpoint (the writes are idempotent, so the replay changes nothing written) and
         the driver's heartbeat stops while it is not running, where retrying it in place would
         stall the job for good behind a live-looking heartbeat."""
-        from recommndr.features.online import is_outage
+        from recommndr.streaming.windows import is_transient_write_error
 
         t0 = time.perf_counter()
         while True:
@@ -335,7 +337,7 @@ class WriteMetrics:
                 break
             except Exception as exc:
                 self.errors.inc(1)
-                if not is_outage(exc):
+                if not is_transient_write_error(exc):
                     log.error(
                         "%s write failed (not an outage of the store): the task fails", what, exc_info=True
                     )
@@ -481,6 +483,7 @@ def make_sink(store: str, store_path: str, redis_url: str) -> Any:
             # once with parallelism 2: one worker's rows sat in its buffer); the bundle hook is what
             # the checkpoint guarantee rests on
             self.stop = threading.Event()
+            self.error: Exception | None = None  # the timed flush's, raised on the bundle's thread
             self.timer = threading.Thread(target=self._flush_every, args=(0.5,), name="flush", daemon=True)
             self.timer.start()
 
@@ -488,14 +491,21 @@ def make_sink(store: str, store_path: str, redis_url: str) -> Any:
             while not self.stop.wait(period_s):
                 try:
                     self.flush()
-                except Exception:
-                    log.warning("timed flush failed", exc_info=True)
+                except Exception as exc:
+                    # not an outage (those are retried in the write): this thread cannot fail the
+                    # task, so it stops and the bundle's thread raises the error at its next row
+                    # or flush; the rows stay in the buffer
+                    log.warning("timed flush failed; the task fails at its next row", exc_info=True)
+                    self.error = exc
+                    return
 
         def process_element(self, value: Row, ctx: ProcessFunction.Context) -> None:
             # once per row the job emits (about one per event with sessions): the row unpacked
             # once, and nothing returned (PyFlink iterates what is returned); the row is counted
             # here, on the bundle's thread: Beam drops a counter's increment made on another
             # thread (the timed flush's)
+            if self.error is not None:
+                raise self.error
             if value.get_row_kind() in self.kept:
                 key, end, a, b, c = value
                 with self.lock:  # the end of a bundle may flush from another operator's thread
@@ -506,12 +516,17 @@ def make_sink(store: str, store_path: str, redis_url: str) -> Any:
                     self.flush()
 
         def flush(self) -> None:
+            if self.error is not None:
+                raise self.error
             if not self.buffer:
                 return
             with self.lock:
-                rows, self.buffer = self.buffer, {}
+                rows = self.buffer
                 tiles = [self.Tile(i, e * 1_000_000, *c) for (i, e), c in rows.items()]
+                # the buffer is emptied only once written: a write that fails leaves the rows in it,
+                # so a flush cannot lose them, and the checkpoint fails with the task
                 self.m_write.write("tile", self.store.write_tiles, tiles)
+                self.buffer = {}
                 self.clock_us = max(self.clock_us, *(t.end_us for t in tiles))
             self.m_tiles.inc(len(tiles))
 
@@ -606,17 +621,57 @@ def _finite(value: Any) -> float | None:
     return v if math.isfinite(v) else None
 
 
-def source_cut_off(rest: FlinkRest, jid: str) -> bool:
-    """Whether a Kafka source of the job holds no connection to the broker; False when that
-    cannot be told (no figure yet, the REST API not answering)."""
-    try:
-        found = rest.job()
+class BeatGate:
+    """Whether the driver may write the heartbeat, which says events can flow into the windows:
+    not while a task of the job is not running, for :attr:`hold_s` after any restart (a task that
+    fails at every try runs for seconds between tries: its region's failover keeps the job
+    RUNNING), nor while a Kafka source holds no connection to the broker. When none of it can be
+    told (the REST API not answering) it lets the beat through, as before."""
+
+    hold_s = 30.0
+
+    def __init__(self, rest: FlinkRest) -> None:
+        self.rest = rest
+        self.restarts = 0.0  # the driver submitted the job: it starts without restarts
+        self.restarted_at = -math.inf
+        self.reason: str | None = None  # why the beat is held, None while it is not
+
+    def check(self, jid: str) -> str | None:
+        """Why the beat is held now (None: beat); logs each change."""
+        try:
+            reason = self._reason(jid)
+        except Exception:  # the REST API half-answering, an unexpected shape: cannot be told
+            log.debug("the job's state could not be read", exc_info=True)
+            reason = None
+        if reason != self.reason:
+            if reason:
+                log.warning("heartbeat paused: %s", reason)
+            else:
+                log.info("heartbeat resumed")
+            self.reason = reason
+        return reason
+
+    def _reason(self, jid: str) -> str | None:
+        found = self.rest.job()
         if found is None or found[0] != jid:
-            return False
-        n = rest.source_connections(jid, found[2])
-    except (OSError, ValueError, KeyError):
-        return False
-    return n is not None and n <= 0
+            return None
+        vertices = found[2]
+        rows = self.rest.get(f"/jobs/{jid}/metrics?get=numRestarts")
+        restarts = next((_finite(r.get("value")) for r in rows if r.get("id") == "numRestarts"), None)
+        now = time.monotonic()
+        if restarts is not None:
+            if restarts > self.restarts:
+                self.restarted_at = now
+            self.restarts = restarts
+        idle = sorted({str(v.get("status")) for v in vertices} - {"RUNNING"})
+        if idle:
+            return f"a task is {', '.join(idle).lower()}"
+        if now - self.restarted_at < self.hold_s:
+            return f"the job restarted (held {self.hold_s:.0f} s after each restart)"
+        n = self.rest.source_connections(jid, vertices)
+        if n is not None and n <= 0:
+            return "a Kafka source lost the broker"
+        return None
 
 
 def stream_figures(rest: FlinkRest) -> dict[str, Any] | None:
@@ -858,26 +913,19 @@ def main(argv: list[str] | None = None) -> int:
     # the heartbeat comes from here, not from the sink: PyFlink opens a Python function only with its
     # first bundle, so a sink on a topic without events would never beat
     store = open_store(a.store, str(a.store_path), a.redis_url)
-    rest = FlinkRest(a.rest_port)
+    gate = BeatGate(FlinkRest(a.rest_port))
     beat = 0.0
-    cut_off = False
     while not stop.wait(0.5):
         status = client.get_job_status().result().name  # a JobStatus enum
         if status in ("FAILED", "CANCELED", "FINISHED"):
             log.error("job %s ended: %s", jid, status)
             return 1
         if status == "RUNNING" and time.monotonic() - beat >= HEARTBEAT_S:
-            # the beat says events can flow: none while a source has lost the broker, so the API
-            # reads the windows as down (batch, flagged) instead of frozen ones as live
-            if not a.backfill:
-                was = cut_off
-                cut_off = source_cut_off(rest, jid)
-                if cut_off != was:
-                    log.log(logging.WARNING if cut_off else logging.INFO, "the Kafka source %s the broker: heartbeat %s",
-                            "lost" if cut_off else "is back on", "paused" if cut_off else "resumed")  # fmt: skip
-                if cut_off:
-                    beat = time.monotonic()  # asked again in HEARTBEAT_S
-                    continue
+            # the beat says events can flow: held while they cannot, so the API reads the windows
+            # as down (batch, flagged) instead of frozen ones as live
+            if gate.check(jid):
+                beat = time.monotonic()  # asked again in HEARTBEAT_S
+                continue
             try:
                 store.heartbeat()
                 beat = time.monotonic()

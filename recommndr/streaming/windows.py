@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import sys
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -354,6 +355,48 @@ def _counts(v: bytes | str) -> tuple[int, int, int]:
     text = v.decode() if isinstance(v, bytes) else v
     a, b, c = (int(x) for x in text.split(","))
     return a, b, c
+
+
+# SQLite's primary result codes of a store that is busy, locked, short of disk or unreachable
+_SQLITE_TRANSIENT = frozenset(
+    getattr(sqlite3, n)
+    for n in (
+        "SQLITE_BUSY",
+        "SQLITE_LOCKED",
+        "SQLITE_IOERR",
+        "SQLITE_FULL",
+        "SQLITE_CANTOPEN",
+        "SQLITE_PROTOCOL",
+    )
+)
+# Redis errors of a server that is failing over, loading, out of memory or unable to persist
+_REDIS_TRANSIENT = (
+    "ReadOnlyError",
+    "TryAgainError",
+    "ClusterDownError",
+    "OutOfMemoryError",
+    "BusyLoadingError",
+)
+_REDIS_TRANSIENT_REPLIES = ("MISCONF", "LOADING", "BUSY", "TRYAGAIN", "CLUSTERDOWN", "READONLY", "OOM")
+
+
+def is_transient_write_error(exc: BaseException) -> bool:
+    """Whether a store write failed for the store's state, worth trying again as it is (an
+    outage: a connection refused or timing out, a locked file, a full disk, a Redis failing over,
+    loading, out of memory or unable to persist), as opposed to an error the same write meets again
+    (a bug, a missing table or column, refused credentials or permissions)."""
+    if isinstance(exc, sqlite3.OperationalError):
+        return (getattr(exc, "sqlite_errorcode", 0) & 0xFF) in _SQLITE_TRANSIENT
+    if isinstance(exc, sqlite3.Error | PermissionError):
+        return False
+    errors = sys.modules.get("redis.exceptions")  # loaded if a Redis error can exist at all
+    if errors is not None and isinstance(exc, errors.RedisError):
+        return not isinstance(exc, errors.AuthenticationError | errors.AuthorizationError) and (
+            isinstance(exc, errors.ConnectionError | errors.TimeoutError)
+            or any(isinstance(exc, getattr(errors, n, ())) for n in _REDIS_TRANSIENT)
+            or (isinstance(exc, errors.ResponseError) and str(exc).startswith(_REDIS_TRANSIENT_REPLIES))
+        )
+    return isinstance(exc, OSError)  # incl. ConnectionError, TimeoutError
 
 
 def _now_us() -> int:

@@ -341,16 +341,65 @@ def test_heartbeat_pauses_while_the_source_has_lost_the_broker(tmp_path: Path) -
             while not paused and time.monotonic() < deadline:
                 paused = not beats_within(6)  # 3 beats missed
             log = (tmp_path / "job.log").read_text()
-            assert paused and "heartbeat paused" in log, log[-3000:]
+            assert paused and "heartbeat paused: a Kafka source lost the broker" in log, log[-3000:]
             second = LocalBroker(port=port).start()
             create_topic(second.bootstrap, "hb")
             assert beats_within(90), (tmp_path / "job.log").read_text()[-3000:]
-            assert "heartbeat resumed" in (tmp_path / "job.log").read_text()
+            log = (tmp_path / "job.log").read_text()
+            assert log.rindex("heartbeat resumed") > log.index("lost the broker")
     finally:
         store.close()
         first.stop()
         if second is not None:
             second.stop()
+
+
+def test_a_write_failing_at_every_try_fails_the_task_holds_the_heartbeat_and_loses_nothing(
+    broker: LocalBroker, tmp_path: Path
+) -> None:
+    """A write the store refuses for good (here a trigger that aborts every tile insert: a
+    constraint error, not an outage) fails the task at each try instead of being retried in place:
+    Flink restarts it from the checkpoint, the status' wall time stands still the while (no beat,
+    no write), and once the store takes writes again the tiles equal the reference (nothing lost)
+    and the status moves again."""
+    import sqlite3
+
+    topic = "poison"
+    create_topic(broker.bootstrap, topic)
+    db = tmp_path / "online.db"
+    store = SqliteWindowStore(db)
+    with sqlite3.connect(db) as c:
+        c.execute(
+            "CREATE TRIGGER poison BEFORE INSERT ON recommndr_product_realtime_tiles "
+            "BEGIN SELECT RAISE(ABORT, 'poisoned'); END"
+        )
+    events = [event(f"x-{k}", k % 3 + 1, KINDS[k % 10], BASE_S + k) for k in range(120)]
+    job = FeatureJob(
+        bootstrap=broker.bootstrap, topic=topic, store="sqlite", store_path=db, checkpoint_dir=tmp_path / "chk",
+        sessions=False, log_path=tmp_path / "job.log",
+    )  # fmt: skip
+    log_path = tmp_path / "job.log"
+
+    def beat() -> int:
+        s = store.status()
+        return s.updated_us if s else 0
+
+    with job:
+        produce(broker.bootstrap, topic, events, batches=2)
+        assert wait_for(lambda: log_path.read_text().count("not an outage of the store") >= 2, True), (
+            log_path.read_text()[-3000:]
+        )
+        held_from = beat()
+        time.sleep(8)  # 4 beats' time, the task failing and restarting meanwhile
+        assert beat() == held_from, log_path.read_text()[-3000:]
+        assert "heartbeat paused" in log_path.read_text()
+        assert not store.tiles(1)
+        with sqlite3.connect(db) as c:
+            c.execute("DROP TRIGGER poison")
+        want = reference(events)
+        assert wait_for(lambda: stored(store, [1, 2, 3]), want) == want, log_path.read_text()[-3000:]
+        assert wait_for(lambda: beat() > held_from, True, timeout_s=60), log_path.read_text()[-3000:]
+    store.close()
 
 
 def test_backfill_from_files_identical_tiles(tmp_path: Path) -> None:

@@ -85,6 +85,15 @@ def test_random_int64_values_match_feast_protobuf() -> None:
         assert encode_value(v) == Value(int64_val=v).SerializeToString(), v
 
 
+def test_the_varint_table_holds_every_14_bit_group() -> None:
+    """Each of its 16,384 entries: the two bytes (continuation bits set) of those low 14 bits."""
+    from recommndr.features import online
+
+    assert len(online._VARINT_LOW14) == 1 << 14
+    for i in range(1 << 14):
+        assert online._VARINT_LOW14[i] == online._varint_slow(i | 1 << 14)[:2], i
+
+
 def test_keys_match_feast() -> None:
     from feast.infra.key_encoding_utils import serialize_entity_key
     from feast.infra.online_stores.helpers import _mmh3 as feast_mmh3

@@ -184,7 +184,15 @@ def test_a_store_outage_is_retried_in_place_any_other_write_error_fails_the_task
     group = _Group()
     metrics = job.WriteMetrics(group)
     metrics.retry_s = 0.001
-    failures: list[Exception] = [sqlite3.OperationalError("database is locked"), ConnectionRefusedError()]
+    held = sqlite3.connect(tmp_path / "x.db", isolation_level=None)
+    held.execute("CREATE TABLE t (a)")
+    held.execute("BEGIN IMMEDIATE")
+    other = sqlite3.connect(tmp_path / "x.db", timeout=0)
+    with pytest.raises(sqlite3.OperationalError, match="locked") as locked:
+        other.execute("INSERT INTO t VALUES (1)")
+    held.close()
+    other.close()
+    failures: list[Exception] = [locked.value, ConnectionRefusedError()]
 
     def flaky(x: int) -> int:
         if failures:
@@ -198,8 +206,62 @@ def test_a_store_outage_is_retried_in_place_any_other_write_error_fails_the_task
 
     def broken(x: int) -> int:
         calls.append(x)
+        if len(calls) > 2:  # retried: fail the test rather than loop
+            raise AssertionError("a ValueError was retried")
         raise ValueError("not a tile of a shopper's session: (-1, 5)")
 
     with pytest.raises(ValueError, match="not a tile"):
         metrics.write("session", broken, 1)
     assert calls == [1] and group.counters["write_errors"].n == 3 and group.counters["write_count"].n == 1
+
+
+class _Rest:
+    """Flink's REST API as the driver's gate reads it: the job's vertices, its restarts, the
+    sources' broker connections."""
+
+    def __init__(self) -> None:
+        self.status = "RUNNING"
+        self.restarts = 0
+        self.connections: float | None = 2.0
+        self.fail = False
+
+    def job(self) -> tuple[str, str, list[dict[str, str]]]:
+        if self.fail:
+            raise OSError("connection refused")
+        return "j1", "RUNNING", [{"id": "v1", "name": "Source: events", "status": self.status}]
+
+    def get(self, path: str) -> list[dict[str, str]]:
+        assert path == "/jobs/j1/metrics?get=numRestarts"
+        return [{"id": "numRestarts", "value": str(self.restarts)}]
+
+    def source_connections(self, jid: str, vertices: list[dict[str, str]]) -> float | None:
+        return self.connections
+
+
+def test_the_heartbeat_is_held_while_events_cannot_flow(
+    job: ModuleType, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Held while a task is not running, for hold_s after any restart (a task failing at every
+    try runs for seconds in between, the job RUNNING), and while a source lost the broker; let
+    through when the REST API cannot tell."""
+    rest = _Rest()
+    gate = job.BeatGate(rest)
+    now = [1000.0]
+    monkeypatch.setattr(job.time, "monotonic", lambda: now[0])
+    assert gate.check("j1") is None
+    rest.status, rest.restarts = "DEPLOYING", 1  # restarting (seen while the tasks deploy)
+    assert gate.check("j1") == "a task is deploying"
+    rest.status = "RUNNING"  # back after a restart: held hold_s
+    assert "restarted" in (gate.check("j1") or "")
+    now[0] += gate.hold_s - 1
+    assert "restarted" in (gate.check("j1") or "")
+    now[0] += 2
+    assert gate.check("j1") is None
+    rest.connections = 0.0
+    assert gate.check("j1") == "a Kafka source lost the broker"
+    rest.connections = None  # no figure (yet): beat
+    assert gate.check("j1") is None
+    rest.fail = True
+    assert gate.check("j1") is None
+    assert "heartbeat paused: a Kafka source lost the broker" in caplog.text
+    assert "heartbeat resumed" in caplog.text

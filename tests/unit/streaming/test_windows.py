@@ -13,6 +13,7 @@ from recommndr.streaming.windows import (
     TILE_US,
     SqliteWindowStore,
     Tile,
+    is_transient_write_error,
     tile_end_us,
     tiles_of,
     trend_score,
@@ -90,3 +91,51 @@ def test_feast_reads_the_product_windows_the_store_writes(tmp_path: Path) -> Non
     for name in PRODUCT_FIELDS:
         assert got[name] == [getattr(ours[5], name), getattr(ours[6], name)], name
     assert got["views_1h"] == [7, 1] and got["window_end_us"] == [T0 + 2 * TILE_US] * 2
+
+
+def _sqlite_error(tmp_path: Path, sql: str) -> Exception:
+    import sqlite3
+
+    held = sqlite3.connect(tmp_path / "x.db", isolation_level=None)
+    held.execute("CREATE TABLE IF NOT EXISTS t (a)")
+    held.execute("BEGIN IMMEDIATE")  # the write lock, held
+    other = sqlite3.connect(tmp_path / "x.db", timeout=0, isolation_level=None)
+    try:
+        other.execute(sql)
+    except sqlite3.Error as exc:
+        return exc
+    finally:
+        held.close()
+        other.close()
+    raise AssertionError(f"{sql} did not fail")
+
+
+def test_which_store_write_errors_are_an_outage_worth_retrying(tmp_path: Path) -> None:
+    """The job retries a write in place only while the store is down; any other error fails the
+    task (Flink restarts it from the checkpoint) instead of being retried for good."""
+    import redis.exceptions as r
+
+    transient: list[BaseException] = [
+        _sqlite_error(tmp_path, "INSERT INTO t VALUES (1)"),  # database is locked
+        ConnectionRefusedError(),
+        TimeoutError(),
+        r.ConnectionError("Error 111 connecting"),
+        r.TimeoutError("Timeout reading from socket"),
+        r.BusyLoadingError("Redis is loading the dataset in memory"),
+        r.ReadOnlyError("You can't write against a read only replica."),
+        r.ResponseError(
+            "MISCONF Redis is configured to save RDB snapshots, but it's currently unable to persist"
+        ),
+    ]
+    permanent: list[BaseException] = [
+        _sqlite_error(tmp_path, "INSERT INTO missing VALUES (1)"),  # no such table
+        _sqlite_error(tmp_path, "INSERT INTO t (b) VALUES (1)"),  # no such column
+        PermissionError(13, "Permission denied"),
+        r.AuthenticationError("invalid username-password pair"),
+        r.ResponseError("WRONGTYPE Operation against a key holding the wrong kind of value"),
+        ValueError("not a tile of a shopper's session: (-1, 5)"),
+        KeyError("views"),
+    ]
+    assert "locked" in str(transient[0]) and "no such table" in str(permanent[0])
+    assert [is_transient_write_error(e) for e in transient] == [True] * len(transient)
+    assert [is_transient_write_error(e) for e in permanent] == [False] * len(permanent)
