@@ -34,7 +34,7 @@ The job only wires source → SQL → sink:
   so every row and mark emitted before a checkpoint is in the store when the checkpoint completes;
   those after it are emitted again after a restore (their events and timers come back with the
   state, the topic's offsets with the checkpoint). The driver writes a heartbeat every ~2 s while
-  events can flow (``BeatGate``: the tasks running, no restart in the last 30 s, the Kafka sources
+  events can flow (``BeatGate``: the tasks running, none restarted in the last 30 s, the Kafka sources
   connected to the broker).
 - checkpoints every ``--checkpoint-interval`` into ``--checkpoint-dir``, retained on cancellation;
   at start the job restores from the newest completed one there (Kafka offsets and window state
@@ -491,12 +491,11 @@ def make_sink(store: str, store_path: str, redis_url: str) -> Any:
             while not self.stop.wait(period_s):
                 try:
                     self.flush()
-                except Exception as exc:
+                except Exception:
                     # not an outage (those are retried in the write): this thread cannot fail the
-                    # task, so it stops and the bundle's thread raises the error at its next row
-                    # or flush; the rows stay in the buffer
+                    # task, so it stops and the bundle's thread raises the error (``self.error``)
+                    # at its next row or flush; the rows stay in the buffer
                     log.warning("timed flush failed; the task fails at its next row", exc_info=True)
-                    self.error = exc
                     return
 
         def process_element(self, value: Row, ctx: ProcessFunction.Context) -> None:
@@ -516,16 +515,19 @@ def make_sink(store: str, store_path: str, redis_url: str) -> Any:
                     self.flush()
 
         def flush(self) -> None:
-            if self.error is not None:
-                raise self.error
-            if not self.buffer:
-                return
-            with self.lock:
-                rows = self.buffer
-                tiles = [self.Tile(i, e * 1_000_000, *c) for (i, e), c in rows.items()]
+            with self.lock:  # the timed flush, the bundle's end and a full buffer may flush at once
+                if self.error is not None:
+                    raise self.error
+                if not self.buffer:
+                    return
+                tiles = [self.Tile(i, e * 1_000_000, *c) for (i, e), c in self.buffer.items()]
                 # the buffer is emptied only once written: a write that fails leaves the rows in it,
                 # so a flush cannot lose them, and the checkpoint fails with the task
-                self.m_write.write("tile", self.store.write_tiles, tiles)
+                try:
+                    self.m_write.write("tile", self.store.write_tiles, tiles)
+                except Exception as exc:
+                    self.error = exc  # the task fails: no later flush (nor close) writes again
+                    raise
                 self.buffer = {}
                 self.clock_us = max(self.clock_us, *(t.end_us for t in tiles))
             self.m_tiles.inc(len(tiles))
@@ -533,7 +535,8 @@ def make_sink(store: str, store_path: str, redis_url: str) -> Any:
         def close(self) -> None:
             self.stop.set()
             try:
-                self.flush()
+                if self.error is None:  # after a failed write the task is failing: its rows replay
+                    self.flush()
             finally:
                 if self.flush in _FLUSH_HOOKS:
                     _FLUSH_HOOKS.remove(self.flush)
@@ -623,17 +626,19 @@ def _finite(value: Any) -> float | None:
 
 class BeatGate:
     """Whether the driver may write the heartbeat, which says events can flow into the windows:
-    not while a task of the job is not running, for :attr:`hold_s` after any restart (a task that
-    fails at every try runs for seconds between tries: its region's failover keeps the job
-    RUNNING), nor while a Kafka source holds no connection to the broker. When none of it can be
-    told (the REST API not answering) it lets the beat through, as before."""
+    not while a task of the job is not running, for :attr:`hold_s` after the tasks run again
+    after any restart (a task that fails at every try runs for seconds between tries, and its
+    region's failover keeps the job RUNNING), nor while a Kafka source holds no connection to the
+    broker. When that cannot be told (the REST API not answering) it lets the beat through, as
+    before, except inside a restart's hold."""
 
     hold_s = 30.0
 
     def __init__(self, rest: FlinkRest) -> None:
         self.rest = rest
         self.restarts = 0.0  # the driver submitted the job: it starts without restarts
-        self.restarted_at = -math.inf
+        self.restarted_at = -math.inf  # when the tasks ran again after the newest restart seen
+        self.restarting = False  # a restart seen, its tasks not yet all running
         self.reason: str | None = None  # why the beat is held, None while it is not
 
     def check(self, jid: str) -> str | None:
@@ -642,7 +647,7 @@ class BeatGate:
             reason = self._reason(jid)
         except Exception:  # the REST API half-answering, an unexpected shape: cannot be told
             log.debug("the job's state could not be read", exc_info=True)
-            reason = None
+            reason = self._held(time.monotonic())
         if reason != self.reason:
             if reason:
                 log.warning("heartbeat paused: %s", reason)
@@ -661,16 +666,25 @@ class BeatGate:
         now = time.monotonic()
         if restarts is not None:
             if restarts > self.restarts:
-                self.restarted_at = now
+                self.restarting = True
             self.restarts = restarts
-        idle = sorted({str(v.get("status")) for v in vertices} - {"RUNNING"})
+        idle = sorted({str(v.get("status")) for v in vertices} - {"RUNNING", "FINISHED"})
         if idle:
             return f"a task is {', '.join(idle).lower()}"
-        if now - self.restarted_at < self.hold_s:
-            return f"the job restarted (held {self.hold_s:.0f} s after each restart)"
+        if self.restarting:  # the hold starts once the tasks run again (a restart's delay may be long)
+            self.restarting = False
+            self.restarted_at = now
+        held = self._held(now)
+        if held:
+            return held
         n = self.rest.source_connections(jid, vertices)
         if n is not None and n <= 0:
             return "a Kafka source lost the broker"
+        return None
+
+    def _held(self, now: float) -> str | None:
+        if self.restarting or now - self.restarted_at < self.hold_s:
+            return f"the job restarted (held {self.hold_s:.0f} s after its tasks run again)"
         return None
 
 

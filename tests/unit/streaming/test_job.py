@@ -251,9 +251,13 @@ def test_the_heartbeat_is_held_while_events_cannot_flow(
     assert gate.check("j1") is None
     rest.status, rest.restarts = "DEPLOYING", 1  # restarting (seen while the tasks deploy)
     assert gate.check("j1") == "a task is deploying"
-    rest.status = "RUNNING"  # back after a restart: held hold_s
+    now[0] += 2 * gate.hold_s  # a long restart delay: the hold starts once the tasks run again
+    rest.status = "RUNNING"
     assert "restarted" in (gate.check("j1") or "")
     now[0] += gate.hold_s - 1
+    rest.fail = True  # the REST API not answering inside the hold: still held
+    assert "restarted" in (gate.check("j1") or "")
+    rest.fail = False
     assert "restarted" in (gate.check("j1") or "")
     now[0] += 2
     assert gate.check("j1") is None
