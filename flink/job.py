@@ -57,7 +57,7 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -578,19 +578,18 @@ class FlinkRest:
         j = live[0]
         return j["jid"], j["state"], self.get(f"/jobs/{j['jid']}").get("vertices", [])
 
-    def metrics(self, jid: str, vid: str) -> dict[str, dict[str, float]]:
-        """``{metric id: {"sum": .., "max": ..}}`` over the vertex's subtasks, for :func:`wanted_metric`."""
+    def metrics(
+        self, jid: str, vid: str, wanted: Callable[[str], bool] = wanted_metric, agg: str = "sum,max"
+    ) -> dict[str, dict[str, float]]:
+        """``{metric id: {"sum": .., "max": ..}}`` (the aggregates ``agg`` names) over the vertex's
+        subtasks, for the metrics ``wanted`` keeps."""
         # listed at each call (a scrape): a Python operator registers its metrics only when it opens,
         # with its first bundle, after the vertex's other operators registered theirs
-        ids = [
-            m["id"]
-            for m in self.get(f"/jobs/{jid}/vertices/{vid}/subtasks/metrics")
-            if wanted_metric(m["id"])
-        ]
+        ids = [m["id"] for m in self.get(f"/jobs/{jid}/vertices/{vid}/subtasks/metrics") if wanted(m["id"])]
         if not ids:  # metrics appear once the operators opened and the fetcher ran
             return {}
         q = urllib.request.quote(",".join(ids), safe=",")
-        rows = self.get(f"/jobs/{jid}/vertices/{vid}/subtasks/metrics?get={q}&agg=sum,max")
+        rows = self.get(f"/jobs/{jid}/vertices/{vid}/subtasks/metrics?get={q}&agg={agg}")
         return {r["id"]: r for r in rows}
 
     def source_connections(self, jid: str, vertices: list[dict[str, Any]]) -> float | None:
@@ -601,15 +600,8 @@ class FlinkRest:
         for v in vertices:
             if not v.get("name", "").startswith("Source"):
                 continue
-            ids = [
-                m["id"]
-                for m in self.get(f"/jobs/{jid}/vertices/{v['id']}/subtasks/metrics")
-                if m["id"].endswith("KafkaConsumer.connection-count")
-            ]
-            if not ids:
-                continue
-            q = urllib.request.quote(",".join(ids), safe=",")
-            for r in self.get(f"/jobs/{jid}/vertices/{v['id']}/subtasks/metrics?get={q}&agg=min"):
+            rows = self.metrics(jid, v["id"], lambda m: m.endswith("KafkaConsumer.connection-count"), "min")
+            for r in rows.values():
                 n = _finite(r.get("min"))
                 if n is not None:
                     fewest = n if fewest is None else min(fewest, n)

@@ -269,3 +269,40 @@ def test_the_heartbeat_is_held_while_events_cannot_flow(
     assert gate.check("j1") is None
     assert "heartbeat paused: a Kafka source lost the broker" in caplog.text
     assert "heartbeat resumed" in caplog.text
+
+
+def test_the_rest_reader_queries_the_metrics_it_wants_with_their_aggregates(job: ModuleType) -> None:
+    """``metrics`` lists a vertex's metric ids, keeps those its filter wants and asks for them with
+    the aggregates named; ``source_connections`` is the fewest connections of any source vertex's
+    subtasks (non-source vertices and values that are not numbers left out; None without any)."""
+    asked: list[str] = []
+    listed = {
+        "src1": ["0.KafkaConsumer.connection-count", "0.numRecordsOut", "Source__events.numRecordsOut"],
+        "src2": ["1.KafkaConsumer.connection-count"],
+        "calc": ["0.KafkaConsumer.connection-count"],
+    }
+    values = {"src1": "2.0", "src2": "0.0", "calc": "0.0"}
+
+    class Rest(job.FlinkRest):  # type: ignore[misc,name-defined]
+        def get(self, path: str) -> list[dict[str, str]]:
+            asked.append(path)
+            vid = path.split("/")[4]
+            if path.endswith("/subtasks/metrics"):
+                return [{"id": m} for m in listed[vid]]
+            query = path.partition("?get=")[2]
+            ids, _, agg = query.partition("&agg=")
+            return [{"id": m, agg: values[vid]} for m in ids.split(",")]
+
+    rest = Rest(0)
+    assert rest.metrics("j", "src1") == {
+        "Source__events.numRecordsOut": {"id": "Source__events.numRecordsOut", "sum,max": "2.0"}
+    }
+    assert asked[-1] == "/jobs/j/vertices/src1/subtasks/metrics?get=Source__events.numRecordsOut&agg=sum,max"
+    vertices = [{"id": "src1", "name": "Source: events"}, {"id": "calc", "name": "Calc"}]
+    assert rest.source_connections("j", vertices) == 2.0
+    assert rest.source_connections("j", [*vertices, {"id": "src2", "name": "Source: events 2"}]) == 0.0
+    assert asked[-1] == "/jobs/j/vertices/src2/subtasks/metrics?get=1.KafkaConsumer.connection-count&agg=min"
+    assert not any("/calc/" in p for p in asked)  # not a source: not asked
+    values["src1"] = "NaN"
+    assert rest.source_connections("j", vertices) is None
+    assert rest.source_connections("j", [{"id": "calc", "name": "Calc"}]) is None
