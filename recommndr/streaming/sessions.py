@@ -273,6 +273,45 @@ def _newest(tiles: Mapping[int, Mapping[int, Any]], wanted: Iterable[tuple[int, 
     return out
 
 
+def _merge_batch(
+    by_user: dict[int, dict[int, tuple[int, tuple[Mark, ...]]]],
+    wanted: Mapping[tuple[int, int], Iterable[Mark]],
+) -> dict[int, dict[int, tuple[int, tuple[Mark, ...]]]]:
+    """Adds the batch's marks to the shoppers' stored tiles ``by_user`` (in place, by
+    :func:`merge_marks`) and returns the tiles that changed, per shopper; a tile older than its
+    shopper's session may reach (it would go at once) is left out."""
+    changed: dict[int, dict[int, tuple[int, tuple[Mark, ...]]]] = {}
+    newest = _newest(by_user, wanted)
+    for (user, end), m in wanted.items():
+        if end <= newest[user] - SESSION_MAX_S * 1_000_000:
+            continue
+        merged = merge_marks(by_user[user].get(end), m)
+        if merged is not None:
+            by_user[user][end] = merged
+            changed.setdefault(user, {})[end] = merged
+    return changed
+
+
+def _cut(tiles: Mapping[int, Any]) -> list[int]:
+    """The ends of a shopper's tiles older than their session may reach (deleted)."""
+    cut = max(tiles) - SESSION_MAX_S * 1_000_000
+    return [e for e in tiles if e <= cut]
+
+
+class _UserTilesWriter:
+    """What both session stores share: :meth:`write_user_tiles` is :meth:`add_marks` of the tiles'
+    marks."""
+
+    def add_marks(
+        self, marks: Mapping[tuple[int, int], Iterable[Mark]], category: Mapping[int, str] | None = None
+    ) -> int:
+        raise NotImplementedError
+
+    def write_user_tiles(self, tiles: Iterable[UserTile], category: Mapping[int, str] | None = None) -> int:
+        """:meth:`add_marks` of the tiles' marks."""
+        return self.add_marks(marks_of(tiles), category)
+
+
 class SessionStore(Protocol):
     """Where the job writes shopper sessions and the API reads them."""
 
@@ -293,7 +332,7 @@ class SessionStore(Protocol):
     def close(self) -> None: ...
 
 
-class RedisSessionStore:
+class RedisSessionStore(_UserTilesWriter):
     """Sessions in Redis: Feast's ``user_session`` fields in the shopper's hash, the tiles in a
     hash of their own per shopper (expiring :data:`REDIS_TILES_TTL_S` after its last write)."""
 
@@ -337,24 +376,16 @@ class RedisSessionStore:
             user: {int(k): _decode_marks(v) for k, v in raw.items()}
             for user, raw in zip(users, pipe.execute(), strict=True)
         }
-        changed: dict[int, dict[str, str]] = {}
-        newest = _newest(by_user, wanted)
-        for (user, end), m in wanted.items():
-            if end <= newest[user] - SESSION_MAX_S * 1_000_000:
-                continue  # older than the shopper's session may reach: it would go at once
-            merged = merge_marks(by_user[user].get(end), m)
-            if merged is not None:
-                by_user[user][end] = merged
-                changed.setdefault(user, {})[str(end)] = _encode_marks(*merged)
+        changed = _merge_batch(by_user, wanted)
         # MULTI/EXEC: a write cut short leaves no tile written without its session (a retry would
         # find the tile unchanged and not write the session)
         pipe = self.client.pipeline(transaction=True)
-        for user, fields in changed.items():
+        for user, tiles_changed in changed.items():
             tiles_ = by_user[user]
             key = self.tiles_key(user)
-            pipe.hset(key, mapping=fields)
+            pipe.hset(key, mapping={str(e): _encode_marks(*m) for e, m in tiles_changed.items()})
             pipe.expire(key, REDIS_TILES_TTL_S)
-            old = [str(e) for e in tiles_ if e <= max(tiles_) - SESSION_MAX_S * 1_000_000]
+            old = [str(e) for e in _cut(tiles_)]
             if old:
                 pipe.hdel(key, *old)
             s = session_of(user, tiles_, category)
@@ -367,10 +398,6 @@ class RedisSessionStore:
             pipe.hset(self.key(user), mapping=mapping)  # type: ignore[arg-type]
         pipe.execute()
         return sum(len(f) for f in changed.values())
-
-    def write_user_tiles(self, tiles: Iterable[UserTile], category: Mapping[int, str] | None = None) -> int:
-        """:meth:`add_marks` of the tiles' marks."""
-        return self.add_marks(marks_of(tiles), category)
 
     def read_sessions(self, user_ids: Sequence[int]) -> dict[int, UserSession]:
         pipe = self.client.pipeline(transaction=False)
@@ -387,7 +414,7 @@ class RedisSessionStore:
         self.client.close()
 
 
-class SqliteSessionStore(SqliteFeastFile):
+class SqliteSessionStore(SqliteFeastFile, _UserTilesWriter):
     """Sessions in the SQLite online store file (Feast's table ``recommndr_user_session``), the
     tiles in a table of their own beside it."""
 
@@ -469,25 +496,19 @@ class SqliteSessionStore(SqliteFeastFile):
             if _expired(w, now_s):  # as a whole (Redis: the hash's TTL ran out): not this session's
                 stale.extend((u, e) for e in by_user[u])
                 by_user[u] = {}
-        changed: list[tuple[int, int, int, str, int]] = []
-        touched: set[int] = set()
-        newest = _newest(by_user, wanted)
-        for (u, e), m in wanted.items():
-            if e <= newest[u] - SESSION_MAX_S * 1_000_000:
-                continue  # older than the shopper's session may reach: it would go at once
-            merged = merge_marks(by_user[u].get(e), m)
-            if merged is None:
-                continue
-            by_user[u][e] = merged
-            changed.append((u, e, merged[0], _marks_text(merged[1]), now_s))
-            touched.add(u)
-        rewritten = {(u, e) for u, e, *_ in changed}
-        old = [k for k in stale if k not in rewritten]  # an expired shopper's rows go, all but new ones
+        by_tile = _merge_batch(by_user, wanted)
+        changed = [
+            (u, e, n, _marks_text(m), now_s)
+            for u, tiles_changed in by_tile.items()
+            for e, (n, m) in tiles_changed.items()
+        ]
+        old = [
+            (u, e) for u, e in stale if e not in by_tile.get(u, ())
+        ]  # an expired shopper's rows go, all but new ones
         feast_rows: list[tuple[Any, ...]] = []
-        for user in sorted(touched):
+        for user in sorted(by_tile):
             tiles_ = by_user[user]
-            cut = max(tiles_) - SESSION_MAX_S * 1_000_000
-            old.extend((user, e) for e in tiles_ if e <= cut)
+            old.extend((user, e) for e in _cut(tiles_))
             s = session_of(user, tiles_, category)
             if s is None:
                 continue
@@ -522,10 +543,6 @@ class SqliteSessionStore(SqliteFeastFile):
         if now_s >= self._sweep_at:
             self._sweep_at = now_s + SWEEP_EVERY_S
         return len(changed)
-
-    def write_user_tiles(self, tiles: Iterable[UserTile], category: Mapping[int, str] | None = None) -> int:
-        """:meth:`add_marks` of the tiles' marks."""
-        return self.add_marks(marks_of(tiles), category)
 
     def read_sessions(self, user_ids: Sequence[int]) -> dict[int, UserSession]:
         found = self._read_feast({self.key(u): u for u in user_ids})
