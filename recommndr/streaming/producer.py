@@ -70,7 +70,8 @@ LOCK_FILE = ".drain.lock"
 SPOOL_GLOB = "events-*.jsonl"
 DRAIN_CHUNK_BYTES = 1 << 20  # at most this much of the spool per shipment
 DRAIN_IDLE_S = 0.5  # how often the drainer looks at an empty spool
-BACKLOG_COUNT_S = 1.0  # how often the drainer counts the backlog afresh
+BACKLOG_COUNT_S = 1.0  # how often the drainer counts the backlog (what changed since)
+BACKLOG_RECOUNT_S = 60.0  # how often it counts the whole spool again
 DRAIN_BACKOFF_S = (0.5, 10.0)  # first and longest wait after a failed shipment
 STOP_FLUSH_S = 5.0
 
@@ -485,6 +486,84 @@ def count_backlog(root: Path, off: Offset) -> int:
     return n
 
 
+def _newlines(fd: int, start: int, end: int) -> int:
+    n = 0
+    while start < end:
+        data = os.pread(fd, min(end - start, DRAIN_CHUNK_BYTES), start)
+        if not data:
+            break
+        n += data.count(b"\n")
+        start += len(data)
+    return n
+
+
+_MARK_BYTES = 256  # the bytes before a counted position that say the file is still the one counted
+
+
+def _mark(fd: int, at: int) -> bytes:
+    return os.pread(fd, min(at, _MARK_BYTES), max(at - _MARK_BYTES, 0))
+
+
+@dataclass(frozen=True)
+class _Counted:
+    inode: int
+    at: int  # bytes counted
+    lines: int  # newlines in them
+    mark: bytes  # the bytes before ``at``
+
+    def holds(self, fd: int, inode: int, size: int) -> bool:
+        """Whether the file is still the one counted, grown or as it was (a file made anew under
+        the name may get the inode back: its bytes before ``at`` differ, events having ids)."""
+        return self.inode == inode and self.at <= size and _mark(fd, self.at) == self.mark
+
+
+class BacklogCounter:
+    """:func:`count_backlog`, reading only what changed since the last count: each spool file's
+    lines up to a byte stay counted while the file only grows (writers append whole batches under
+    its exclusive lock and cut a failed one back before letting go; this reads under the shared
+    lock, so it never sees one), and the lines before the offset while the offset moves forward in
+    its file. A file that shrank or was made anew is counted from its start. ``read_bytes``: what
+    the counts read, all told."""
+
+    def __init__(self) -> None:
+        self._files: dict[str, _Counted] = {}
+        self._before: tuple[str, _Counted] | None = None  # the offset's file, and the lines before it
+        self.read_bytes = 0
+
+    def _count(self, fd: int, kept: _Counted | None, inode: int, size: int, to: int) -> _Counted:
+        start, lines = (kept.at, kept.lines) if kept is not None and kept.holds(fd, inode, size) else (0, 0)
+        start = min(start, to)
+        lines += _newlines(fd, start, to)
+        self.read_bytes += to - start + min(start, _MARK_BYTES) + min(to, _MARK_BYTES)
+        return _Counted(inode, to, lines, _mark(fd, to))
+
+    def count(self, root: Path, off: Offset) -> int:
+        files: dict[str, _Counted] = {}
+        total = before = 0
+        for path in sorted(root.glob(SPOOL_GLOB)):
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH)
+                st = os.fstat(fd)
+                c = files[path.name] = self._count(
+                    fd, self._files.get(path.name), st.st_ino, st.st_size, st.st_size
+                )
+                total += c.lines
+                if path.name == off.file:
+                    b = self._before
+                    kept = b[1] if b is not None and b[0] == path.name and b[1].at <= off.offset else None
+                    c = self._count(fd, kept, st.st_ino, st.st_size, min(off.offset, st.st_size))
+                    self._before = (path.name, c)
+                    before = c.lines
+            finally:
+                os.close(fd)
+        self._files = files
+        return total - before
+
+
 class SpoolDrainer:
     """Ships a spool folder with ``ship`` (True when the broker confirmed every line), one chunk
     at a time, while this process holds the folder's drain lock (see the module's docstring)."""
@@ -509,6 +588,8 @@ class SpoolDrainer:
         self.backlog = 0
         self.drained = 0
         self._counted_at = -math.inf
+        self._counter = BacklogCounter()
+        self._recounted_at = time.monotonic()
 
     @property
     def holds_lock(self) -> bool:
@@ -558,8 +639,12 @@ class SpoolDrainer:
             self.metrics.backlog.set(self.backlog)
 
     def count(self) -> None:
-        """Count the backlog afresh (every spooled event of every process)."""
-        self.backlog = count_backlog(self.root, read_offset(self.root))
+        """Count the backlog (every spooled event of every process): what changed since the last
+        count, and every ``BACKLOG_RECOUNT_S`` the whole spool again."""
+        if time.monotonic() - self._recounted_at >= BACKLOG_RECOUNT_S:
+            self._counter = BacklogCounter()
+            self._recounted_at = time.monotonic()
+        self.backlog = self._counter.count(self.root, read_offset(self.root))
         self.metrics.backlog.set(self.backlog)
         self._counted_at = time.monotonic()
 
@@ -601,7 +686,7 @@ class SpoolDrainer:
                 if not await asyncio.to_thread(self.try_lock):
                     await asyncio.sleep(self.idle_s)
                     continue
-                if time.monotonic() - self._counted_at >= BACKLOG_COUNT_S:  # a full count now and then
+                if time.monotonic() - self._counted_at >= BACKLOG_COUNT_S:  # a count now and then
                     await asyncio.to_thread(self.count)
                 outcome = await self.drain_once()
             except asyncio.CancelledError:

@@ -101,3 +101,59 @@ def test_ready_shows_the_failures_kind_and_only_the_log_its_message(
         p._on_error(KafkaError(KafkaError._ALL_BROKERS_DOWN, message))
     assert p.status()["broker"] == "down (_ALL_BROKERS_DOWN)"
     assert message in caplog.text
+
+
+def _lines(path: Path, first: int, n: int, torn: bytes = b"") -> int:
+    """Appends ``n`` event-like lines (ids from ``first``) and ``torn`` to ``path``; their bytes."""
+    data = (
+        b"".join(b'{"event_id":"e%08d","user_id":%02d}\n' % (i, i % 97) for i in range(first, first + n))
+        + torn
+    )
+    with path.open("ab") as f:
+        f.write(data)
+    return len(data)
+
+
+def test_the_backlog_count_reads_only_what_changed_and_counts_as_a_full_count(tmp_path: Path) -> None:
+    from recommndr.streaming.producer import BacklogCounter, Offset, count_backlog
+
+    a, b = tmp_path / "events-2026-12-01.jsonl", tmp_path / "events-2026-12-02.jsonl"
+    _lines(a, 0, 20_000)
+    _lines(b, 20_000, 5_000)
+    c = BacklogCounter()
+
+    def check(off: Offset, expected: int) -> int:
+        """The count, as a full count has it; returns the bytes it read."""
+        read = c.read_bytes
+        assert c.count(tmp_path, off) == count_backlog(tmp_path, off) == expected
+        return c.read_bytes - read
+
+    assert check(Offset(), 25_000) >= a.stat().st_size + b.stat().st_size  # the first count reads it all
+    appended = _lines(b, 30_000, 10)
+    assert check(Offset(), 25_010) <= appended + 2048  # then only the new bytes (and a few to check)
+    assert check(Offset(), 25_010) <= 2048  # nothing new: nothing to count
+    line = len(a.read_bytes()) // 20_000
+    assert check(Offset(a.name, 300 * line), 24_710) <= 300 * line + 4096  # the offset, first seen
+    assert check(Offset(a.name, 600 * line), 24_410) <= 300 * line + 4096  # it moved on: what it passed
+    a.unlink()  # shipped whole: removed
+    assert check(Offset(b.name, 0), 5_010) <= 4096
+    # a torn tail is not a line until the rest of it comes
+    _lines(b, 40_000, 2, torn=b'{"event_id":"torn"')
+    assert check(Offset(b.name, 0), 5_012) <= 4096
+    with b.open("ab") as f:
+        f.write(b"}\n")
+    assert check(Offset(b.name, 0), 5_013) <= 4096
+    # a failed batch cut back, then more appended: counted again from its start, not past its old end
+    size = b.stat().st_size
+    _lines(b, 50_000, 50)
+    assert check(Offset(b.name, 0), 5_063) <= 8192
+    with b.open("r+b") as f:
+        f.truncate(size)
+    _lines(b, 60_000, 80)
+    assert check(Offset(b.name, 0), 5_093) >= size  # longer than it was, yet not the file counted
+    _lines(a, 70_000, 7)  # a file again
+    assert check(Offset(b.name, 0), 5_100) >= a.stat().st_size
+    # shipped and removed, the name made anew (it may get the inode back): counted from its start
+    b.unlink()
+    _lines(b, 80_000, 30_000)
+    assert check(Offset(b.name, 40 * line), 30_007 - 40) >= b.stat().st_size
