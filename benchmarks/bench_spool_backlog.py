@@ -1,6 +1,6 @@
 """What counting the producer's spool backlog costs each second while the broker is down: the full
 count (``count_backlog``, every spooled byte read again) against the drainer's counter
-(``BacklogCounter``, only what was appended since), on a spool of ``--mb`` MB in daily files, with
+(``BacklogCounter``, only what was appended since), on a spool of about ``--mb`` MiB in daily files, with
 ``--batch`` events appended between two counts. Medians of ``--repeat`` counts; the page cache is warm
 (the spool was just written), so these are CPU and copy costs, not the disk's.
 
@@ -39,7 +39,7 @@ def append(path: Path, first: int, n: int) -> int:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--mb", type=int, default=512, help="spool size, MB")
+    ap.add_argument("--mb", type=int, default=512, help="spool size, MiB (about)")
     ap.add_argument("--batch", type=int, default=1000, help="events appended between two counts")
     ap.add_argument("--repeat", type=int, default=7)
     a = ap.parse_args()
@@ -67,7 +67,7 @@ def main() -> None:
                 raise SystemExit(f"the counts differ: full {got_full}, incremental {got_inc}")
         f_ms, i_ms = statistics.median(full) * 1000, statistics.median(inc) * 1000
         print(
-            f"spool: {sum(f.stat().st_size for f in files) / 2**20:,.0f} MB in {len(files)} files, {got_full:,} events"
+            f"spool: {sum(f.stat().st_size for f in files) / 2**20:,.0f} MiB in {len(files)} files, {got_full:,} events"
         )
         print(
             f"full count: median {f_ms:.1f} ms; incremental after {a.batch} new events: median {i_ms:.3f} ms"

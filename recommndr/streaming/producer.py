@@ -500,10 +500,6 @@ def _newlines(fd: int, start: int, end: int) -> int:
 _MARK_BYTES = 256  # the bytes before a counted position that say the file is still the one counted
 
 
-def _mark(fd: int, at: int) -> bytes:
-    return os.pread(fd, min(at, _MARK_BYTES), max(at - _MARK_BYTES, 0))
-
-
 @dataclass(frozen=True)
 class _Counted:
     inode: int
@@ -511,31 +507,38 @@ class _Counted:
     lines: int  # newlines in them
     mark: bytes  # the bytes before ``at``
 
-    def holds(self, fd: int, inode: int, size: int) -> bool:
-        """Whether the file is still the one counted, grown or as it was (a file made anew under
-        the name may get the inode back: its bytes before ``at`` differ, events having ids)."""
-        return self.inode == inode and self.at <= size and _mark(fd, self.at) == self.mark
-
 
 class BacklogCounter:
     """:func:`count_backlog`, reading only what changed since the last count: each spool file's
-    lines up to a byte stay counted while the file only grows (writers append whole batches under
-    its exclusive lock and cut a failed one back before letting go; this reads under the shared
-    lock, so it never sees one), and the lines before the offset while the offset moves forward in
-    its file. A file that shrank or was made anew is counted from its start. ``read_bytes``: what
-    the counts read, all told."""
+    lines up to a byte stay counted while the file only grows, and the lines before the offset
+    while the offset moves forward in its file. A file that shrank, or whose bytes before the
+    counted position changed (made anew under its name, maybe with the inode back: events have
+    ids), is counted from its start. Its size and those bytes are read under the file's shared
+    lock (writers append whole batches under the exclusive one and cut a failed batch back before
+    letting go, so a size seen under it holds only whole batches), the lines up to that size
+    without it: a long count never holds a writer back. ``read_bytes``: what the counts read."""
 
     def __init__(self) -> None:
         self._files: dict[str, _Counted] = {}
         self._before: tuple[str, _Counted] | None = None  # the offset's file, and the lines before it
         self.read_bytes = 0
 
-    def _count(self, fd: int, kept: _Counted | None, inode: int, size: int, to: int) -> _Counted:
-        start, lines = (kept.at, kept.lines) if kept is not None and kept.holds(fd, inode, size) else (0, 0)
-        start = min(start, to)
+    def _mark(self, fd: int, at: int) -> bytes:
+        data = os.pread(fd, min(at, _MARK_BYTES), max(at - _MARK_BYTES, 0))
+        self.read_bytes += len(data)
+        return data
+
+    def _count(self, fd: int, kept: _Counted | None, inode: int, to: int, mark: bytes) -> _Counted:
+        """Lines up to ``to`` (whose preceding bytes are ``mark``), from ``kept`` where it still holds."""
+        start, lines = 0, 0
+        if kept is not None and kept.inode == inode and kept.at <= to:
+            if kept.at == to and kept.mark == mark:
+                return kept
+            if self._mark(fd, kept.at) == kept.mark:
+                start, lines = kept.at, kept.lines
         lines += _newlines(fd, start, to)
-        self.read_bytes += to - start + min(start, _MARK_BYTES) + min(to, _MARK_BYTES)
-        return _Counted(inode, to, lines, _mark(fd, to))
+        self.read_bytes += to - start
+        return _Counted(inode, to, lines, mark)
 
     def count(self, root: Path, off: Offset) -> int:
         files: dict[str, _Counted] = {}
@@ -548,14 +551,20 @@ class BacklogCounter:
             try:
                 fcntl.flock(fd, fcntl.LOCK_SH)
                 st = os.fstat(fd)
-                c = files[path.name] = self._count(
-                    fd, self._files.get(path.name), st.st_ino, st.st_size, st.st_size
+                if st.st_nlink == 0:  # removed (shipped) since the folder was listed
+                    continue
+                size, to = st.st_size, min(off.offset, st.st_size) if path.name == off.file else 0
+                mark_size, mark_to = (
+                    self._mark(fd, size),
+                    self._mark(fd, to) if path.name == off.file else b"",
                 )
+                fcntl.flock(fd, fcntl.LOCK_UN)
+                c = files[path.name] = self._count(fd, self._files.get(path.name), st.st_ino, size, mark_size)
                 total += c.lines
                 if path.name == off.file:
                     b = self._before
-                    kept = b[1] if b is not None and b[0] == path.name and b[1].at <= off.offset else None
-                    c = self._count(fd, kept, st.st_ino, st.st_size, min(off.offset, st.st_size))
+                    kept = b[1] if b is not None and b[0] == path.name else None
+                    c = self._count(fd, kept, st.st_ino, to, mark_to)
                     self._before = (path.name, c)
                     before = c.lines
             finally:
