@@ -8,13 +8,16 @@ fewest jobs it can. ``pytest -m stream`` selects them.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
+import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -117,6 +120,19 @@ def metrics(port: int) -> dict[str, float]:
     return out
 
 
+def flink_job() -> ModuleType:
+    """``flink/job.py`` as a module (the standard library only at import), for its REST reader."""
+    spec = importlib.util.spec_from_file_location(
+        "flink_job", Path(__file__).resolve().parents[2] / "flink" / "job.py"
+    )
+    assert spec and spec.loader
+    if spec.name not in sys.modules:
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = mod  # as a dataclass's module must be
+        spec.loader.exec_module(mod)
+    return sys.modules[spec.name]
+
+
 @pytest.fixture(scope="module")
 def broker() -> Iterator[LocalBroker]:
     with LocalBroker() as b:
@@ -211,6 +227,29 @@ def test_known_events_exact_tiles_windows_duplicates_and_lateness(
         produced = len(events) + len(dups) + len(inside) + len(outside) + 3 + len(tail)  # + 3 JSON junk rows
         m = wait_for(lambda: metrics(port).get("recommndr_stream_records_in_total"), produced, timeout_s=30)
         assert m == produced  # every JSON record the source read (junk rows included, "not json" skipped)
+        # what the driver's stall rule reads (BeatGate): of the two sources (windows, sessions) the
+        # windows' one, its records emitted and none waiting
+        rest = flink_job().FlinkRest(job.rest_port)
+        jid, _, vertices = rest.job()
+        (windows,) = rest.window_sources(jid)
+        names = {v["id"]: v["name"] for v in vertices}
+        assert sum(n.startswith("Source") for n in names.values()) == 2 and names[windows].startswith(
+            "Source"
+        )
+        assert "PythonCalc" not in names[windows]  # not the sessions' (their function is chained to it)
+
+        # (the figures Flink's fetcher last gathered: up to a second behind the exporter's)
+        def read_and_waiting() -> tuple[float | None, float | None]:
+            f = rest.sources(jid, vertices)[windows]
+            return f.records, f.pending
+
+        wait_for(read_and_waiting, (produced, 0.0))
+        fig = rest.sources(jid, vertices)[windows]
+        assert (
+            (fig.records, fig.pending) == (produced, 0.0)
+            and fig.connections is not None
+            and fig.connections > 0
+        )
         m = metrics(port)
         assert m["recommndr_stream_up"] == 1.0
         assert m["recommndr_stream_tiles_written_total"] >= sum(len(t) for t in want.values())
@@ -267,9 +306,10 @@ def test_kill_9_mid_stream_restart_from_checkpoint_same_tiles(
         assert wait_for(lambda: stored_sessions(sessions), want_sessions) == want_sessions
         assert "restoring from" in (tmp_path / "job.log").read_text()
         before = store.status()
-        time.sleep(2.5)  # the Redis store's heartbeat too
-        after = store.status()
-        assert before is not None and after is not None and after.updated_us > before.updated_us
+        assert before is not None
+        # the Redis store's heartbeat too, once the restored tasks all run (held while one initialises:
+        # seconds, more on a loaded machine)
+        assert wait_for(lambda: (store.status() or before).updated_us > before.updated_us, True, timeout_s=60)
     finally:
         job.stop()
         store.close()
