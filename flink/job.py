@@ -35,7 +35,7 @@ The job only wires source → SQL → sink:
   those after it are emitted again after a restore (their events and timers come back with the
   state, the topic's offsets with the checkpoint). The driver writes a heartbeat every ~2 s while
   events can flow (``BeatGate``: the tasks running, none restarted in the last 30 s, the Kafka sources
-  connected to the broker).
+  connected to the broker, the windows' source reading while events wait for it).
 - checkpoints every ``--checkpoint-interval`` into ``--checkpoint-dir``, retained on cancellation;
   at start the job restores from the newest completed one there (Kafka offsets and window state
   together), so after ``kill -9`` and a restart the tiles equal an uninterrupted run's.
@@ -58,6 +58,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -592,20 +593,62 @@ class FlinkRest:
         rows = self.get(f"/jobs/{jid}/vertices/{vid}/subtasks/metrics?get={q}&agg={agg}")
         return {r["id"]: r for r in rows}
 
-    def source_connections(self, jid: str, vertices: list[dict[str, Any]]) -> float | None:
-        """The fewest broker connections any Kafka source subtask of the job holds (the Kafka
-        consumer's ``connection-count``: 0 once it lost the broker); None while no source reports
-        it (the metric appears once the source opened, and a backfill has none)."""
-        fewest: float | None = None
+    def sources(self, jid: str, vertices: list[dict[str, Any]]) -> dict[str, SourceFigures]:
+        """Each Kafka source vertex's figures over its subtasks (one query per source vertex; the
+        metrics appear once the source opened, and a backfill has none)."""
+        out = {}
         for v in vertices:
             if not v.get("name", "").startswith("Source"):
                 continue
-            rows = self.metrics(jid, v["id"], lambda m: m.endswith("KafkaConsumer.connection-count"), "min")
-            for r in rows.values():
-                n = _finite(r.get("min"))
-                if n is not None:
-                    fewest = n if fewest is None else min(fewest, n)
-        return fewest
+            rows = self.metrics(jid, v["id"], _source_metric, "min,sum")
+            fig = SourceFigures()
+            for k, r in rows.items():
+                if k.endswith("KafkaConsumer.connection-count"):
+                    n = _finite(r.get("min"))
+                    if n is not None:
+                        fig.connections = n if fig.connections is None else min(fig.connections, n)
+                elif k.endswith(".numRecordsOut"):
+                    fig.records = _finite(r.get("sum"))
+                elif k.endswith(".pendingRecords"):
+                    fig.pending = _finite(r.get("sum"))
+            out[v["id"]] = fig
+        return out
+
+    def source_connections(self, jid: str, vertices: list[dict[str, Any]]) -> float | None:
+        """The fewest broker connections any Kafka source subtask of the job holds (the Kafka
+        consumer's ``connection-count``: 0 once it lost the broker); None while no source reports
+        it."""
+        found = [f.connections for f in self.sources(jid, vertices).values() if f.connections is not None]
+        return min(found) if found else None
+
+    def window_sources(self, jid: str) -> set[str]:
+        """The vertices whose records the product windows take (the inputs of the window
+        operator, as the job's plan has them)."""
+        nodes = self.get(f"/jobs/{jid}/plan").get("plan", {}).get("nodes", [])
+        return {
+            i["id"]
+            for n in nodes
+            if "GroupWindowAggregate" in str(n.get("description", ""))
+            for i in n.get("inputs", [])
+            if "id" in i
+        }
+
+
+@dataclass
+class SourceFigures:
+    """A Kafka source vertex's figures: the fewest broker connections of its subtasks, the records
+    it emitted and those behind the topic's end (``pendingRecords``); None where not reported."""
+
+    connections: float | None = None
+    records: float | None = None
+    pending: float | None = None
+
+
+def _source_metric(metric_id: str) -> bool:
+    op, _, name = metric_id.partition(".")
+    return op.startswith("Source__") and (
+        name in ("numRecordsOut", "pendingRecords") or name.endswith("KafkaConsumer.connection-count")
+    )
 
 
 def _finite(value: Any) -> float | None:
@@ -621,13 +664,18 @@ class BeatGate:
     not while a task of the job is not running, for :attr:`hold_s` after the tasks run again
     after any restart (a task that fails at every try runs for seconds between tries, and its
     region's failover keeps the job RUNNING), nor while a Kafka source holds no connection to the
-    broker. When that cannot be told (the REST API not answering) it lets the beat through, as
+    broker, nor while the windows' source emits nothing for :attr:`stuck_s` with events waiting for
+    it. When that cannot be told (the REST API not answering) it lets the beat through, as
     before, except inside a restart's hold."""
 
     hold_s = 30.0
+    stuck_s = 30.0
 
     def __init__(self, rest: FlinkRest) -> None:
         self.rest = rest
+        self.windows_of: tuple[str, set[str]] | None = None  # the job, its windows' source vertices
+        # vertex -> (records, pending, stalled since; inf: not stalled)
+        self.progress: dict[str, tuple[float, float, float]] = {}
         self.restarts = 0.0  # the driver submitted the job: it starts without restarts
         self.restarted_at = -math.inf  # when the tasks ran again after the newest restart seen
         self.restarting = False  # a restart seen, its tasks not yet all running
@@ -659,6 +707,7 @@ class BeatGate:
         if restarts is not None:
             if restarts > self.restarts:
                 self.restarting = True
+                self.progress = {}  # the restarted sources count from 0 again
             self.restarts = restarts
         idle = sorted({str(v.get("status")) for v in vertices} - {"RUNNING", "FINISHED"})
         if idle:
@@ -669,9 +718,35 @@ class BeatGate:
         held = self._held(now)
         if held:
             return held
-        n = self.rest.source_connections(jid, vertices)
-        if n is not None and n <= 0:
+        figures = self.rest.sources(jid, vertices)
+        found = [f.connections for f in figures.values() if f.connections is not None]
+        if found and min(found) <= 0:
             return "a Kafka source lost the broker"
+        return self._stalled(jid, figures, now)
+
+    def _stalled(self, jid: str, figures: dict[str, SourceFigures], now: float) -> str | None:
+        """Held while the windows' source has emitted nothing for :attr:`stuck_s` with events
+        waiting on the topic for it all that time (a hung operator downstream holds it back); an
+        idle topic is not a stall."""
+        if self.windows_of is None or self.windows_of[0] != jid:
+            self.windows_of = (jid, self.rest.window_sources(jid))
+            self.progress = {}
+            if not self.windows_of[1] & set(figures):
+                log.warning("the job's plan names no Kafka source of the windows: their stalls go unseen")
+        for vid in sorted(self.windows_of[1]):
+            f = figures.get(vid)
+            if f is None or f.records is None or f.pending is None:
+                continue
+            last = self.progress.get(vid)
+            moved = last is None or f.records != last[0] or f.pending < last[1]  # junk read: fewer waiting
+            if moved or f.pending <= 0 or last is None or last[2] == math.inf:
+                # the clock runs from the first look that saw events waiting and none read since
+                self.progress[vid] = (f.records, f.pending, now if f.pending > 0 else math.inf)
+            elif now - last[2] >= self.stuck_s:
+                return (
+                    f"the windows' source has read nothing for {now - last[2]:.0f} s "
+                    f"with {f.pending:.0f} events waiting"
+                )
         return None
 
     def _held(self, now: float) -> str | None:
