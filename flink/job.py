@@ -618,8 +618,7 @@ class FlinkRest:
         """The fewest broker connections any Kafka source subtask of the job holds (the Kafka
         consumer's ``connection-count``: 0 once it lost the broker); None while no source reports
         it."""
-        found = [f.connections for f in self.sources(jid, vertices).values() if f.connections is not None]
-        return min(found) if found else None
+        return fewest_connections(self.sources(jid, vertices))
 
     def window_sources(self, jid: str) -> set[str]:
         """The vertices whose records the product windows take (the inputs of the window
@@ -642,6 +641,12 @@ class SourceFigures:
     connections: float | None = None
     records: float | None = None
     pending: float | None = None
+
+
+def fewest_connections(figures: dict[str, SourceFigures]) -> float | None:
+    """The fewest broker connections of any source's subtasks; None while none reports it."""
+    found = [f.connections for f in figures.values() if f.connections is not None]
+    return min(found) if found else None
 
 
 def _source_metric(metric_id: str) -> bool:
@@ -719,8 +724,8 @@ class BeatGate:
         if held:
             return held
         figures = self.rest.sources(jid, vertices)
-        found = [f.connections for f in figures.values() if f.connections is not None]
-        if found and min(found) <= 0:
+        n = fewest_connections(figures)
+        if n is not None and n <= 0:
             return "a Kafka source lost the broker"
         return self._stalled(jid, figures, now)
 

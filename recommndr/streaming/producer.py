@@ -471,21 +471,6 @@ def _remove_if_shipped(root: Path, name: str, shipped_to: int) -> bool:
         os.close(fd)
 
 
-def count_backlog(root: Path, off: Offset) -> int:
-    """Complete lines in the spool past the offset."""
-    n = 0
-    for path in sorted(root.glob(SPOOL_GLOB)):
-        start = off.offset if path.name == off.file else 0
-        try:
-            with path.open("rb") as f:
-                f.seek(start)
-                while chunk := f.read(DRAIN_CHUNK_BYTES):
-                    n += chunk.count(b"\n")
-        except FileNotFoundError:
-            continue
-    return n
-
-
 def _newlines(fd: int, start: int, end: int) -> int:
     n = 0
     while start < end:
@@ -494,6 +479,23 @@ def _newlines(fd: int, start: int, end: int) -> int:
             break
         n += data.count(b"\n")
         start += len(data)
+    return n
+
+
+def count_backlog(root: Path, off: Offset) -> int:
+    """Complete lines in the spool past the offset, every byte read (:class:`BacklogCounter`
+    reads what changed)."""
+    n = 0
+    for path in sorted(root.glob(SPOOL_GLOB)):
+        start = off.offset if path.name == off.file else 0
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            continue
+        try:
+            n += _newlines(fd, start, os.fstat(fd).st_size)
+        finally:
+            os.close(fd)
     return n
 
 

@@ -502,9 +502,8 @@ class SqliteSessionStore(SqliteFeastFile, _UserTilesWriter):
             for u, tiles_changed in by_tile.items()
             for e, (n, m) in tiles_changed.items()
         ]
-        old = [
-            (u, e) for u, e in stale if e not in by_tile.get(u, ())
-        ]  # an expired shopper's rows go, all but new ones
+        # an expired shopper's rows go, all but new ones
+        old = [(u, e) for u, e in stale if e not in by_tile.get(u, ())]
         feast_rows: list[tuple[Any, ...]] = []
         for user in sorted(by_tile):
             tiles_ = by_user[user]

@@ -8,16 +8,13 @@ fewest jobs it can. ``pytest -m stream`` selects them.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
-import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -33,6 +30,7 @@ from recommndr.streaming.windows import (
     tiles_of,
     windows_of,
 )
+from tests.flink_job import load_flink_job
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.stream]
 
@@ -118,19 +116,6 @@ def metrics(port: int) -> dict[str, float]:
         if m:
             out[m.group(1)] = float(m.group(2))
     return out
-
-
-def flink_job() -> ModuleType:
-    """``flink/job.py`` as a module (the standard library only at import), for its REST reader."""
-    spec = importlib.util.spec_from_file_location(
-        "flink_job", Path(__file__).resolve().parents[2] / "flink" / "job.py"
-    )
-    assert spec and spec.loader
-    if spec.name not in sys.modules:
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = mod  # as a dataclass's module must be
-        spec.loader.exec_module(mod)
-    return sys.modules[spec.name]
 
 
 @pytest.fixture(scope="module")
@@ -229,7 +214,7 @@ def test_known_events_exact_tiles_windows_duplicates_and_lateness(
         assert m == produced  # every JSON record the source read (junk rows included, "not json" skipped)
         # what the driver's stall rule reads (BeatGate): of the two sources (windows, sessions) the
         # windows' one, its records emitted and none waiting
-        rest = flink_job().FlinkRest(job.rest_port)
+        rest = load_flink_job().FlinkRest(job.rest_port)
         jid, _, vertices = rest.job()
         (windows,) = rest.window_sources(jid)
         names = {v["id"]: v["name"] for v in vertices}

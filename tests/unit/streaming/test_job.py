@@ -3,9 +3,7 @@ selection, the main-side launcher, the CLI's refusal without ``make flink-env``,
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import sys
 import time
 import urllib.parse
 from pathlib import Path
@@ -18,6 +16,7 @@ from typer.testing import CliRunner
 from recommndr.cli import app
 from recommndr.streaming.job import FeatureJob, FeatureJobError, flink_python
 from recommndr.streaming.windows import SqliteWindowStore, Tile
+from tests.flink_job import load_flink_job
 
 pytestmark = pytest.mark.unit
 ROOT = Path(__file__).resolve().parents[3]
@@ -25,12 +24,7 @@ ROOT = Path(__file__).resolve().parents[3]
 
 @pytest.fixture(scope="module")
 def job() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("flink_job", ROOT / "flink" / "job.py")
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # as a dataclass's module must be
-    spec.loader.exec_module(mod)  # stdlib only at import: PyFlink is imported when the job is built
-    return mod
+    return load_flink_job()
 
 
 def test_durations(job: ModuleType) -> None:
